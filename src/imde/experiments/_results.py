@@ -1,0 +1,91 @@
+"""Shared plumbing for experiment results: JSON-able conversion, CSV tables, file names, batch helpers."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import math
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from imde.utils.io import atomic_write_json, atomic_write_text
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Convert tensors, dataclasses, paths and containers into plain JSON types (lists, dicts, floats).
+
+    Non-finite floats stay ``float('nan')`` / ``inf`` (Python's ``json`` writes them as ``NaN`` / ``Infinity``).
+    """
+    if isinstance(obj, torch.Tensor):
+        return to_jsonable(obj.detach().cpu().tolist())
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        to_dict = getattr(obj, "to_dict", None)
+        if callable(to_dict):
+            return to_dict()
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, Mapping):
+        return {str(key): to_jsonable(value) for key, value in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [to_jsonable(value) for value in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, bool | int | str) or obj is None:
+        return obj
+    if isinstance(obj, float):
+        return obj
+    if hasattr(obj, "item"):  # numpy scalars
+        return obj.item()
+    raise TypeError(f"cannot convert {type(obj).__name__} to JSON")
+
+
+def safe_name(name: str) -> str:
+    """A layer or split name made safe for a file name (``"layer1.0/conv"`` -> ``"layer1.0_conv"``)."""
+    cleaned = _UNSAFE.sub("_", name).strip("._")
+    if not cleaned:
+        raise ValueError(f"name={name!r}: cannot be turned into a file name")
+    return cleaned
+
+
+def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Path:
+    """Write a CSV table atomically; floats are written with ``repr`` precision, NaN as ``nan``."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return atomic_write_text(path, buffer.getvalue())
+
+
+def write_json(out_dir: str | Path, file_name: str, obj: Any) -> Path:
+    """Write ``to_jsonable(obj)`` as ``out_dir/file_name`` atomically."""
+    return atomic_write_json(Path(out_dir) / file_name, to_jsonable(obj))
+
+
+def limit_batches(loader: Iterable[Any], max_batches: int | None) -> Iterator[Any]:
+    """Iterate over at most ``max_batches`` batches of ``loader`` (all of them when ``None``)."""
+    if max_batches is not None and max_batches < 1:
+        raise ValueError(f"max_batches={max_batches}: expected a positive number of batches or None")
+    for index, batch in enumerate(loader):
+        if max_batches is not None and index >= max_batches:
+            return
+        yield batch
+
+
+def check_batch(batch: Any, keys: Sequence[str] = ("image", "depth")) -> None:
+    """Raise ``ValueError`` unless ``batch`` is a dict holding ``keys`` (the dataset sample contract)."""
+    if not isinstance(batch, Mapping):
+        raise ValueError(f"batch: expected a dict with keys {list(keys)}, got {type(batch).__name__}")
+    missing = [key for key in keys if key not in batch]
+    if missing:
+        raise ValueError(f"batch: missing keys {missing}; expected a dict with {list(keys)}, got {sorted(batch)}")
+
+
+def finite_or_none(value: float) -> float | None:
+    """``value`` or ``None`` when it is not finite (for tables that print blanks)."""
+    return value if math.isfinite(value) else None
