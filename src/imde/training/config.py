@@ -1,0 +1,298 @@
+"""The training config: one frozen dataclass tree, read from YAML plus ``key=value`` overrides.
+
+A YAML file may name a recipe (``recipe: mff``, see :mod:`imde.training.recipes`): the recipe's values
+are the defaults, the file's values override them, and command-line overrides override both.
+
+>>> cfg = TrainConfig.from_yaml_dict({"recipe": "mff"}, ["optim.lr=1e-3", "loss.layers=[D]"])
+>>> cfg.optim.name, cfg.optim.lr, cfg.loss.layers, cfg.train.epochs
+('adam', 0.001, ('D',), 20)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from imde.config import (
+    apply_overrides,
+    check_choice,
+    check_positive,
+    check_range,
+    deep_merge,
+    from_dict,
+    load_yaml,
+    to_dict,
+)
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+INTERP_TERMS = ("none", "assign", "reg")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("none", "step", "poly", "plateau")
+DEPTH_PRESET_NAMES = ("nyu", "kitti")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which model to train: ``imde.models.create(name, pretrained=pretrained, **kwargs)``."""
+
+    name: str = "mff_resnet50"
+    pretrained: bool = False
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ValueError("model.name='': expected a registered model name")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which data: ``imde.data.create(name, root, ...)`` for the train and the held-out split.
+
+    Attributes:
+        name: dataset name in the ``imde.data`` registry.
+        root: dataset root folder.
+        list_file: list of training samples (``None``: the dataset's default for ``train_split``).
+        test_list_file: list of held-out samples (``None``: the dataset's default for ``test_split``).
+        gt_root: separate ground-truth root where the dataset keeps it apart (KITTI).
+        train_split: split name used for training.
+        test_split: split name used for per-epoch evaluation and dissection.
+        options: extra keyword arguments for the dataset.
+        transform: transform recipe name (``None``: the model's own training/eval transforms).
+        transform_kwargs: extra keyword arguments for the transform recipe.
+        batch_size: training batch size (global: divided over processes in DDP).
+        eval_batch_size: batch size for evaluation and dissection.
+        num_workers: DataLoader workers.
+        subset: use only the first N samples of each split (smoke runs).
+    """
+
+    name: str = "nyu"
+    root: str = "data/nyu"
+    list_file: str | None = None
+    test_list_file: str | None = None
+    gt_root: str | None = None
+    train_split: str = "train"
+    test_split: str = "test"
+    options: dict[str, Any] = field(default_factory=dict)
+    transform: str | None = None
+    transform_kwargs: dict[str, Any] = field(default_factory=dict)
+    batch_size: int = 8
+    eval_batch_size: int = 1
+    num_workers: int = 4
+    subset: int | None = None
+
+    def __post_init__(self) -> None:
+        check_positive("batch_size", self.batch_size)
+        check_positive("eval_batch_size", self.eval_batch_size)
+        check_positive("num_workers", self.num_workers, allow_zero=True)
+        check_positive("subset", self.subset, allow_none=True)
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """The interpretability term added to the model's original loss (Eq. 4-6).
+
+    Attributes:
+        interp: ``"none"`` (baseline), ``"assign"`` (Eq. 5-6, ``AssignLoss``) or ``"reg"`` (Eq. 4,
+            ``SelectivityRegLoss``).
+        layers: layer names the term applies to (declared names such as ``"D"`` or dotted module paths).
+        lam: the weight lambda (the term is ``-lam * sum over layers of mean selectivity``).
+        num_bins: requested number of depth bins (``min(num_bins, K)`` per layer).
+        preset: depth-bin preset, ``"nyu"``, ``"kitti"`` or ``[alpha, beta]`` (``None``: the model's preset).
+        absent_bins: how units whose assigned bin is absent from the batch count (``"skip"``: left out,
+            the paper; ``"zero"``: counted as 0, the authors' code).
+        abs_mode: ``"mean_then_abs"`` (the paper) or ``"abs_then_mean"`` (the authors' code).
+    """
+
+    interp: str = "none"
+    layers: tuple[str, ...] = ()
+    lam: float = 0.1
+    num_bins: int = 64
+    preset: str | tuple[float, float] | None = None
+    absent_bins: str = "skip"
+    abs_mode: str = "mean_then_abs"
+
+    def __post_init__(self) -> None:
+        check_choice("interp", self.interp, INTERP_TERMS)
+        check_positive("lam", self.lam, allow_zero=True)
+        check_positive("num_bins", self.num_bins)
+        if self.num_bins < 2:
+            raise ValueError(f"num_bins={self.num_bins}: expected at least 2 bins")
+        if self.interp != "none" and not self.layers:
+            raise ValueError(f"layers=[]: interp={self.interp!r} needs at least one layer name, e.g. layers=[D,MFF]")
+        if isinstance(self.preset, str):
+            check_choice("preset", self.preset, DEPTH_PRESET_NAMES)
+        elif self.preset is not None and not 0 < self.preset[0] < self.preset[1]:
+            raise ValueError(f"preset={list(self.preset)}: expected [alpha, beta] with 0 < alpha < beta")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimiser and learning-rate schedule.
+
+    Attributes:
+        name: ``"adam"``, ``"adamw"`` or ``"sgd"``.
+        lr: base learning rate.
+        weight_decay: weight decay of the decoder (and of everything when ``encoder_weight_decay`` is ``None``).
+        encoder_weight_decay: weight decay of parameters under ``encoder_prefixes`` (BTS: 1e-2).
+        encoder_prefixes: module-name prefixes that make up the encoder.
+        momentum: SGD momentum.
+        nesterov: SGD Nesterov momentum.
+        eps: Adam/AdamW epsilon.
+        schedule: ``"none"``, ``"step"`` (×``gamma`` every ``step_every`` epochs), ``"poly"`` (per step,
+            ``(lr - min_lr) * (1 - t/T)**poly_power + min_lr``) or ``"plateau"`` (×``gamma`` after
+            ``patience`` epochs without improvement of ``train.best_metric``).
+        step_every: epochs between step decays.
+        gamma: decay factor of ``step`` and ``plateau``.
+        poly_power: exponent of ``poly``.
+        min_lr: floor of ``poly`` and ``plateau``.
+        patience: epochs of ``plateau``.
+    """
+
+    name: str = "adam"
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    encoder_weight_decay: float | None = None
+    encoder_prefixes: tuple[str, ...] = ("encoder.", "E.")
+    momentum: float = 0.9
+    nesterov: bool = False
+    eps: float = 1e-8
+    schedule: str = "none"
+    step_every: int = 5
+    gamma: float = 0.1
+    poly_power: float = 0.9
+    min_lr: float = 0.0
+    patience: int = 3
+
+    def __post_init__(self) -> None:
+        check_choice("name", self.name, OPTIMIZERS)
+        check_choice("schedule", self.schedule, SCHEDULES)
+        check_positive("lr", self.lr)
+        check_positive("weight_decay", self.weight_decay, allow_zero=True)
+        check_positive("encoder_weight_decay", self.encoder_weight_decay, allow_zero=True, allow_none=True)
+        check_range("momentum", self.momentum, 0.0, 1.0)
+        check_positive("eps", self.eps)
+        check_positive("step_every", self.step_every)
+        check_range("gamma", self.gamma, 0.0, 1.0)
+        check_positive("poly_power", self.poly_power)
+        check_positive("min_lr", self.min_lr, allow_zero=True)
+        check_positive("patience", self.patience, allow_zero=True)
+        if self.min_lr > self.lr:
+            raise ValueError(f"min_lr={self.min_lr}: expected at most lr={self.lr}")
+        if self.nesterov and (self.name != "sgd" or self.momentum == 0):
+            raise ValueError(f"nesterov=true: needs name='sgd' and momentum > 0 (got {self.name!r}, {self.momentum})")
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """The loop itself.
+
+    Attributes:
+        epochs: number of epochs.
+        max_steps: stop after this many optimiser steps in total (``None``: no limit).
+        log_every: log the step's losses every this many steps.
+        amp: mixed precision (used on CUDA only; ignored elsewhere).
+        grad_clip: clip the global gradient norm to this value (``None``: no clipping).
+        eval_every_epoch: evaluate on the held-out split after every epoch.
+        dissect_every_epoch: dissect ``dissect_layers`` on the held-out split after every epoch.
+        dissect_layers: layers to dissect (``None``: ``loss.layers``, or every declared layer for a baseline).
+        dissect_max_batches: limit the per-epoch dissection to this many batches (``None``: the whole split).
+        eval_max_batches: limit the per-epoch evaluation to this many batches (``None``: the whole split).
+        best_metric: metric that selects ``best.pt`` (any key of the evaluation metrics).
+        best_mode: ``"max"`` or ``"min"``.
+        sync_bn: convert BatchNorm to SyncBatchNorm under DDP.
+        progress: show tqdm progress bars.
+    """
+
+    epochs: int = 20
+    max_steps: int | None = None
+    log_every: int = 50
+    amp: bool = True
+    grad_clip: float | None = None
+    eval_every_epoch: bool = True
+    dissect_every_epoch: bool = True
+    dissect_layers: tuple[str, ...] | None = None
+    dissect_max_batches: int | None = None
+    eval_max_batches: int | None = None
+    best_metric: str = "delta1"
+    best_mode: str = "max"
+    sync_bn: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        check_positive("epochs", self.epochs)
+        check_positive("max_steps", self.max_steps, allow_none=True)
+        check_positive("log_every", self.log_every)
+        check_positive("grad_clip", self.grad_clip, allow_none=True)
+        check_positive("dissect_max_batches", self.dissect_max_batches, allow_none=True)
+        check_positive("eval_max_batches", self.eval_max_batches, allow_none=True)
+        check_choice("best_mode", self.best_mode, ("max", "min"))
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Evaluation protocol (spec.md, Depth metrics): crop mask name and depth caps."""
+
+    crop: str = "none"
+    min_depth: float = 1e-3
+    max_depth: float | None = None
+
+    def __post_init__(self) -> None:
+        check_positive("min_depth", self.min_depth)
+        if self.max_depth is not None and self.max_depth <= self.min_depth:
+            raise ValueError(f"max_depth={self.max_depth}: expected more than min_depth={self.min_depth}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs; saved as ``run_dir/config.yaml`` and inside every checkpoint.
+
+    Attributes:
+        run_dir: output folder (config, checkpoints, metrics.csv, tb/).
+        seed: random seed (torch, numpy, python).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"mps"``.
+        recipe: name of the recipe whose values were used as defaults (recorded, not re-applied).
+    """
+
+    run_dir: str = "runs/train"
+    seed: int = 0
+    device: str = "auto"
+    recipe: str | None = None
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: LoopConfig = field(default_factory=LoopConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self) -> None:
+        if self.device.split(":", 1)[0] not in DEVICES:
+            raise ValueError(f"device={self.device!r}: expected one of {', '.join(DEVICES)} (or 'cuda:N')")
+        if not self.run_dir:
+            raise ValueError("run_dir='': expected an output folder")
+
+    @classmethod
+    def from_yaml_dict(cls, data: Mapping[str, Any], overrides: Iterable[str] = ()) -> TrainConfig:
+        """Resolve a config from a YAML mapping: recipe defaults, then ``data``, then ``overrides``."""
+        from imde.training.recipes import recipe_defaults
+
+        merged = apply_overrides(data, overrides)
+        recipe = merged.get("recipe")
+        if recipe is not None:
+            merged = deep_merge(recipe_defaults(recipe), merged)
+        return from_dict(cls, merged)
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str], overrides: Iterable[str] = ()) -> TrainConfig:
+        """Read ``path`` (YAML) and resolve it with ``overrides`` (``key=value`` strings).
+
+        Raises:
+            FileNotFoundError: ``path`` does not exist.
+            ValueError: invalid YAML, an unknown key (with the closest valid one), or an invalid value.
+        """
+        return cls.from_yaml_dict(load_yaml(path), overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (YAML- and ``weights_only``-safe)."""
+        return to_dict(self)
