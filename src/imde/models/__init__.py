@@ -1,0 +1,20 @@
+"""Depth networks (MFF, BTS, CSPN and a CPU-sized MFF family), their layer declarations and checkpoint loading.
+
+>>> import imde.models
+>>> model = imde.models.create("mff_tiny")
+>>> [info.name for info in model.unit_info]
+['D', 'MFF', 'Rconv0', 'Rconv1']
+"""
+
+from __future__ import annotations
+
+from imde.models import mff as mff
+from imde.models._registry import create as create
+from imde.models._registry import list_models as list_models
+from imde.models._registry import register_model as register_model
+from imde.models._run import run_model as run_model
+from imde.models._units import UnitInfo as UnitInfo
+
+list = list_models  # noqa: A001 - the public name is imde.models.list()
+
+__all__ = ["UnitInfo", "create", "list", "list_models", "register_model", "run_model"]
