@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import math
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -85,7 +84,3 @@ def check_batch(batch: Any, keys: Sequence[str] = ("image", "depth")) -> None:
     if missing:
         raise ValueError(f"batch: missing keys {missing}; expected a dict with {list(keys)}, got {sorted(batch)}")
 
-
-def finite_or_none(value: float) -> float | None:
-    """``value`` or ``None`` when it is not finite (for tables that print blanks)."""
-    return value if math.isfinite(value) else None

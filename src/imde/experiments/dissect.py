@@ -16,12 +16,11 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from imde.core.bins import assign_bins, dataset_edges
-from imde.core.selectivity import depth_selectivity, random_baseline
+from imde.core.selectivity import dead_units, depth_selectivity, preferred_bins, random_baseline
 from imde.experiments._results import check_batch, limit_batches, safe_name, write_csv, write_json
 from imde.probe import LayerTap
 from imde.stats import DepthResponse
 from imde.utils.device import resolve_device
-from imde.utils.io import atomic_path
 
 
 def layer_edges(edges_preset: str, num_bins: int, num_units: int) -> torch.Tensor:
@@ -88,8 +87,8 @@ def compute_responses(
                 for name in layers:
                     features = tap.features[name]
                     if name not in responses:
-                        edges = layer_edges(edges_preset, num_bins, features.shape[1]).to(dev)
-                        responses[name] = DepthResponse(features.shape[1], edges)
+                        edges = layer_edges(edges_preset, num_bins, features.shape[1])
+                        responses[name] = DepthResponse(features.shape[1], edges, device=dev)
                     responses[name].update(features, depth)
     finally:
         model.train(was_training)
@@ -111,11 +110,13 @@ class LayerDissection:
         counts: valid pixels per bin ``[N_b]``.
         mean_response: signed mean response ``R[K, N_b]`` (Eq. 1); NaN for bins never observed.
         selectivity: DS with the free maximum over observed bins (Eq. 2), as in the paper's tables.
-        selectivity_assigned: DS at each unit's assigned bin (Eq. 5 form).
-        preferred_bin: bin of the largest ``|R|`` per unit.
+        selectivity_assigned: DS at each unit's assigned bin (Eq. 5 form); NaN when that bin was never observed.
+        preferred_bin: bin of the largest ``|R|`` per unit (-1 for dead units).
         assigned_bin: the unit's assigned bin ``floor(k N_b / K)`` (Eq. 6).
         dead: units whose ``|R|`` is 0 in every observed bin.
         random_baseline: the expected DS of random responses over ``N_b`` bins (Eq. 3, finite ``N_b``).
+        num_images: images accumulated.
+        num_empty_images: images without any valid depth pixel (they contributed nothing).
     """
 
     layer: str
@@ -128,6 +129,8 @@ class LayerDissection:
     assigned_bin: torch.Tensor
     dead: torch.Tensor
     random_baseline: float
+    num_images: int = 0
+    num_empty_images: int = 0
 
     @property
     def num_units(self) -> int:
@@ -146,8 +149,8 @@ class LayerDissection:
 
     @property
     def mean_selectivity_assigned(self) -> float:
-        """Mean DS at the assigned bins (Eq. 5 form)."""
-        return float(self.selectivity_assigned.mean())
+        """Mean DS at the assigned bins (Eq. 5 form), over units whose assigned bin was observed."""
+        return float(self.selectivity_assigned.nanmean())
 
     @classmethod
     def from_response(cls, layer: str, response: DepthResponse) -> LayerDissection:
@@ -155,8 +158,6 @@ class LayerDissection:
         mean = response.mean_response().detach().cpu().to(torch.float64)
         num_units, num_bins = mean.shape
         assigned = assign_bins(num_units, num_bins)
-        magnitude = mean.abs()
-        observed = ~torch.isnan(magnitude)
         return cls(
             layer=layer,
             edges=response.edges.detach().cpu().to(torch.float64),
@@ -164,10 +165,12 @@ class LayerDissection:
             mean_response=mean,
             selectivity=depth_selectivity(mean),
             selectivity_assigned=depth_selectivity(mean, assigned=assigned),
-            preferred_bin=magnitude.nan_to_num(nan=-1.0).argmax(dim=1),
+            preferred_bin=preferred_bins(mean),
             assigned_bin=assigned,
-            dead=((magnitude == 0) | ~observed).all(dim=1),
+            dead=dead_units(mean),
             random_baseline=float(random_baseline(num_bins)),
+            num_images=int(response.num_images),
+            num_empty_images=int(response.num_empty_images),
         )
 
     def summary(self) -> dict[str, Any]:
@@ -179,6 +182,8 @@ class LayerDissection:
             "selectivity_assigned": self.mean_selectivity_assigned,
             "random_baseline": self.random_baseline,
             "dead_units": int(self.dead.sum()),
+            "num_images": self.num_images,
+            "num_empty_images": self.num_empty_images,
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -272,9 +277,7 @@ class DissectResult:
                 stem = f"dissect_{safe_name(split)}_{safe_name(name)}"
                 files.append(layer.write_csv(out / f"{stem}.csv"))
                 if name in self.responses.get(split, {}):
-                    with atomic_path(out / f"{stem}.pt") as tmp:
-                        self.responses[split][name].save(tmp)
-                    files.append(out / f"{stem}.pt")
+                    files.append(self.responses[split][name].save(out / f"{stem}.pt"))
         self.files = files
         return files
 

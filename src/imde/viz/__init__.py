@@ -1,0 +1,1 @@
+"""Figures (``imde.viz.plots``) and the HTML report (``imde.viz.report``); matplotlib is imported lazily."""
