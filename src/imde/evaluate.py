@@ -1,0 +1,232 @@
+"""Streaming evaluation of a depth network over a DataLoader (paper Sec. 5.1; spec.md "Depth metrics").
+
+Each batch is run on the device, the prediction is bilinearly upsampled (``align_corners=False``) to the
+ground truth's resolution (the MFF protocol: 114×152 -> 228×304), and :class:`imde.metrics.DepthMetrics`
+accumulates per-image metrics; memory does not grow with the dataset. Under ``torch.distributed`` the
+sums are all-reduced, so every rank returns the whole dataset's figures.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from imde.experiments._results import check_batch, limit_batches, safe_name
+from imde.metrics import METRIC_NAMES, DepthMetrics
+from imde.utils.device import resolve_device
+from imde.utils.io import atomic_path, atomic_write_bytes
+
+PNG_SCALES = {"nyu": 1000.0, "kitti": 256.0}
+"""16-bit PNG depth scales: millimetres for NYU, ×256 for KITTI (the datasets' own formats)."""
+_TABLE_NAMES = {"delta1.02": "d<1.02", "delta1.05": "d<1.05", "delta1.10": "d<1.10", "delta1": "d<1.25",
+                "delta2": "d<1.25^2", "delta3": "d<1.25^3", "rms": "RMS", "rel": "REL", "sq_rel": "SqRel",
+                "rms_log": "RMSlog", "log10": "log10", "silog": "SILog"}
+
+
+def align_prediction(
+    pred: torch.Tensor, depth: torch.Tensor, *, upsample_to_gt: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bring a prediction and its ground truth to one resolution.
+
+    Args:
+        pred: predicted depth ``[B, 1, h, w]``.
+        depth: ground truth ``[B, 1, H, W]``.
+        upsample_to_gt: ``True``: resize ``pred`` to ``H×W`` (bilinear, ``align_corners=False``: evaluation);
+            ``False``: resize ``depth`` to ``h×w`` with nearest neighbour (training losses).
+
+    Raises:
+        ValueError: shapes that are not ``[B, 1, *, *]`` with the same ``B``.
+    """
+    if pred.dim() != 4 or pred.shape[1] != 1:
+        raise ValueError(f"prediction: expected shape [B, 1, h, w], got {list(pred.shape)}")
+    if depth.dim() != 4 or depth.shape[1] != 1 or depth.shape[0] != pred.shape[0]:
+        raise ValueError(f"depth: expected shape [{pred.shape[0]}, 1, H, W] (batch of the prediction), "
+                         f"got {list(depth.shape)}")
+    if pred.shape[-2:] == depth.shape[-2:]:
+        return pred, depth
+    if upsample_to_gt:
+        return F.interpolate(pred, size=depth.shape[-2:], mode="bilinear", align_corners=False), depth
+    return pred, F.interpolate(depth, size=pred.shape[-2:], mode="nearest")
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """Where and how :func:`evaluate` writes its predictions (at the ground truth's resolution).
+
+    Attributes:
+        folder: output folder; files are named after ``batch["name"]``.
+        format: ``"png"`` (16-bit, depth × ``scale``) or ``"npy"`` (float32 metres).
+        scale: PNG scale (``None``: from the model's ``depth_preset``, 1000 for NYU and 256 for KITTI).
+        colorize: also write a colour-mapped ``*_color.png`` with fixed limits ``[0, max_depth]``.
+        colormap: matplotlib colour map of the colourised maps.
+    """
+
+    folder: str | os.PathLike[str]
+    format: str = "png"
+    scale: float | None = None
+    colorize: bool = False
+    colormap: str = "magma_r"
+
+    def __post_init__(self) -> None:
+        if self.format not in ("png", "npy"):
+            raise ValueError(f"export format={self.format!r}: expected 'png' or 'npy'")
+        if self.scale is not None and self.scale <= 0:
+            raise ValueError(f"export scale={self.scale}: expected a positive number")
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Dataset-mean metrics and the protocol they were computed with.
+
+    Attributes:
+        metrics: mean over images of each metric of :data:`imde.metrics.METRIC_NAMES`.
+        num_images: images evaluated (with at least one valid pixel).
+        num_skipped: images without any valid ground-truth pixel.
+        crop: evaluation crop name.
+        min_depth: lower depth cap.
+        max_depth: upper depth cap.
+    """
+
+    metrics: dict[str, float]
+    num_images: int
+    num_skipped: int
+    crop: str
+    min_depth: float
+    max_depth: float
+
+    @property
+    def protocol(self) -> str:
+        """One line naming the crop and caps, printed with every table."""
+        return f"crop={self.crop}, caps=({self.min_depth:g}, {self.max_depth:g}) m, " \
+               f"images={self.num_images}, skipped={self.num_skipped}"
+
+    def to_table(self) -> str:
+        """A console table: one header row of metric names, one row of values, then the protocol."""
+        names = [_TABLE_NAMES[n] for n in METRIC_NAMES]
+        values = [f"{self.metrics[n]:.4f}" for n in METRIC_NAMES]
+        widths = [max(len(a), len(b)) for a, b in zip(names, values, strict=True)]
+        header = "  ".join(a.rjust(w) for a, w in zip(names, widths, strict=True))
+        row = "  ".join(b.rjust(w) for b, w in zip(values, widths, strict=True))
+        return f"{header}\n{row}\n({self.protocol})"
+
+    def to_latex_row(self, label: str = "", names: Sequence[str] = METRIC_NAMES, decimals: int = 3) -> str:
+        """``label & v1 & v2 ... \\\\`` for the metrics ``names`` (default: all, in table order)."""
+        cells = [label] if label else []
+        cells += ["--" if math.isnan(self.metrics[n]) else f"{self.metrics[n]:.{decimals}f}" for n in names]
+        return " & ".join(cells) + r" \\"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (JSON-able)."""
+        return asdict(self)
+
+    def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
+        """The result as JSON text; also written atomically to ``path`` when given."""
+        text = json.dumps(self.to_dict(), indent=2) + "\n"
+        if path is not None:
+            atomic_write_bytes(path, text.encode("utf-8"))
+        return text
+
+
+def evaluate(
+    model: nn.Module,
+    loader: Iterable[Mapping[str, Any]],
+    *,
+    device: str | torch.device = "auto",
+    crop: str | None = "none",
+    min_depth: float = 1e-3,
+    max_depth: float = 10.0,
+    upsample_to_gt: bool = True,
+    max_batches: int | None = None,
+    progress: bool = True,
+    export: ExportOptions | None = None,
+) -> EvalResult:
+    """Evaluate ``model`` over ``loader`` with the per-image depth metrics (Sec. 5.1).
+
+    The model runs in eval mode without gradients (its mode is restored afterwards); batches are fed
+    through ``imde.models.run_model`` (image, sparse depth, focal as the model needs).
+
+    Args:
+        model: a depth network (the model contract of ``docs/architecture.md``).
+        loader: iterable of batch dicts with ``image`` and ``depth`` ``[B, 1, H, W]`` (metres, 0 = invalid).
+        device: where to run.
+        crop: evaluation crop (``imde.data.crop_mask`` names; ``None`` means ``"none"``).
+        min_depth: lower cap.
+        max_depth: upper cap.
+        upsample_to_gt: upsample the prediction to the ground truth (else resize the gt to the prediction).
+        max_batches: stop after this many batches.
+        progress: show a progress bar.
+        export: write the predictions (and colour maps) as files.
+
+    Raises:
+        ValueError: bad caps or crop name, a batch without ``image``/``depth``, or a loader that yields nothing.
+    """
+    from imde.models import run_model
+
+    metrics = DepthMetrics(min_depth=min_depth, max_depth=max_depth, crop=crop or "none")
+    dev = resolve_device(device)
+    model.to(dev)
+    was_training = model.training
+    model.eval()
+    num_batches = 0
+    try:
+        with torch.no_grad():
+            for batch in tqdm(limit_batches(loader, max_batches), desc="evaluate", disable=not progress):
+                check_batch(batch)
+                pred = run_model(model, batch, dev)
+                pred, depth = align_prediction(pred.float(), batch["depth"].to(dev), upsample_to_gt=upsample_to_gt)
+                metrics.update(pred, depth)
+                if export is not None:
+                    _export_batch(pred, batch, export, model, max_depth, num_batches)
+                num_batches += 1
+    finally:
+        model.train(was_training)
+    if num_batches == 0:
+        raise ValueError("evaluate: the loader yielded no batches (empty split?)")
+    metrics.all_reduce()
+    return EvalResult(metrics.compute(), metrics.num_images, metrics.num_skipped, metrics.crop, min_depth, max_depth)
+
+
+def _export_batch(
+    pred: torch.Tensor, batch: Mapping[str, Any], options: ExportOptions, model: nn.Module, max_depth: float,
+    batch_index: int,
+) -> None:
+    """Write one file per image of the batch (file I/O, not a hot path)."""
+    folder = Path(options.folder)
+    names = batch.get("name")
+    depth = pred[:, 0].clamp(0.0, max_depth).cpu().numpy().astype(np.float32)
+    scale = options.scale or PNG_SCALES.get(getattr(model, "depth_preset", "nyu"), 1000.0)
+    for i, image in enumerate(depth):
+        stem = safe_name(os.path.splitext(str(names[i]))[0]) if names is not None else f"{batch_index:06d}_{i:03d}"
+        if options.format == "npy":
+            with atomic_path(folder / f"{stem}.npy") as tmp, open(tmp, "wb") as handle:
+                np.save(handle, image)
+        else:
+            _write_png(folder / f"{stem}.png", np.clip(np.round(image * scale), 0, 65535).astype(np.uint16))
+        if options.colorize:
+            _write_png(folder / f"{stem}_color.png", _colorize(image, max_depth, options.colormap))
+
+
+def _write_png(path: Path, array: np.ndarray) -> None:
+    from PIL import Image
+
+    with atomic_path(path) as tmp:
+        Image.fromarray(array).save(tmp, format="PNG")
+
+
+def _colorize(depth: np.ndarray, max_depth: float, colormap: str) -> np.ndarray:
+    """``uint8 [H, W, 3]`` colour map of ``depth`` with fixed limits ``[0, max_depth]``."""
+    from matplotlib import colormaps
+
+    rgba = colormaps[colormap](np.clip(depth / max_depth, 0.0, 1.0))
+    return (rgba[..., :3] * 255).round().astype(np.uint8)
