@@ -1,0 +1,163 @@
+"""Depth bins: edges (SID, uniform, log), dataset presets, digitisation and the unit-to-bin assignment.
+
+All edge functions return ``N_b + 1`` float64 edges ``e_0 = 0 < e_1 = alpha < ... < e_{N_b} = beta``.
+Bin ``d`` (0-based) holds depths in ``(e_d, e_{d+1}]``, so bin 0 is the catch-all ``(0, alpha]`` and the
+``N_b - 1`` bins above ``alpha`` follow the chosen spacing (Sec. 5 of the paper; ``spec.md``, "Depth bins").
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+DEPTH_PRESETS: dict[str, tuple[float, float]] = {"nyu": (0.75, 10.0), "kitti": (3.0, 80.0)}
+"""``(alpha, beta)`` of the authors' presets: NYU Depth v2 and KITTI."""
+
+EDGE_KINDS = ("sid", "uniform", "log")
+
+
+def _check_range(num_bins: int, alpha: float, beta: float) -> None:
+    if isinstance(num_bins, bool) or not isinstance(num_bins, int) or num_bins < 2:
+        raise ValueError(f"num_bins={num_bins!r}: expected an integer >= 2")
+    if not (0.0 < float(alpha) < float(beta) < float("inf")):
+        raise ValueError(f"alpha={alpha!r}, beta={beta!r}: expected finite 0 < alpha < beta")
+
+
+def _with_zero(upper: Tensor) -> Tensor:
+    return torch.cat([torch.zeros(1, dtype=torch.float64), upper])
+
+
+def sid_edges(num_bins: int, alpha: float, beta: float) -> Tensor:
+    """Space-increasing discretisation (DORN) shifted so that ``e_1 = alpha`` (Sec. 5, ``spec.md``).
+
+    ``e_0 = 0`` and ``e_i = (beta + 1 - alpha) ** ((i - 1) / (N_b - 1)) - (1 - alpha)`` for ``i = 1 .. N_b``.
+
+    Args:
+        num_bins: number of bins ``N_b`` (at least 2).
+        alpha: upper edge of bin 0, metres.
+        beta: upper edge of the last bin, metres.
+
+    Returns:
+        float64 tensor ``[N_b + 1]``.
+
+    Example:
+        >>> sid_edges(2, 0.75, 10.0).tolist()
+        [0.0, 0.75, 10.0]
+    """
+    _check_range(num_bins, alpha, beta)
+    shift = 1.0 - float(alpha)
+    exponents = torch.arange(num_bins, dtype=torch.float64) / (num_bins - 1)
+    upper = (float(beta) + shift) ** exponents - shift
+    upper[0], upper[-1] = float(alpha), float(beta)  # exact end points despite rounding
+    return _with_zero(upper)
+
+
+def uniform_edges(num_bins: int, alpha: float, beta: float) -> Tensor:
+    """Bin 0 is ``(0, alpha]``, the other ``N_b - 1`` bins split ``(alpha, beta]`` into equal widths.
+
+    Example:
+        >>> uniform_edges(3, 1.0, 5.0).tolist()
+        [0.0, 1.0, 3.0, 5.0]
+    """
+    _check_range(num_bins, alpha, beta)
+    return _with_zero(torch.linspace(float(alpha), float(beta), num_bins, dtype=torch.float64))
+
+
+def log_edges(num_bins: int, alpha: float, beta: float) -> Tensor:
+    """Bin 0 is ``(0, alpha]``, the other ``N_b - 1`` bins split ``(alpha, beta]`` evenly in ``log(depth)``.
+
+    Example:
+        >>> log_edges(3, 1.0, 4.0).tolist()
+        [0.0, 1.0, 2.0, 4.0]
+    """
+    _check_range(num_bins, alpha, beta)
+    upper = torch.logspace(
+        torch.log10(torch.tensor(float(alpha), dtype=torch.float64)).item(),
+        torch.log10(torch.tensor(float(beta), dtype=torch.float64)).item(),
+        num_bins,
+        dtype=torch.float64,
+    )
+    upper[0], upper[-1] = float(alpha), float(beta)
+    return _with_zero(upper)
+
+
+_EDGE_FUNCTIONS = {"sid": sid_edges, "uniform": uniform_edges, "log": log_edges}
+
+
+def dataset_edges(preset: str | tuple[float, float], num_bins: int = 64, kind: str = "sid") -> Tensor:
+    """Edges for a dataset preset (``"nyu"``, ``"kitti"``) or an explicit ``(alpha, beta)`` pair.
+
+    Example:
+        >>> dataset_edges("kitti", 2).tolist()
+        [0.0, 3.0, 80.0]
+    """
+    if kind not in _EDGE_FUNCTIONS:
+        raise ValueError(f"kind={kind!r}: expected one of {', '.join(EDGE_KINDS)}")
+    if isinstance(preset, str):
+        if preset not in DEPTH_PRESETS:
+            raise ValueError(f"preset={preset!r}: expected one of {', '.join(DEPTH_PRESETS)} or an (alpha, beta) pair")
+        alpha, beta = DEPTH_PRESETS[preset]
+    else:
+        try:
+            alpha, beta = (float(v) for v in preset)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"preset={preset!r}: expected a preset name or an (alpha, beta) pair") from err
+    return _EDGE_FUNCTIONS[kind](num_bins, alpha, beta)
+
+
+def check_edges(edges: Tensor, name: str = "edges") -> Tensor:
+    """Validate bin edges and return them as a 1-D float64 tensor.
+
+    Raises:
+        ValueError: unless ``edges`` is 1-D, finite, has at least 3 entries (2 bins), starts at ``>= 0``
+            and is strictly increasing.
+    """
+    edges = torch.as_tensor(edges)
+    if edges.ndim != 1 or edges.numel() < 3:
+        raise ValueError(f"{name}: expected a 1-D tensor of at least 3 edges (2 bins), got shape {tuple(edges.shape)}")
+    edges = edges.to(torch.float64)
+    if not bool(torch.isfinite(edges).all()):
+        raise ValueError(f"{name}: expected finite edges, got {edges.tolist()}")
+    if edges[0] < 0 or not bool((edges[1:] > edges[:-1]).all()):
+        raise ValueError(f"{name}: expected strictly increasing edges starting at >= 0, got {edges.tolist()}")
+    return edges
+
+
+def digitize(depth: Tensor, edges: Tensor) -> Tensor:
+    """Bin index of every depth value: ``d`` when ``e_d < depth <= e_{d+1}``, ``-1`` when invalid.
+
+    A depth is invalid when it is not finite, ``<= 0`` (no measurement) or ``> e_{N_b}`` (``spec.md``;
+    unlike the authors' code, which puts it in bin 0).
+
+    Args:
+        depth: depth in metres, any shape.
+        edges: ``N_b + 1`` increasing edges (see :func:`sid_edges`).
+
+    Returns:
+        int64 tensor of the same shape and device as ``depth``.
+
+    Example:
+        >>> digitize(torch.tensor([0.0, 0.5, 1.0, 1.5, 3.0]), torch.tensor([0.0, 1.0, 2.0])).tolist()
+        [-1, 0, 0, 1, -1]
+    """
+    edges = check_edges(edges).to(depth.device)
+    values = depth.to(torch.float64)
+    # right=False: index i with edges[i-1] < v <= edges[i], i.e. bin i-1 holds (e_{i-1}, e_i].
+    index = torch.bucketize(values, edges, right=False)
+    num_bins = edges.numel() - 1
+    valid = (index >= 1) & (index <= num_bins) & torch.isfinite(values) & (values > 0)
+    return torch.where(valid, index - 1, torch.full_like(index, -1))
+
+
+def assign_bins(num_units: int, num_bins: int) -> Tensor:
+    """Assigned bin of every unit, ``d_k = floor(k * N_b / K)`` with ``N_b = min(num_bins, K)`` (Eq. 6).
+
+    Example:
+        >>> assign_bins(4, 2).tolist()
+        [0, 0, 1, 1]
+    """
+    for name, value in (("num_units", num_units), ("num_bins", num_bins)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}={value!r}: expected a positive integer")
+    bins_used = min(num_bins, num_units)
+    return torch.div(torch.arange(num_units) * bins_used, num_units, rounding_mode="floor")

@@ -1,0 +1,166 @@
+"""The selectivity losses used to train interpretable depth networks: L_assign (Eq. 5-6) and L_reg (Eq. 4).
+
+Per training batch and per layer (``spec.md``, "Assigning depth to units"):
+
+1. the layer uses ``N_b = min(num_bins, K)`` bins over the same ``(alpha, beta)`` (Sec. 4.2);
+2. ``R`` is Eq. 1 on this batch alone (bilinear upsampling to the depth map), differentiable
+   (:func:`imde.core.response.response_sums`);
+3. ``DS_k`` is Eq. 5 with the assigned bin ``d_k`` of Eq. 6 (``AssignLoss``) or Eq. 2 with the batch's
+   max bin (``SelectivityRegLoss``), on ``|R|``;
+4. the loss is ``-lam * sum over layers of the mean over units of DS_k``.
+
+Conventions, and the switches that give the authors' code:
+
+- ``abs_mode="paper"``: ``|R|`` is the absolute value of the batch mean; ``"authors"``: the mean of ``|A|``
+  (``|.|`` taken before upsampling). Identical for non-negative (ReLU) layers.
+- ``absent_bins="skip"`` (paper/spec): the mean of the other bins runs over the bins *observed in the
+  batch* only, and a unit whose assigned bin has no valid pixel in the batch is left out of its layer's
+  mean. ``"authors"``: the mean of the others runs over all ``N_b - 1`` other bins with empty bins as a
+  zero response, and a unit whose assigned bin is empty gets ``DS = 0`` but still counts (mean over ``K``).
+- A layer with no unit left (e.g. a batch whose valid depth falls in fewer than 2 bins with ``"skip"``)
+  contributes 0 (with a zero gradient) rather than failing the training step.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from imde.core.bins import EDGE_KINDS, assign_bins, dataset_edges, digitize
+from imde.core.response import response_sums
+from imde.core.selectivity import selectivity_from_abs
+
+ABSENT_BIN_MODES = ("skip", "authors")
+ABS_MODES = ("paper", "authors")
+
+
+class _SelectivityLoss(nn.Module):
+    """Shared body of :class:`AssignLoss` and :class:`SelectivityRegLoss` (no trainable parameters)."""
+
+    uses_assignment: bool = True
+
+    def __init__(
+        self,
+        num_bins: int = 64,
+        alpha: float = 0.75,
+        beta: float = 10.0,
+        lam: float = 0.1,
+        absent_bins: str = "skip",
+        abs_mode: str = "paper",
+        edges_kind: str = "sid",
+    ) -> None:
+        super().__init__()
+        if absent_bins not in ABSENT_BIN_MODES:
+            raise ValueError(f"absent_bins={absent_bins!r}: expected one of {', '.join(ABSENT_BIN_MODES)}")
+        if abs_mode not in ABS_MODES:
+            raise ValueError(f"abs_mode={abs_mode!r}: expected one of {', '.join(ABS_MODES)}")
+        if edges_kind not in EDGE_KINDS:
+            raise ValueError(f"edges_kind={edges_kind!r}: expected one of {', '.join(EDGE_KINDS)}")
+        dataset_edges((alpha, beta), num_bins, edges_kind)  # validates num_bins, alpha, beta early
+        self.num_bins, self.alpha, self.beta, self.lam = num_bins, float(alpha), float(beta), float(lam)
+        self.absent_bins, self.abs_mode, self.edges_kind = absent_bins, abs_mode, edges_kind
+        self.last_breakdown: dict[str, float] = {}
+
+    def extra_repr(self) -> str:
+        return (
+            f"num_bins={self.num_bins}, alpha={self.alpha}, beta={self.beta}, lam={self.lam}, "
+            f"absent_bins={self.absent_bins!r}, abs_mode={self.abs_mode!r}, edges_kind={self.edges_kind!r}"
+        )
+
+    def _check(self, features: dict[str, Tensor], depth: Tensor) -> Tensor:
+        if not isinstance(features, dict) or not features:
+            raise ValueError(
+                f"features: expected a non-empty dict {{layer name: Tensor[B, K, h, w]}}, got {type(features).__name__}"
+            )
+        if not isinstance(depth, Tensor) or not (depth.ndim == 3 or (depth.ndim == 4 and depth.shape[1] == 1)):
+            shape = tuple(depth.shape) if isinstance(depth, Tensor) else type(depth).__name__
+            raise ValueError(f"depth: expected [B, H, W] or [B, 1, H, W], got {shape}")
+        depth = depth.reshape(depth.shape[0], *depth.shape[-2:])
+        for name, feat in features.items():
+            if not isinstance(feat, Tensor) or feat.ndim != 4:
+                shape = tuple(feat.shape) if isinstance(feat, Tensor) else type(feat).__name__
+                raise ValueError(f"features[{name!r}]: expected a Tensor [B, K, h, w], got {shape}")
+            if feat.shape[0] != depth.shape[0]:
+                raise ValueError(
+                    f"features[{name!r}] has batch size {feat.shape[0]} but depth has {depth.shape[0]} "
+                    f"(features {tuple(feat.shape)}, depth {tuple(depth.shape)})"
+                )
+            if not feat.is_floating_point():
+                raise ValueError(f"features[{name!r}]: expected a floating tensor, got {feat.dtype}")
+        return depth
+
+    def _layer_selectivity(self, feat: Tensor, depth: Tensor) -> Tensor:
+        """Mean ``DS`` over the units of one layer on this batch (a differentiable scalar, float64)."""
+        units = feat.shape[1]
+        num_bins = min(self.num_bins, units)
+        if num_bins < 2:
+            raise ValueError(f"layer with {units} unit(s): selectivity needs at least 2 units (2 bins)")
+        edges = dataset_edges((self.alpha, self.beta), num_bins, self.edges_kind)
+        bins = digitize(depth, edges)
+        sums, counts = response_sums(feat, bins, num_bins, abs_first=self.abs_mode == "authors")
+        observed = counts > 0
+        abs_response = (sums / counts.clamp_min(1)).abs()
+        assigned = assign_bins(units, num_bins).to(feat.device) if self.uses_assignment else None
+        authors = self.absent_bins == "authors"
+        selectivity = selectivity_from_abs(abs_response, observed.new_ones(()) if authors else observed, assigned)
+        if assigned is not None:
+            counted = observed[assigned]
+            if authors:  # absent assigned bin: DS := 0, still divided by K
+                return (selectivity * counted).sum() / units
+        else:
+            counted = observed.new_full((units,), True)
+        if authors:
+            return selectivity.mean()
+        counted = counted & (observed.sum() >= 2)
+        return (selectivity * counted).sum() / counted.sum().clamp_min(1)
+
+    def layer_selectivity(self, features: dict[str, Tensor], depth: Tensor) -> dict[str, Tensor]:
+        """Differentiable per-layer mean selectivity ``{name: scalar float64 tensor}`` on this batch."""
+        depth = self._check(features, depth)
+        return {name: self._layer_selectivity(feat, depth) for name, feat in features.items()}
+
+    def forward(self, features: dict[str, Tensor], depth: Tensor) -> Tensor:
+        """``-lam * sum over layers of the mean selectivity``, in the dtype of the first layer's features.
+
+        Also sets ``last_breakdown`` to the detached per-layer mean selectivity, for logging.
+        """
+        per_layer = self.layer_selectivity(features, depth)
+        self.last_breakdown = {name: float(value.detach()) for name, value in per_layer.items()}
+        total = sum(per_layer.values())
+        return (-self.lam * total).to(next(iter(features.values())).dtype)
+
+    def breakdown(self, features: dict[str, Tensor], depth: Tensor) -> dict[str, float]:
+        """Per-layer mean selectivity on this batch as plain floats (no graph kept), for logging."""
+        detached = {name: feat.detach() for name, feat in features.items()} if isinstance(features, dict) else features
+        return {name: float(value) for name, value in self.layer_selectivity(detached, depth).items()}
+
+
+class AssignLoss(_SelectivityLoss):
+    """``L_assign`` (Eq. 5): pushes unit ``k`` to respond most to its assigned depth bin ``d_k`` (Eq. 6).
+
+    Args:
+        num_bins: requested ``N_b`` (a layer with ``K < num_bins`` units uses ``K`` bins).
+        alpha: upper edge of bin 0 (metres), NYU 0.75, KITTI 3.
+        beta: upper edge of the last bin (metres), NYU 10, KITTI 80.
+        lam: ``lambda`` of Eq. 5.
+        absent_bins: ``"skip"`` (paper/spec) or ``"authors"``; see the module docstring.
+        abs_mode: ``"paper"`` (``|mean A|``) or ``"authors"`` (``mean |A|``).
+        edges_kind: ``"sid"``, ``"uniform"`` or ``"log"``.
+
+    Example:
+        >>> import torch
+        >>> loss_fn = AssignLoss(num_bins=2, alpha=1.0, beta=2.0)
+        >>> feats = {"D": torch.tensor([[[[1.0, 0.0]], [[0.0, 1.0]]]])}  # unit 0 on the near pixel
+        >>> round(float(loss_fn(feats, torch.tensor([[[0.5, 1.5]]]))), 6)  # DS = 1 for both units
+        -0.1
+    """
+
+    uses_assignment = True
+
+
+class SelectivityRegLoss(_SelectivityLoss):
+    """``L_reg`` (Eq. 4): the naive regulariser, Eq. 2's selectivity with the batch's max bin of every unit.
+
+    Takes the same arguments as :class:`AssignLoss`.
+    """
+
+    uses_assignment = False

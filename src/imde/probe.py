@@ -1,0 +1,161 @@
+"""Forward hooks with a lifetime: capture layer outputs (:class:`LayerTap`) or replace them (:func:`edit_layers`).
+
+A layer is named either by a model's declared layer name (``model.unit_info``: objects with ``.name``
+and ``.module``, the dotted path of the module whose output *is* that layer) or by any dotted module
+name of ``model.named_modules()``. Hooks exist only inside a ``with`` block and are removed in ``finally``,
+also when the forward pass raises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from types import TracebackType
+from typing import Any
+
+from torch import Tensor, nn
+from torch.utils.hooks import RemovableHandle
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The model inside ``DistributedDataParallel`` / ``DataParallel`` wrappers (the model itself otherwise)."""
+    while isinstance(model, nn.DataParallel | nn.parallel.DistributedDataParallel):
+        model = model.module
+    return model
+
+
+def declared_layers(model: nn.Module) -> dict[str, str]:
+    """``{declared layer name: dotted module path}`` from ``model.unit_info`` (empty when not declared)."""
+    return {info.name: info.module for info in getattr(unwrap_model(model), "unit_info", ())}
+
+
+def resolve_layer(model: nn.Module, name: str) -> tuple[nn.Module, str]:
+    """The module whose forward output is layer ``name``, and the layer's declared name.
+
+    Args:
+        model: the model (DDP / DataParallel wrappers are unwrapped).
+        name: a declared layer name (``model.unit_info``) or a dotted module name.
+
+    Returns:
+        ``(module, declared_name)``; ``declared_name`` is the declared layer name when ``name`` is one or
+        is the module path of one, else ``name`` itself.
+
+    Raises:
+        ValueError: when ``name`` is neither, listing the declared names.
+    """
+    inner = unwrap_model(model)
+    declared = declared_layers(inner)
+    if not isinstance(name, str):
+        raise ValueError(f"layer name: expected a string, got {type(name).__name__} {name!r}")
+    if name in declared:
+        return inner.get_submodule(declared[name]), name
+    modules = dict(inner.named_modules())
+    if name in modules:
+        by_path = {path: layer for layer, path in declared.items()}
+        return modules[name], by_path.get(name, name)
+    listed = ", ".join(declared) if declared else "none (this model has no unit_info)"
+    raise ValueError(
+        f"unknown layer {name!r} for {type(inner).__name__}: declared layers are {listed}; "
+        f"any dotted module name from model.named_modules() works too (e.g. {next(iter(modules), '')!r}...)"
+    )
+
+
+def _as_names(layers: str | Sequence[str]) -> list[str]:
+    names = [layers] if isinstance(layers, str) else list(layers)
+    if not names:
+        raise ValueError("layers: expected at least one layer name")
+    if len(set(names)) != len(names):
+        raise ValueError(f"layers: duplicate names in {names}")
+    return names
+
+
+class LayerTap:
+    """Context manager that captures the outputs of named layers through forward hooks.
+
+    ``tap.features[name]`` is the layer's output of the most recent forward pass inside the block. It stays
+    in the autograd graph (so the selectivity losses can use it) unless ``detach=True`` or grad is off.
+
+    Args:
+        model: any ``nn.Module`` (DDP / DataParallel are unwrapped).
+        layers: one name or a sequence of names (declared layer names or dotted module names).
+        detach: store detached outputs.
+
+    Example:
+        >>> import torch
+        >>> net = nn.Sequential(nn.Conv2d(3, 4, 1), nn.ReLU())
+        >>> with LayerTap(net, ["1"]) as tap:
+        ...     out = net(torch.rand(2, 3, 5, 5))
+        >>> torch.equal(tap.features["1"], out), len(net[1]._forward_hooks)
+        (True, 0)
+    """
+
+    def __init__(self, model: nn.Module, layers: str | Sequence[str], detach: bool = False) -> None:
+        self.model = model
+        self.layers = _as_names(layers)
+        self.modules = {name: resolve_layer(model, name)[0] for name in self.layers}  # fail before any hook
+        self.detach = detach
+        self.features: dict[str, Tensor] = {}
+        self._handles: list[RemovableHandle] = []
+
+    def _hook(self, name: str) -> Callable[[nn.Module, Any, Any], None]:
+        def hook(module: nn.Module, inputs: Any, output: Any) -> None:
+            if not isinstance(output, Tensor):
+                kind = type(output).__name__
+                raise ValueError(f"layer {name!r} ({type(module).__name__}) returned {kind}, not a Tensor")
+            self.features[name] = output.detach() if self.detach else output
+
+        return hook
+
+    def __enter__(self) -> LayerTap:
+        self.features = {}
+        try:
+            for name, module in self.modules.items():
+                self._handles.append(module.register_forward_hook(self._hook(name)))
+        except BaseException:
+            self.remove()
+            raise
+        return self
+
+    def remove(self) -> None:
+        """Remove every hook this tap added (idempotent)."""
+        while self._handles:
+            self._handles.pop().remove()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.remove()
+
+
+@contextmanager
+def edit_layers(model: nn.Module, edits: Mapping[str, Callable[[Tensor], Tensor]]) -> Iterator[nn.Module]:
+    """Replace layer outputs inside the block: layer ``name``'s output ``y`` becomes ``edits[name](y)``.
+
+    Used for unit ablation and for correcting a layer with its dissected responses. Hooks are removed on
+    exit, also when the forward pass raises.
+
+    Example:
+        >>> import torch
+        >>> net = nn.Sequential(nn.Identity(), nn.ReLU())
+        >>> with edit_layers(net, {"0": lambda y: -y}):
+        ...     net(torch.tensor([1.0, -2.0])).tolist()
+        [0.0, 2.0]
+    """
+    if not isinstance(edits, Mapping) or not edits:
+        raise ValueError("edits: expected a non-empty mapping {layer name: function(output) -> output}")
+    for name, fn in edits.items():
+        if not callable(fn):
+            raise ValueError(f"edits[{name!r}]: expected a callable, got {type(fn).__name__}")
+    targets = {name: resolve_layer(model, name)[0] for name in _as_names(list(edits))}
+
+    def make_hook(fn: Callable[[Tensor], Tensor]) -> Callable[[nn.Module, Any, Any], Tensor]:
+        return lambda module, inputs, output: fn(output)
+
+    handles: list[RemovableHandle] = []
+    try:
+        for name, module in targets.items():
+            handles.append(module.register_forward_hook(make_hook(edits[name])))
+        yield model
+    finally:
+        for handle in handles:
+            handle.remove()
