@@ -54,14 +54,6 @@ def create_timm_model(arch: str, tag: str | None, pretrained: bool, pretrained_f
         ) from err
 
 
-def stage_sizes(height: int, width: int, stride: int) -> tuple[int, int]:
-    """Spatial size of a feature map at ``stride`` for an input of ``height x width`` (stride-2 convs round up)."""
-    h, w = height, width
-    for _ in range(stride.bit_length() - 1):
-        h, w = (h + 1) // 2, (w + 1) // 2
-    return h, w
-
-
 def block_channels(backbone: nn.Module) -> tuple[int, ...]:
     """Channel counts of the last four stages (strides 4, 8, 16, 32) of a timm backbone, from its ``feature_info``."""
     return tuple(int(info["num_chs"]) for info in backbone.feature_info[-4:])
