@@ -59,7 +59,8 @@ class DataConfig:
         train_split: split name used for training.
         test_split: split name used for per-epoch evaluation and dissection.
         options: extra keyword arguments for the dataset.
-        transform: transform recipe name (``None``: the model's own training/eval transforms).
+        transform: transform recipe of ``imde.data.transforms.create_transform`` (``None``: raw samples, no
+            ImageNet normalisation).
         transform_kwargs: extra keyword arguments for the transform recipe.
         batch_size: training batch size (global: divided over processes in DDP).
         eval_batch_size: batch size for evaluation and dissection.
@@ -67,7 +68,7 @@ class DataConfig:
         subset: use only the first N samples of each split (smoke runs).
     """
 
-    name: str = "nyu"
+    name: str = "nyu_hu_csv"
     root: str = "data/nyu"
     list_file: str | None = None
     test_list_file: str | None = None
@@ -75,7 +76,7 @@ class DataConfig:
     train_split: str = "train"
     test_split: str = "test"
     options: dict[str, Any] = field(default_factory=dict)
-    transform: str | None = None
+    transform: str | None = "simple"
     transform_kwargs: dict[str, Any] = field(default_factory=dict)
     batch_size: int = 8
     eval_batch_size: int = 1
@@ -100,9 +101,9 @@ class LossConfig:
         lam: the weight lambda (the term is ``-lam * sum over layers of mean selectivity``).
         num_bins: requested number of depth bins (``min(num_bins, K)`` per layer).
         preset: depth-bin preset, ``"nyu"``, ``"kitti"`` or ``[alpha, beta]`` (``None``: the model's preset).
-        absent_bins: how units whose assigned bin is absent from the batch count (``"skip"``: left out,
-            the paper; ``"zero"``: counted as 0, the authors' code).
-        abs_mode: ``"mean_then_abs"`` (the paper) or ``"abs_then_mean"`` (the authors' code).
+        absent_bins: ``"skip"`` (the paper: units whose assigned bin is absent from the batch are left out) or
+            ``"authors"`` (the authors' code: counted as 0); see ``imde.core.losses``.
+        abs_mode: ``"paper"`` (``|mean A|``) or ``"authors"`` (``mean |A|``, the authors' code).
     """
 
     interp: str = "none"
@@ -111,10 +112,12 @@ class LossConfig:
     num_bins: int = 64
     preset: str | tuple[float, float] | None = None
     absent_bins: str = "skip"
-    abs_mode: str = "mean_then_abs"
+    abs_mode: str = "paper"
 
     def __post_init__(self) -> None:
         check_choice("interp", self.interp, INTERP_TERMS)
+        check_choice("absent_bins", self.absent_bins, ("skip", "authors"))
+        check_choice("abs_mode", self.abs_mode, ("paper", "authors"))
         check_positive("lam", self.lam, allow_zero=True)
         check_positive("num_bins", self.num_bins)
         if self.num_bins < 2:

@@ -21,15 +21,15 @@ from typing import Any
 RECIPES: dict[str, dict[str, Any]] = {
     "mff": {
         "model": {"name": "mff_resnet50"},
-        "data": {"name": "nyu", "transform": "mff", "batch_size": 16},
+        "data": {"name": "nyu_hu_csv", "transform": "mff", "batch_size": 16},
         "loss": {"layers": ["D", "MFF"], "preset": "nyu"},
         "optim": {"name": "adam", "lr": 1e-4, "weight_decay": 1e-4, "schedule": "step", "step_every": 5, "gamma": 0.1},
         "train": {"epochs": 20, "best_metric": "delta1", "best_mode": "max"},
         "eval": {"max_depth": 10.0},
     },
     "bts_nyu": {
-        "model": {"name": "bts_nyu"},
-        "data": {"name": "nyu", "transform": "bts_nyu", "batch_size": 4},
+        "model": {"name": "bts_densenet161_nyu"},
+        "data": {"name": "nyu_bts", "transform": "bts_nyu", "batch_size": 4},
         "loss": {"layers": ["upconv3", "upconv2"], "preset": "nyu"},
         "optim": {
             "name": "adamw",
@@ -45,8 +45,8 @@ RECIPES: dict[str, dict[str, Any]] = {
         "eval": {"max_depth": 10.0},
     },
     "bts_kitti": {
-        "model": {"name": "bts_kitti"},
-        "data": {"name": "kitti", "transform": "bts_kitti", "batch_size": 16},
+        "model": {"name": "bts_densenet161_kitti"},
+        "data": {"name": "kitti_eigen", "transform": "bts_kitti", "batch_size": 16},
         "loss": {"layers": ["upconv3", "upconv2"], "preset": "kitti"},
         "optim": {
             "name": "adamw",
@@ -63,7 +63,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     },
     "cspn": {
         "model": {"name": "cspn_resnet50"},
-        "data": {"name": "nyu", "transform": "cspn", "transform_kwargs": {"num_sparse": 500}, "batch_size": 8},
+        "data": {"name": "nyu_hu_csv", "transform": "cspn", "transform_kwargs": {"num_samples": 500}, "batch_size": 8},
         "loss": {"layers": ["layer3", "layer4"], "preset": "nyu"},
         "optim": {
             "name": "sgd",

@@ -90,7 +90,7 @@ def test_recipe_selected_by_override() -> None:
     cfg = TrainConfig.from_yaml_dict({}, ["recipe=cspn"])
     assert (cfg.optim.name, cfg.optim.lr, cfg.optim.momentum, cfg.optim.nesterov) == ("sgd", 0.01, 0.9, True)
     assert cfg.optim.schedule == "plateau" and cfg.train.best_mode == "min"
-    assert cfg.data.transform_kwargs == {"num_sparse": 500}
+    assert cfg.data.transform_kwargs == {"num_samples": 500}
 
 
 @pytest.mark.parametrize("name", sorted(RECIPES))
