@@ -17,8 +17,19 @@ from imde.models._registry import register_model as register_model
 from imde.models._run import run_model as run_model
 from imde.models._units import UnitInfo as UnitInfo
 from imde.models.checkpoints import LoadReport as LoadReport
+from imde.models.checkpoints import adapt_state_dict as adapt_state_dict
 from imde.models.checkpoints import load_checkpoint as load_checkpoint
 
 list = list_models  # noqa: A001 - the public name is imde.models.list()
 
-__all__ = ["LoadReport", "UnitInfo", "load_checkpoint", "create", "list", "list_models", "register_model", "run_model"]
+__all__ = [
+    "LoadReport",
+    "UnitInfo",
+    "adapt_state_dict",
+    "create",
+    "list",
+    "list_models",
+    "load_checkpoint",
+    "register_model",
+    "run_model",
+]

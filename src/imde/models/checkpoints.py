@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-DROPPED_PREFIXES = ("post_process_layer.",)
+DROPPED_PREFIXES = ("post_process_layer.",)  # and each model's own ``ignored_checkpoint_prefixes``
 DATA_PARALLEL_PREFIX = "module."
 
 # (pattern, replacement, why): applied to a file key only when the result is one of the model's keys.
@@ -108,14 +108,14 @@ def _preview(keys: list[str]) -> str:
     return f"{len(keys)} ({head}{', ...' if len(keys) > _SHOWN else ''})"
 
 
-def _match_keys(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor],
-                report: LoadReport) -> dict[str, torch.Tensor]:
+def _match_keys(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], report: LoadReport,
+                ignored: tuple[str, ...]) -> dict[str, torch.Tensor]:
     if all(key.startswith(DATA_PARALLEL_PREFIX) for key in state) and state:
         state = {key[len(DATA_PARALLEL_PREFIX):]: value for key, value in state.items()}
         report.stripped_prefix = DATA_PARALLEL_PREFIX
     matched: dict[str, torch.Tensor] = {}
     for key, value in state.items():
-        if key.startswith(DROPPED_PREFIXES):
+        if key.startswith(ignored):
             report.dropped.append(key)
             continue
         if key not in expected:
@@ -133,6 +133,43 @@ def _match_keys(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor
     return matched
 
 
+def adapt_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], strict: bool = True,
+                     source: str = "<state dict>") -> tuple[dict[str, torch.Tensor], LoadReport]:
+    """Map a state dict in an original layout onto ``model``'s keys and check it fits, without loading it.
+
+    Args:
+        model: The target model.
+        state: A state dict (already unwrapped from ``model`` / ``state_dict``).
+        strict: Require the keys to match exactly after the mappings.
+        source: Where the state dict came from, for messages.
+
+    Returns:
+        The state dict in ``model``'s layout and the report of what was changed.
+
+    Raises:
+        ValueError: when the state dict does not fit (lists missing / unexpected / mis-shaped keys and names the
+            architecture the keys seem to come from).
+    """
+    report = LoadReport(path=source)
+    expected = model.state_dict()
+    ignored = DROPPED_PREFIXES + tuple(getattr(model, "ignored_checkpoint_prefixes", ()))
+    adapted = _match_keys(dict(state), expected, report, ignored)
+    missing = [key for key in expected if key not in adapted]
+    unexpected = [key for key in adapted if key not in expected]
+    original = {new: old for old, new in report.renamed.items()}
+    file_keys = [original.get(key, key) for key in adapted]
+    mis_shaped = [f"{key} {tuple(adapted[key].shape)} vs {tuple(expected[key].shape)}"
+                  for key in expected if key in adapted and adapted[key].shape != expected[key].shape]
+    if mis_shaped or (strict and (missing or unexpected)):
+        raise ValueError(
+            f"checkpoint {source!r} does not fit {type(model).__name__}: the file seems to be for "
+            f"{guess_architecture(file_keys)}. Missing keys: {_preview(missing)}; unexpected keys: "
+            f"{_preview(unexpected)}; shape mismatches (file vs model): {_preview(mis_shaped)}"
+        )
+    report.missing, report.unexpected = missing, unexpected
+    return adapted, report
+
+
 def load_checkpoint(model: nn.Module, path: str | os.PathLike[str], strict: bool = True,
                     allow_unsafe: bool = False) -> LoadReport:
     """Load a released or imde checkpoint into ``model`` (on any device) and report what was mapped.
@@ -140,7 +177,7 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike[str], strict: bool
     Args:
         model: The model to fill, e.g. ``imde.models.create("mff_resnet50")``.
         path: A file written by ``torch.save``: a state dict, or a dict holding one under ``model``/``state_dict``.
-        strict: Require the file's keys to match the model's exactly (after the mappings above).
+        strict: Require the file's keys to match the model's exactly (after the mappings of :func:`adapt_state_dict`).
         allow_unsafe: Read with full unpickling (``weights_only=False``); only for files you trust.
 
     Raises:
@@ -150,21 +187,7 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike[str], strict: bool
     """
     path = Path(path)
     state, wrapper = _unwrap(_read(path, allow_unsafe), path)
-    report = LoadReport(path=str(path), wrapper=wrapper)
-    expected = model.state_dict()
-    state = _match_keys(state, expected, report)
-    missing = [key for key in expected if key not in state]
-    unexpected = [key for key in state if key not in expected]
-    original = {new: old for old, new in report.renamed.items()}
-    file_keys = [original.get(key, key) for key in state]
-    mis_shaped = [f"{key} {tuple(state[key].shape)} vs {tuple(expected[key].shape)}"
-                  for key in expected if key in state and state[key].shape != expected[key].shape]
-    if mis_shaped or (strict and (missing or unexpected)):
-        raise ValueError(
-            f"checkpoint {str(path)!r} does not fit {type(model).__name__}: the file seems to be for "
-            f"{guess_architecture(file_keys)}. Missing keys: {_preview(missing)}; unexpected keys: "
-            f"{_preview(unexpected)}; shape mismatches (file vs model): {_preview(mis_shaped)}"
-        )
-    model.load_state_dict(state, strict=strict)
-    report.missing, report.unexpected = missing, unexpected
+    adapted, report = adapt_state_dict(model, state, strict=strict, source=str(path))
+    report.wrapper = wrapper
+    model.load_state_dict(adapted, strict=strict)
     return report

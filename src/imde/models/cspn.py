@@ -109,6 +109,7 @@ class CSPN(DepthNet):
     depth_preset = "nyu"
     output_stride = 1
     in_chans = 4
+    ignored_checkpoint_prefixes = ("up_proj_layer", "conv3.")  # unused modules of the released model
     unit_info = (
         UnitInfo("layer3", 256, 4, False, "gud_up_proj_layer3"),
         UnitInfo("layer4", 64, 2, False, "gud_up_proj_layer4"),
