@@ -1,0 +1,83 @@
+"""The splatted per-bin sums of Eq. 1 equal upsample-then-sum, in value and in gradient."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from _reference import loop_response_sums
+from imde.core.bins import digitize, sid_edges
+from imde.core.response import interp_taps, response_sums, splat_bins
+
+
+@pytest.mark.parametrize(("in_size", "out_size"), [(4, 8), (5, 13), (7, 7), (9, 4), (1, 5), (3, 1)])
+def test_interp_taps_reproduce_f_interpolate(in_size: int, out_size: int) -> None:
+    signal = torch.randn(in_size, dtype=torch.float64)
+    expected = F.interpolate(signal.view(1, 1, -1), size=out_size, mode="linear", align_corners=False).flatten()
+    i0, i1, w1 = interp_taps(in_size, out_size)
+    assert torch.allclose((1 - w1) * signal[i0] + w1 * signal[i1], expected, atol=1e-12)
+
+
+def test_splat_of_a_single_pixel_is_the_transposed_interpolation_weight() -> None:
+    # depth 4x4 from features 2x2: pixel (1, 2) of bin 1 pulls weights wy=(0.75, 0.25) x wx=(0.25, 0.75)
+    bins = torch.full((1, 4, 4), -1, dtype=torch.int64)
+    bins[0, 1, 2] = 1
+    splat = splat_bins(bins, 2, (2, 2), torch.float64).view(1, 2, 2, 2)
+    assert splat[0, 0].abs().sum() == 0
+    assert splat[0, 1].tolist() == [[0.75 * 0.25, 0.75 * 0.75], [0.25 * 0.25, 0.25 * 0.75]]
+
+
+def test_hand_computed_sums_and_counts() -> None:
+    # one unit, 1x2 map [1, 3] upsampled to 1x4: [1, 1.5, 2.5, 3]; bins [0, 1, 1, -1]
+    activations = torch.tensor([[[[1.0, 3.0]]]])
+    bins = torch.tensor([[[0, 1, 1, -1]]])
+    sums, counts = response_sums(activations, bins, 2)
+    assert sums.dtype == torch.float64 and counts.dtype == torch.int64
+    assert sums.tolist() == [[1.0, 4.0]]
+    assert counts.tolist() == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("feature_size", "depth_size"),
+    [((6, 8), (12, 16)), ((5, 7), (13, 11)), ((9, 10), (9, 10)), ((10, 12), (6, 5)), ((1, 3), (4, 4))],
+)
+@pytest.mark.parametrize("abs_first", [False, True])
+def test_fast_sums_equal_the_per_image_per_bin_loop(feature_size, depth_size, abs_first) -> None:
+    activations = torch.randn(3, 5, *feature_size, dtype=torch.float64)
+    depth = torch.rand(3, *depth_size, dtype=torch.float64) * 11 - 0.5
+    bins = digitize(depth, sid_edges(6, 0.75, 10.0))
+    sums, counts = response_sums(activations, bins, 6, abs_first=abs_first)
+    ref_sums, ref_counts = loop_response_sums(activations, bins, 6, abs_first=abs_first)
+    assert torch.equal(counts, ref_counts)
+    assert torch.allclose(sums, ref_sums, rtol=1e-10, atol=1e-12)
+
+
+def test_fast_sums_agree_in_float32_accumulating_in_float64_and_accept_b1hw() -> None:
+    activations = torch.relu(torch.randn(2, 4, 8, 10))
+    bins = digitize(torch.rand(2, 1, 16, 20) * 10, sid_edges(8, 0.75, 10.0))
+    sums, _ = response_sums(activations, bins, 8)
+    ref, _ = loop_response_sums(activations, bins, 8)
+    assert sums.dtype == torch.float64
+    assert torch.allclose(sums, ref, rtol=1e-6)
+
+
+def test_gradient_equals_the_gradient_of_the_loop() -> None:
+    activations = torch.randn(2, 3, 4, 5, dtype=torch.float64, requires_grad=True)
+    bins = digitize(torch.rand(2, 7, 9, dtype=torch.float64) * 10, sid_edges(4, 0.75, 10.0))
+    weights = torch.randn(3, 4, dtype=torch.float64)
+    (grad,) = torch.autograd.grad((response_sums(activations, bins, 4)[0] * weights).sum(), activations)
+    (ref,) = torch.autograd.grad((loop_response_sums(activations, bins, 4)[0] * weights).sum(), activations)
+    assert torch.allclose(grad, ref, atol=1e-12)
+
+
+def test_bad_inputs_raise() -> None:
+    bins = torch.zeros(2, 4, 4, dtype=torch.int64)
+    with pytest.raises(ValueError, match=r"activations: expected \[B, K, h, w\]"):
+        response_sums(torch.zeros(2, 3, 4), bins, 2)
+    with pytest.raises(ValueError, match=r"expected shape \[3, H, W\]"):
+        response_sums(torch.zeros(3, 1, 2, 2), bins, 2)
+    with pytest.raises(ValueError, match="int64"):
+        response_sums(torch.zeros(2, 1, 2, 2), bins.float(), 2)
+    with pytest.raises(ValueError, match="out of range"):
+        response_sums(torch.zeros(2, 1, 2, 2), bins + 5, 2)
