@@ -1,0 +1,513 @@
+"""The run report: a static, self-contained ``report.html`` and a terminal-friendly ``results.md``.
+
+``build_report(run_dir)`` reads what a study left in its run directory (see ``docs/report.md``)::
+
+    config.yaml  results.json  dissect/<variant>/dissect.json  atlas/<variant>/index.json
+    eval/<variant>.json  correction/<variant>.json  ablation/<variant>.json  explain/<variant>.json
+    figures/*.png
+
+and writes ``report.html`` (tables shaped like the paper's Tables 1-3, the claims as badges, the
+dissection plots of Fig. 3/4, the ablation curves of Fig. 2, the figures of Fig. 1/5/6/8 and the unit
+browser) and ``results.md`` beside them, atomically. A piece that is missing is named in the page;
+the report never needs a network connection (images are embedded as data URIs, CSS and JS inline).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from imde.utils.io import atomic_write_text
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+# The paper's variants in table order; other variant names found in a run follow alphabetically.
+VARIANT_ORDER = ("baseline", "assign", "reg")
+VARIANT_LABELS = {"baseline": "Baseline", "assign": "Interpretable (L_assign)", "reg": "Regularised (L_reg)"}
+
+# (key, column title, +1 if higher is better else -1, decimals): Table 1's depth metrics.
+METRICS = (
+    ("delta1", "δ1 ↑", 1, 3),
+    ("delta2", "δ2 ↑", 1, 3),
+    ("delta3", "δ3 ↑", 1, 3),
+    ("rms", "RMS ↓", -1, 3),
+    ("rel", "REL ↓", -1, 3),
+    ("log10", "log10 ↓", -1, 3),
+)
+SELECTIVITY_DECIMALS = 4
+
+# Figure sections: a PNG in figures/ goes to the first section whose keyword its file name contains.
+FIGURE_SECTIONS = (
+    ("ablation", ("ablat", "fig2")),
+    ("explain", ("explain", "advers", "fgsm", "fig8")),
+    ("features", ("feature", "fmap", "fig1", "fig5")),
+    ("predictions", ("predict", "depth_map", "fig6")),
+    ("dissection", ("dissect", "tuning", "response", "selectiv", "hist", "fig3", "fig4")),
+)
+
+_EXPERIMENT_DIRS = ("eval", "correction", "ablation", "explain")
+
+
+@dataclass
+class Table:
+    """A table shared by the HTML and the markdown renderings: cells are display strings.
+
+    ``best[i][j]`` marks the best value of column ``j`` in row ``i`` (shown bold).
+    """
+
+    title: str
+    caption: str
+    header: list[str]
+    rows: list[list[str]]
+    best: list[list[bool]] = field(default_factory=list)
+
+
+@dataclass
+class RunContents:
+    """Everything the report shows, read from a run directory (``None`` / empty where absent)."""
+
+    run_dir: Path
+    name: str
+    config_text: str | None
+    results: dict[str, Any] | None
+    dissect: dict[str, dict[str, dict[str, dict[str, Any]]]]
+    atlas: dict[str, dict[str, Any]]
+    experiments: dict[str, dict[str, Any]]
+    figures: dict[str, list[tuple[str, str]]]
+    missing: dict[str, list[str]]
+
+
+def build_report(run_dir: str | Path) -> Path:
+    """Write ``report.html`` and ``results.md`` into ``run_dir`` and return the path of the HTML page.
+
+    Args:
+        run_dir: a run directory written by ``imde study`` (or by hand, see ``docs/report.md``).
+
+    Raises:
+        FileNotFoundError: when ``run_dir`` does not exist.
+        ValueError: when a file that is present is malformed (the message names the file and the key).
+    """
+    run = load_run(run_dir)
+    tables = results_tables(run.results)
+    html = _render("report.html.j2", run=run, tables=tables, data=_page_data(run), **_page_context(run))
+    markdown = _render("results.md.j2", run=run, tables=tables, claims=_claims(run.results))
+    atomic_write_text(run.run_dir / "results.md", markdown)
+    return atomic_write_text(run.run_dir / "report.html", html)
+
+
+def load_run(run_dir: str | Path) -> RunContents:
+    """Read the pieces of a run directory that the report shows; absent pieces are listed in ``missing``."""
+    root = Path(run_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"run_dir={str(root)!r}: no such directory (expected a run directory of `imde study`)")
+    missing: dict[str, list[str]] = {}
+    config = root / "config.yaml"
+    results = _read_json(root / "results.json") if (root / "results.json").is_file() else None
+    if results is None:
+        missing.setdefault("summary", []).append("results.json")
+    else:
+        validate_results(results, root / "results.json")
+    run = RunContents(
+        run_dir=root,
+        name=root.resolve().name,
+        config_text=config.read_text(encoding="utf-8") if config.is_file() else None,
+        results=results,
+        dissect=_read_dissections(root / "dissect"),
+        atlas=_read_atlases(root / "atlas"),
+        experiments={kind: _read_variant_files(root / kind) for kind in _EXPERIMENT_DIRS},
+        figures=_read_figures(root / "figures"),
+        missing=missing,
+    )
+    for section, present, what in (
+        ("dissection", run.dissect, "dissect/<variant>/dissect.json"),
+        ("browser", run.atlas, "atlas/<variant>/index.json"),
+        ("explain", run.experiments["explain"], "explain/<variant>.json"),
+    ):
+        if not present:
+            missing.setdefault(section, []).append(what)
+    return run
+
+
+# ----------------------------------------------------------------------------------------- validation
+
+
+_SCHEMA_NUMBERS = {
+    "selectivity": ("train", "test"),
+    "metrics": tuple(key for key, *_ in METRICS),
+}
+
+
+def validate_results(results: Any, path: Path) -> None:
+    """Check the types of the public ``results.json`` keys that are present (issue 6's schema).
+
+    Keys may be absent (the report then says so); a present key of the wrong type is an error.
+
+    Raises:
+        ValueError: naming ``path`` and the key path, with the value found and what was expected.
+    """
+    if not isinstance(results, dict):
+        raise ValueError(f"{path}: expected a JSON object at the top level, got {type(results).__name__}")
+    _expect_number(results, "random_baseline", path, "")
+    for variant, entry in _expect_dict(results, "models", path).items():
+        where = f"models.{variant}"
+        for group, keys in _SCHEMA_NUMBERS.items():
+            numbers = _expect_dict(entry, group, path, where)
+            for key in keys:
+                _expect_number(numbers, key, path, f"{where}.{group}")
+    for variant, entry in _expect_dict(results, "correction", path).items():
+        for stage in ("before", "after"):
+            numbers = _expect_dict(entry, stage, path, f"correction.{variant}")
+            for key in ("delta1", "rms"):
+                _expect_number(numbers, key, path, f"correction.{variant}.{stage}")
+    for variant, entry in _expect_dict(results, "ablation", path).items():
+        for key in ("units", "most_selective_first", "least_selective_first"):
+            values = entry.get(key) if isinstance(entry, dict) else None
+            if values is not None and not (isinstance(values, list) and all(_is_number(v) for v in values)):
+                raise ValueError(f"{path}: ablation.{variant}.{key} must be a list of numbers, got {values!r:.80}")
+    claims = results.get("claims", [])
+    if not isinstance(claims, list) or not all(isinstance(c, dict) and "claim" in c for c in claims):
+        raise ValueError(f"{path}: claims must be a list of {{claim, holds, value}} objects, got {claims!r:.80}")
+
+
+def _expect_dict(parent: Any, key: str, path: Path, where: str = "") -> dict[str, Any]:
+    value = parent.get(key, {}) if isinstance(parent, dict) else {}
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: {where + '.' if where else ''}{key} must be an object, got {value!r:.80}")
+    return value
+
+
+def _expect_number(parent: dict[str, Any], key: str, path: Path, where: str) -> None:
+    value = parent.get(key)
+    if value is not None and not _is_number(value):
+        raise ValueError(f"{path}: {where + '.' if where else ''}{key} must be a number, got {value!r:.80}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+# -------------------------------------------------------------------------------------------- reading
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})") from err
+
+
+def _read_variant_files(folder: Path) -> dict[str, Any]:
+    """``<folder>/<variant>.json`` for every variant present, in table order."""
+    if not folder.is_dir():
+        return {}
+    found = {path.stem: _read_json(path) for path in folder.glob("*.json")}
+    return {variant: found[variant] for variant in order_variants(found)}
+
+
+def order_variants(names: Iterable[str]) -> list[str]:
+    """The paper's variants first (baseline, assign, reg), then any others alphabetically."""
+    names = set(names)
+    return [v for v in VARIANT_ORDER if v in names] + sorted(names - set(VARIANT_ORDER))
+
+
+def _read_dissections(folder: Path) -> dict[str, dict[str, dict[str, dict[str, Any]]]]:
+    """``{variant: {split: {layer: dissection}}}`` from every ``dissect/<variant>/**/dissect.json``.
+
+    Each file is ``DissectResult.to_dict()`` of ``imde.experiments.dissect``: ``{"splits": {split: {"layers":
+    {layer: ...}}}}``; the splits of several files of one variant are merged.
+    """
+    out: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
+    if not folder.is_dir():
+        return out
+    for variant in order_variants(p.name for p in folder.iterdir() if p.is_dir()):
+        for path in sorted((folder / variant).rglob("dissect.json")):
+            raw = _read_json(path)
+            splits = raw.get("splits") if isinstance(raw, dict) else None
+            if not isinstance(splits, dict):
+                raise ValueError(f"{path}: expected {{'splits': {{split: {{'layers': {{...}}}}}}}}, got {str(raw):.80}")
+            for split, entry in splits.items():
+                layers = entry.get("layers", {}) if isinstance(entry, dict) else {}
+                merged = out.setdefault(variant, {}).setdefault(split, {})
+                merged.update({name: read_layer_dissection(layer, path, name) for name, layer in layers.items()})
+    for variant, splits in out.items():
+        out[variant] = dict(sorted(splits.items(), key=lambda item: (item[0] != "test", item[0])))
+    return out
+
+
+def read_layer_dissection(raw: Any, path: Path, layer: str) -> dict[str, Any]:
+    """One layer of a ``dissect.json`` (``LayerDissection.to_dict()``, Eq. 1-2), checked for consistent shapes.
+
+    Returns the fields the page uses: ``response`` ``[K][N_b]`` (``None`` where a bin has no pixel), ``ds`` (Eq. 2),
+    ``ds_assigned`` (Eq. 5 form), ``edges``, ``counts``, ``preferred``, ``assigned``, ``dead``, ``selectivity``.
+
+    Raises:
+        ValueError: naming the file, the layer, the key, the length found and the length expected.
+    """
+    where = f"{path}: layer {layer!r}"
+    units = raw.get("units") if isinstance(raw, dict) else None
+    if not isinstance(units, dict) or not isinstance(units.get("mean_response"), list) or not units["mean_response"]:
+        raise ValueError(f"{where}: expected units.mean_response, a non-empty [units][bins] list of lists")
+    response = units["mean_response"]
+    num_units, num_bins = len(response), len(response[0]) if isinstance(response[0], list) else 0
+    if num_bins == 0 or any(not isinstance(row, list) or len(row) != num_bins for row in response):
+        raise ValueError(f"{where}: units.mean_response must have {num_bins or 'the same number of'} bins in every row")
+    lengths = {"units.selectivity": (units.get("selectivity"), num_units),
+               "units.selectivity_assigned": (units.get("selectivity_assigned"), num_units),
+               "units.preferred_bin": (units.get("preferred_bin"), num_units),
+               "units.assigned_bin": (units.get("assigned_bin"), num_units),
+               "units.dead": (units.get("dead"), num_units),
+               "counts": (raw.get("counts"), num_bins), "edges": (raw.get("edges"), num_bins + 1)}
+    for key, (value, length) in lengths.items():
+        if value is not None and (not isinstance(value, list) or len(value) != length):
+            got = len(value) if isinstance(value, list) else type(value).__name__
+            raise ValueError(f"{where}: {key} has length {got}; expected {length} ({num_units} units, {num_bins} bins)")
+    if units.get("selectivity") is None:
+        raise ValueError(f"{where}: missing units.selectivity (the DS of each unit, Eq. 2)")
+    ds = [_finite_or_none(v) for v in units["selectivity"]]
+    return {
+        "layer": layer,
+        "units": num_units,
+        "bins": num_bins,
+        "response": [[_finite_or_none(v) for v in row] for row in response],
+        "ds": ds,
+        "ds_assigned": [_finite_or_none(v) for v in units["selectivity_assigned"]]
+        if units.get("selectivity_assigned") is not None else None,
+        "edges": raw.get("edges"),
+        "counts": raw.get("counts"),
+        "preferred": units.get("preferred_bin"),
+        "assigned": units.get("assigned_bin"),
+        "dead": units.get("dead"),
+        "selectivity": _number(raw, "selectivity"),
+        "random_baseline": _number(raw, "random_baseline"),
+    }
+
+
+def _read_atlases(folder: Path) -> dict[str, dict[str, Any]]:
+    """``{variant: atlas index}`` from ``atlas/<variant>/index.json``, with every sprite as a data URI."""
+    out: dict[str, dict[str, Any]] = {}
+    if not folder.is_dir():
+        return out
+    for variant in order_variants(p.parent.name for p in folder.glob("*/index.json")):
+        index_path = folder / variant / "index.json"
+        index = _read_json(index_path)
+        if not isinstance(index, dict) or "images" not in index or "layers" not in index:
+            raise ValueError(f"{index_path}: expected an atlas index with keys images and layers")
+        index["images"]["src"] = _data_uri(folder / variant / index["images"]["file"])
+        for layer in index["layers"].values():
+            layer["src"] = _data_uri(folder / variant / layer["file"])
+            if layer.get("masks"):
+                layer["masks"]["src"] = _data_uri(folder / variant / layer["masks"]["file"])
+        out[variant] = index
+    return out
+
+
+def _read_figures(folder: Path) -> dict[str, list[tuple[str, str]]]:
+    """``{section: [(file name, data URI)]}`` for ``figures/*.png``; unmatched names go to ``"other"``."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    if not folder.is_dir():
+        return out
+    for path in sorted(folder.glob("*.png")):
+        lower = path.name.lower()
+        section = next((name for name, keys in FIGURE_SECTIONS if any(k in lower for k in keys)), "other")
+        out.setdefault(section, []).append((path.name, _data_uri(path)))
+    return out
+
+
+def _data_uri(path: Path) -> str:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: file named by the atlas index is missing")
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def _finite_or_none(value: Any) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _json_safe(obj: Any) -> Any:
+    """Replace NaN/inf by ``None`` recursively: browsers' ``JSON.parse`` rejects Python's ``NaN``."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+# --------------------------------------------------------------------------------------------- tables
+
+
+def fmt(value: Any, decimals: int = 3) -> str:
+    """A number for a table cell (``"–"`` when absent or not finite)."""
+    if not _is_number(value) or not math.isfinite(value):
+        return "–"
+    return f"{value:.{decimals}f}"
+
+
+def _best_flags(columns: list[list[float | None]], signs: list[int]) -> list[list[bool]]:
+    """``flags[row][col]``: the row holds the best finite value of the column (ties all marked)."""
+    flags = [[False] * len(columns) for _ in columns[0]] if columns else []
+    for j, (column, sign) in enumerate(zip(columns, signs)):
+        finite = [v for v in column if v is not None and math.isfinite(v)]
+        if sign == 0 or len(finite) < 2:
+            continue
+        best = max(finite) if sign > 0 else min(finite)
+        for i, value in enumerate(column):
+            flags[i][j] = value == best
+    return flags
+
+
+def _number(entry: Any, *keys: str) -> float | None:
+    for key in keys:
+        entry = entry.get(key) if isinstance(entry, dict) else None
+    return float(entry) if _is_number(entry) else None
+
+
+def results_tables(results: Mapping[str, Any] | None) -> dict[str, Table]:
+    """Tables 1-3 of the paper from ``results.json``: ``table1`` (selectivity and metrics per model),
+    ``table2`` (L_reg vs L_assign) and ``table3`` (correction before -> after); absent pieces are left out."""
+    if not results:
+        return {}
+    models = results.get("models", {})
+    tables: dict[str, Table] = {}
+    variants = order_variants(models)
+    if variants:
+        table = _model_table(
+            models, variants, "Table 1 · Depth selectivity and depth accuracy",
+            "Selectivity is the mean DS over the dissected units (Eq. 2); metrics on the test split.")
+        chance = _number(results, "random_baseline")
+        if chance is not None:
+            table.rows.append(["Random units (Eq. 3)", fmt(chance, SELECTIVITY_DECIMALS),
+                               fmt(chance, SELECTIVITY_DECIMALS)] + ["–"] * len(METRICS))
+            table.best.append([False] * len(table.header))
+        tables["table1"] = table
+    if "reg" in models and "assign" in models:
+        tables["table2"] = _model_table(
+            models, ["reg", "assign"], "Table 2 · Regularising selectivity (Eq. 4) vs assigning depth (Eq. 5)",
+            "The same schedule and seed; only the selectivity loss differs.")
+    correction = results.get("correction", {})
+    if correction:
+        tables["table3"] = _correction_table(correction)
+    return tables
+
+
+def _model_table(models: Mapping[str, Any], variants: list[str], title: str, caption: str) -> Table:
+    columns = [[_number(models[v], "selectivity", split) for v in variants] for split in ("train", "test")]
+    columns += [[_number(models[v], "metrics", key) for v in variants] for key, *_ in METRICS]
+    decimals = [SELECTIVITY_DECIMALS] * 2 + [d for *_, d in METRICS]
+    rows = [[VARIANT_LABELS.get(v, v)] + [fmt(col[i], d) for col, d in zip(columns, decimals)]
+            for i, v in enumerate(variants)]
+    flags = _best_flags(columns, [1, 1] + [s for _, _, s, _ in METRICS])
+    return Table(title, caption, ["Model", "Sel. train ↑", "Sel. test ↑"] + [t for _, t, *_ in METRICS], rows,
+                 [[False] + f for f in flags])
+
+
+def _correction_table(correction: Mapping[str, Any]) -> Table:
+    variants = order_variants(correction)
+    rows, columns = [], []
+    for v in variants:
+        before_d1, after_d1 = _number(correction[v], "before", "delta1"), _number(correction[v], "after", "delta1")
+        before_rms, after_rms = _number(correction[v], "before", "rms"), _number(correction[v], "after", "rms")
+        gain = after_d1 - before_d1 if before_d1 is not None and after_d1 is not None else None
+        rows.append([VARIANT_LABELS.get(v, v), f"{fmt(before_d1)} → {fmt(after_d1)}",
+                     f"{fmt(before_rms)} → {fmt(after_rms)}", f"{gain:+.3f}" if gain is not None else "–"])
+        columns.append(gain)
+    flags = _best_flags([columns], [1])
+    return Table("Table 3 · Correction (Sec. 5.2): unit responses replaced by their training-set mean at the "
+                 "ground-truth bin", "before → after, test split.", ["Model", "δ1 ↑", "RMS ↓", "Δδ1"], rows,
+                 [[False, False, False, f[0]] for f in flags])
+
+
+def _claims(results: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    return [] if not results else [
+        {"claim": str(c["claim"]), "holds": bool(c.get("holds")), "value": _number(c, "value")}
+        for c in results.get("claims", [])
+    ]
+
+
+# ----------------------------------------------------------------------------------------- rendering
+
+
+def _page_context(run: RunContents) -> dict[str, Any]:
+    results = run.results or {}
+    claims = _claims(results)
+    layers = sorted({layer for splits in run.dissect.values() for s in splits.values() for layer in s})
+    return {
+        "claims": claims,
+        "claims_held": sum(c["holds"] for c in claims),
+        "random_baseline": _number(results, "random_baseline"),
+        "seconds": _number(results, "seconds"),
+        "variants": order_variants(results.get("models", {})) or list(run.dissect),
+        "layers": layers,
+        "labels": VARIANT_LABELS,
+        "explain_rows": {v: _scalar_rows(e) for v, e in run.experiments["explain"].items()},
+        "css": _asset("report.css"),
+        "js": _asset("report.js"),
+    }
+
+
+def _scalar_rows(entry: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """Flatten the numbers and short strings of an experiment's JSON into ``(key path, value)`` rows."""
+    rows: list[tuple[str, str]] = []
+    if not isinstance(entry, dict):
+        return rows
+    for key, value in entry.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            rows += _scalar_rows(value, name + ".")
+        elif _is_number(value):
+            rows.append((name, fmt(value, 4) if isinstance(value, float) else str(value)))
+        elif isinstance(value, str | bool) and len(str(value)) <= 120:
+            rows.append((name, str(value)))
+    return rows
+
+
+def _page_data(run: RunContents) -> dict[str, Any]:
+    """The JSON embedded in the page for the client-side charts and the unit browser."""
+    results = run.results or {}
+    ablation = results.get("ablation", {})
+    return _json_safe({
+        "order": order_variants({*run.dissect, *run.atlas, *ablation}),
+        "randomBaseline": _number(results, "random_baseline"),
+        "labels": VARIANT_LABELS,
+        "dissect": run.dissect,
+        "atlas": run.atlas,
+        "ablation": ablation,
+    })
+
+
+def _asset(name: str) -> Any:
+    from markupsafe import Markup
+
+    return Markup((TEMPLATES / name).read_text(encoding="utf-8"))
+
+
+def _markdown_cell(value: Any) -> str:
+    return str(value).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def _render(template: str, **context: Any) -> str:
+    try:
+        import jinja2
+    except ImportError as err:  # pragma: no cover - jinja2 is a declared dependency
+        raise ImportError("imde.viz.report needs jinja2: pip install jinja2") from err
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=lambda name: bool(name and name.endswith(".html.j2")),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.policies["json.dumps_kwargs"] = {"sort_keys": False}  # keep the variants' table order
+    env.filters["fmt"] = fmt
+    env.filters["md"] = _markdown_cell
+    return env.get_template(template).render(**context)
