@@ -253,3 +253,20 @@ def test_real_nyu_lists_parse(splits_dir):
                      check_files=False)
     assert len(authors) == 654 and authors.depth_format == "mm_16bit"
     assert {r.image.split("/", 1)[1] for r in authors.records} == {r.image for r in test.records}
+
+
+def test_real_frames_through_the_mff_recipe_and_a_dataloader(fixtures_dir, tmp_path):
+    from torch.utils.data import DataLoader
+
+    from imde.data.transforms import create_transform
+
+    sync = fixtures_dir / "nyu" / "metric3d_sync"
+    lines = [f"rgb/rgb_{n}.jpg depth/sync_depth_{n}.png 518.8579" for n in ("00000", "00050", "00100")]
+    (tmp_path / "list.txt").write_text("\n".join(lines))
+    dataset = create("nyu_bts", sync, list_file=tmp_path / "list.txt", transform=create_transform("mff", train=True))
+    batch = next(iter(DataLoader(dataset, batch_size=3)))
+    assert batch["image"].shape == (3, 3, 228, 304) and batch["depth"].shape == (3, 1, 114, 152)
+    assert batch["focal"].tolist() == pytest.approx([518.8579] * 3) and len(batch["name"]) == 3
+    raw = torch.stack([create("nyu_bts", sync, list_file=tmp_path / "list.txt")[i]["depth"] for i in range(3)])
+    kept = batch["depth"][batch["depth"] > 0]
+    assert bool(torch.isin(kept, raw).all())  # every output depth is a measured value: nearest only
