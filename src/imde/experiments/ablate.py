@@ -105,8 +105,17 @@ def run_ablation(
     order = torch.argsort(order_by.detach().cpu(), descending=True, stable=True)
     reverse = torch.argsort(order_by.detach().cpu(), descending=False, stable=True)
 
+    def ablate(units: torch.Tensor) -> Any:
+        def edit(output: torch.Tensor) -> torch.Tensor:
+            if output.ndim < 2 or output.shape[1] != num_units:
+                raise ValueError(f"order_by: {num_units} selectivities, but layer {layer!r} outputs "
+                                 f"{tuple(output.shape)}; expected [B, {num_units}, ...]")
+            return zero_units(output, units)
+
+        return edit
+
     def evaluate_without(units: torch.Tensor) -> dict[str, float]:
-        with edit_layers(model, {layer: lambda output: zero_units(output, units)}):
+        with edit_layers(model, {layer: ablate(units)}):
             return evaluate_metrics(model, loader, settings)
 
     cache: dict[tuple[int, ...], dict[str, float]] = {}

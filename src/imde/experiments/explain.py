@@ -123,7 +123,7 @@ def localisation_iou(activations: torch.Tensor, errors: torch.Tensor, valid: tor
         raise ValueError(f"activations {tuple(activations.shape)}, errors {tuple(errors.shape)} and valid "
                          f"{tuple(valid.shape)}: expected [U, *S], S and S")
     flat_valid = valid.reshape(-1)
-    acts = activations.reshape(activations.shape[0], -1)[:, flat_valid].float()
+    acts = activations.reshape(activations.shape[0], flat_valid.numel())[:, flat_valid].float()
     err = errors.reshape(-1)[flat_valid]
     count = int(err.sum())
     if count == 0:
@@ -144,7 +144,7 @@ class ExplainCase:
         errors: error mask ``[B, h, w]`` (``delta > 1.25``).
         loss: the FGSM loss on this input.
         error_fraction: error pixels / valid pixels.
-        histogram: error pixels per predicted-depth bin ``[N_b]``.
+        histogram: error pixels per predicted-depth bin ``[N_b]`` (predictions outside the bins are left out).
         top_bin: the most frequent bin ``b`` (-1 when there is no error).
         units: units tied to ``b``.
         feature_maps: their maps upsampled to the prediction ``[B, U, h, w]``.
@@ -233,7 +233,11 @@ def _analyse(
     if unit_bins is None:
         unit_bins = assign_bins(features.shape[1], edges.numel() - 1)
     units = torch.nonzero(unit_bins.cpu() == top_bin).flatten()
-    maps = F.interpolate(features[:, units.to(dev)].float(), size=size, mode="bilinear", align_corners=False)
+    maps = features[:, units.to(dev)].float()
+    if units.numel():  # interpolate rejects empty channel dimensions
+        maps = F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
+    else:
+        maps = maps.new_zeros(maps.shape[0], 0, *size)
     iou = localisation_iou(maps.transpose(0, 1), errors[:, 0], valid[:, 0])
     case = ExplainCase(
         image=image.detach().cpu(),
