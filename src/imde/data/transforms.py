@@ -97,26 +97,27 @@ class Compose:
 
 
 class Resize:
-    """Resize image (bilinear, antialiased) and depth maps (nearest) to ``size``.
+    """Resize image (bilinear, antialiased) and depth maps (nearest) to ``size``; ``focal`` scales with the width.
 
     Args:
         size: ``(H, W)``, or an int for the shorter side (aspect ratio kept, as torchvision does).
     """
 
     def __init__(self, size: Size) -> None:
-        self.size = [size] if isinstance(size, int) else list(_pair(size, "size"))
         if isinstance(size, int) and size <= 0:
             raise ValueError(f"size must be positive, got {size}")
+        self.size = [size] if isinstance(size, int) else list(_pair(size, "size"))
 
     def __call__(self, sample: Sample) -> Sample:
-        return _map(
+        out = _map(
             sample,
             lambda x: TF.resize(x, self.size, InterpolationMode.BILINEAR, antialias=True),
             lambda x: TF.resize(x, self.size, InterpolationMode.NEAREST),
         )
-
-    def __repr__(self) -> str:
-        return f"Resize({self.size})"
+        if "focal" in sample:
+            key = "image" if "image" in sample else "depth"
+            out["focal"] = float(sample["focal"]) * out[key].shape[-1] / sample[key].shape[-1]
+        return out
 
 
 class DepthResize:
@@ -132,7 +133,8 @@ class DepthResize:
 class RandomScale:
     """CSPN's scale augmentation: resize the shorter side to ``base * s``, s ~ U(low, high), and divide depth by s.
 
-    Dividing by s keeps the scene geometrically consistent: an image magnified by s looks s times closer.
+    Dividing by s keeps the scene geometrically consistent: an image magnified by s looks s times closer at the
+    original focal length, so ``focal`` is left as it was.
     """
 
     def __init__(self, low: float = 1.0, high: float = 1.5, base: int = 240) -> None:
@@ -143,6 +145,8 @@ class RandomScale:
     def __call__(self, sample: Sample) -> Sample:
         scale = _uniform(self.low, self.high)
         out = Resize(int(round(self.base * scale)))(sample)
+        if "focal" in sample:
+            out["focal"] = sample["focal"]
         for key in _spatial_keys(out)[1]:
             if key != "mask":
                 out[key] = out[key] / scale

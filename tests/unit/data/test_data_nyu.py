@@ -266,7 +266,7 @@ def test_real_frames_through_the_mff_recipe_and_a_dataloader(fixtures_dir, tmp_p
     dataset = create("nyu_bts", sync, list_file=tmp_path / "list.txt", transform=create_transform("mff", train=True))
     batch = next(iter(DataLoader(dataset, batch_size=3)))
     assert batch["image"].shape == (3, 3, 228, 304) and batch["depth"].shape == (3, 1, 114, 152)
-    assert batch["focal"].tolist() == pytest.approx([518.8579] * 3) and len(batch["name"]) == 3
+    assert batch["focal"].tolist() == pytest.approx([518.8579 / 2] * 3) and len(batch["name"]) == 3  # resized 240
     raw = torch.stack([create("nyu_bts", sync, list_file=tmp_path / "list.txt")[i]["depth"] for i in range(3)])
     kept = batch["depth"][batch["depth"] > 0]
     assert bool(torch.isin(kept, raw).all())  # every output depth is a measured value: nearest only

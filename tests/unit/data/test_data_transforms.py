@@ -86,6 +86,7 @@ def test_resize_never_interpolates_depth():
     sample = _marked()
     out = Resize(240)(sample)
     assert out["image"].shape == (3, 240, 320) and out["depth"].shape == (1, 240, 320)
+    assert out["focal"] == pytest.approx(500.0 * 320 / 128)  # the focal length in pixels scales with the image
     assert set(out["depth"].unique().tolist()) == {0.0, 5.0, 9.0}
     torch.testing.assert_close(out["image"][:, 0, 0], torch.full((3,), 0.2))
     half = Resize((48, 64))(sample)  # antialiased image blurs the marker; depth keeps source pixels
@@ -160,8 +161,9 @@ def test_sparse_depth_sample(reference, expected):
 
 def test_random_scale_divides_depth_by_the_scale():
     torch.manual_seed(2)
-    sample = {"image": torch.rand(3, 480, 640), "depth": torch.full((1, 480, 640), 6.0)}
+    sample = {"image": torch.rand(3, 480, 640), "depth": torch.full((1, 480, 640), 6.0), "focal": 518.8579}
     out = RandomScale(1.0, 1.5, base=240)(sample)
+    assert out["focal"] == 518.8579  # the depth is rescaled instead
     height = out["image"].shape[-2]
     assert 240 <= height <= 360 and out["depth"].shape[-2:] == out["image"].shape[-2:]
     scale = 6.0 / float(out["depth"][0, 0, 0])
@@ -196,7 +198,7 @@ def test_recipes_output_sizes_and_depth_values(recipe, train, kw, size, image_sh
     if recipe == "cspn":
         assert out["sparse_depth"].shape == (1, *image_shape)
     assert float(out["image"].min()) < -0.5  # ImageNet normalisation applied last
-    assert out["focal"] == 518.8579 and out["name"] == "n"
+    assert out["name"] == "n"
 
 
 def test_train_recipe_is_reproducible_and_eval_is_deterministic():
@@ -219,3 +221,9 @@ def test_recipe_arguments_are_checked():
         create_transform("bts_nyu", train=True, variant="hu")
     with pytest.raises(ValueError, match="size must be a positive int or"):
         create_transform("simple", train=False, size=(0, 5))
+
+
+@pytest.mark.parametrize(("recipe", "factor"), [("mff", 0.5), ("bts_nyu", 1.0), ("cspn", 0.5), ("simple", 1.0)])
+def test_eval_recipes_keep_the_focal_length_consistent(recipe, factor):
+    sample = {"image": torch.rand(3, 480, 640), "depth": torch.ones(1, 480, 640), "focal": 518.8579}
+    assert create_transform(recipe, train=False)(sample)["focal"] == pytest.approx(518.8579 * factor)
