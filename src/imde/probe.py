@@ -49,15 +49,19 @@ def resolve_layer(model: nn.Module, name: str) -> tuple[nn.Module, str]:
         raise ValueError(f"layer name: expected a string, got {type(name).__name__} {name!r}")
     if name in declared:
         return inner.get_submodule(declared[name]), name
-    modules = dict(inner.named_modules())
-    if name in modules:
-        by_path = {path: layer for layer, path in declared.items()}
-        return modules[name], by_path.get(name, name)
-    listed = ", ".join(declared) if declared else "none (this model has no unit_info)"
-    raise ValueError(
-        f"unknown layer {name!r} for {type(inner).__name__}: declared layers are {listed}; "
-        f"any dotted module name from model.named_modules() works too (e.g. {next(iter(modules), '')!r}...)"
-    )
+    try:
+        module = inner.get_submodule(name)
+    except AttributeError:
+        listed = ", ".join(declared) if declared else "none (this model has no unit_info)"
+        examples = ", ".join(repr(path) for path, _ in list(inner.named_modules())[1:4])
+        raise ValueError(
+            f"unknown layer {name!r} for {type(inner).__name__}: declared layers are {listed}; "
+            f"any dotted module name from model.named_modules() works too (e.g. {examples})"
+        ) from None
+    for layer, path in declared.items():
+        if inner.get_submodule(path) is module:
+            return module, layer
+    return module, name
 
 
 def _as_names(layers: str | Sequence[str]) -> list[str]:

@@ -79,7 +79,7 @@ def test_layer_without_usable_units_contributes_zero_with_a_zero_gradient() -> N
     depth = torch.full((1, 4, 4), 5.0)  # a single bin observed: no unit has "other" bins
     loss = AssignLoss(num_bins=4)({"L": feat}, depth)
     loss.backward()
-    assert float(loss) == 0.0 and float(feat.grad.abs().sum()) == 0.0
+    assert loss.item() == 0.0 and float(feat.grad.abs().sum()) == 0.0
 
 
 def test_float32_features_give_a_float32_loss_close_to_float64() -> None:

@@ -1,0 +1,60 @@
+"""Two CPU processes (gloo) each accumulate half of a dataset; all_reduce equals one process over all of it."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from imde.core.bins import sid_edges
+from imde.stats import DepthResponse
+
+WORLD_SIZE = 2
+EDGES = sid_edges(16, 0.75, 10.0)
+
+
+def _dataset() -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(7)
+    activations = torch.randn(7, 6, 5, 7, generator=generator)
+    depth = torch.rand(7, 1, 10, 14, generator=generator) * 11.0
+    depth[3] = 0.0  # an image with no valid pixel
+    return activations, depth
+
+
+def _worker(rank: int, port: int, out_dir: str) -> None:
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD_SIZE)
+    try:
+        torch.set_num_threads(1)
+        activations, depth = _dataset()
+        acc = DepthResponse(6, EDGES)
+        for index in range(rank, activations.shape[0], WORLD_SIZE):  # an uneven shard per rank, one image a batch
+            acc.update(activations[index : index + 1], depth[index : index + 1])
+        acc.all_reduce()
+        acc.save(Path(out_dir) / f"rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="torch.distributed gloo missing")
+def test_two_process_all_reduce_equals_single_process(tmp_path: Path) -> None:
+    mp.spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD_SIZE, join=True)
+    activations, depth = _dataset()
+    single = DepthResponse(6, EDGES)
+    single.update(activations, depth)
+    for rank in range(WORLD_SIZE):
+        reduced = DepthResponse.load(tmp_path / f"rank{rank}.pt")
+        assert torch.equal(reduced.counts, single.counts)
+        assert torch.allclose(reduced.sums, single.sums, rtol=1e-12, atol=1e-12)
+        assert torch.allclose(reduced.mean_response(), single.mean_response(), rtol=1e-12, equal_nan=True)
+        assert (reduced.num_images, reduced.num_empty_images, reduced.num_updates) == (7, 1, 7)
+        assert reduced.num_empty_batches == 1

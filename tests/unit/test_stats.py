@@ -1,0 +1,129 @@
+"""DepthResponse: accumulation is exact whatever the batching, order or split; state round-trips."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from _reference import loop_digitize, loop_response_sums
+from imde.core.bins import sid_edges
+from imde.stats import DepthResponse
+
+EDGES = sid_edges(8, 0.75, 10.0)
+
+
+def _dataset(num_images: int = 6, units: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
+    activations = torch.randn(num_images, units, 6, 8)
+    depth = torch.rand(num_images, 1, 12, 16) * 11.0  # some pixels above beta = 10: invalid
+    depth[0, 0, :3] = 0.0  # missing measurements
+    return activations, depth
+
+
+def _accumulate(activations: torch.Tensor, depth: torch.Tensor, splits: list[int]) -> DepthResponse:
+    acc = DepthResponse(activations.shape[1], EDGES)
+    for a, d in zip(activations.split(splits), depth.split(splits), strict=True):
+        acc.update(a, d)
+    return acc
+
+
+def test_hand_computed_mean_response_with_an_empty_bin() -> None:
+    acc = DepthResponse(1, torch.tensor([0.0, 1.0, 2.0, 3.0]))
+    # 1x2 map [1, 3] upsampled to 1x4 = [1, 1.5, 2.5, 3]; depths in bins 0, 0, 2, invalid
+    acc.update(torch.tensor([[[[1.0, 3.0]]]]), torch.tensor([[[0.5, 1.0, 2.5, 0.0]]]))
+    mean = acc.mean_response()
+    assert mean.dtype == torch.float64
+    assert mean[0, 0] == 1.25 and math.isnan(mean[0, 1]) and mean[0, 2] == 2.5
+    assert acc.counts.tolist() == [2, 0, 1] and acc.counts.dtype == torch.int64
+    assert acc.sums.tolist() == [[2.5, 0.0, 2.5]]
+
+
+def test_equals_the_loop_reference() -> None:
+    activations, depth = _dataset()
+    acc = _accumulate(activations, depth, [6])
+    sums, counts = loop_response_sums(activations.double(), loop_digitize(depth, EDGES), 8)
+    assert torch.equal(acc.counts, counts)
+    assert torch.allclose(acc.sums, sums, rtol=1e-10, atol=1e-10)
+
+
+def test_batched_one_shot_permuted_and_merged_halves_agree() -> None:
+    activations, depth = _dataset()
+    whole = _accumulate(activations, depth, [6])
+    batched = _accumulate(activations, depth, [1, 2, 3])
+    order = torch.randperm(6)
+    permuted = _accumulate(activations[order], depth[order], [4, 2])
+    merged = _accumulate(activations[:2], depth[:2], [2]).merge(_accumulate(activations[2:], depth[2:], [1, 3]))
+    for other in (batched, permuted, merged):
+        assert torch.equal(other.counts, whole.counts)
+        assert torch.allclose(other.sums, whole.sums, rtol=1e-12, atol=1e-12)
+        assert torch.allclose(other.mean_response(), whole.mean_response(), rtol=1e-12, equal_nan=True)
+    assert merged.num_updates == 1 + 2 and merged.num_images == 6 and batched.num_updates == 3
+
+
+def test_empty_batches_are_counted_not_errors() -> None:
+    acc = DepthResponse(3, EDGES)
+    acc.update(torch.rand(2, 3, 4, 4), torch.zeros(2, 8, 8))
+    acc.update(torch.rand(1, 3, 4, 4), torch.full((1, 1, 8, 8), 50.0))  # all beyond beta
+    mixed = torch.rand(2, 8, 8) * 5 + 1
+    mixed[1] = float("nan")
+    acc.update(torch.rand(2, 3, 4, 4), mixed)
+    assert (acc.num_updates, acc.num_empty_batches, acc.num_images, acc.num_empty_images) == (3, 2, 5, 4)
+    assert int(acc.counts.sum()) == 64
+
+
+def test_reset_state_dict_save_and_load(tmp_path: Path) -> None:
+    activations, depth = _dataset()
+    acc = _accumulate(activations, depth, [3, 3])
+    path = acc.save(tmp_path / "sub" / "resp.pt")
+    loaded = DepthResponse.load(path)
+    assert torch.equal(loaded.sums, acc.sums) and torch.equal(loaded.counts, acc.counts)
+    assert torch.equal(loaded.edges, acc.edges) and loaded.num_images == 6 and loaded.num_updates == 2
+    assert list(tmp_path.joinpath("sub").iterdir()) == [path]  # atomic write leaves no temporary file
+    acc.reset()
+    assert float(acc.sums.abs().sum()) == 0 and int(acc.counts.sum()) == 0 and acc.num_images == 0
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        DepthResponse.load(tmp_path / "missing.pt")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a DepthResponse state"):
+        DepthResponse.load(tmp_path / "other.pt")
+
+
+def test_to_device_keeps_values() -> None:
+    activations, depth = _dataset()
+    acc = _accumulate(activations, depth, [6]).to("cpu")
+    assert acc.device == torch.device("cpu")
+    assert repr(acc).startswith("DepthResponse(num_units=5, num_bins=8, images=6")
+
+
+def test_bad_inputs_raise() -> None:
+    acc = DepthResponse(4, EDGES)
+    with pytest.raises(ValueError, match=r"activations have 3 units \(shape \(2, 3, 4, 4\)\).*accumulates 4 units"):
+        acc.update(torch.rand(2, 3, 4, 4), torch.rand(2, 8, 8))
+    with pytest.raises(ValueError, match=r"activations: expected \[B, K, h, w\], got \(4, 4, 4\)"):
+        acc.update(torch.rand(4, 4, 4), torch.rand(2, 8, 8))
+    with pytest.raises(ValueError, match=r"depth: expected \[B, H, W\] or \[B, 1, H, W\], got \(2, 2, 8, 8\)"):
+        acc.update(torch.rand(2, 4, 4, 4), torch.rand(2, 2, 8, 8))
+    with pytest.raises(ValueError, match="batch size mismatch"):
+        acc.update(torch.rand(2, 4, 4, 4), torch.rand(3, 8, 8))
+    bad = torch.rand(2, 4, 4, 4)
+    bad[1, 2, 0, 0] = float("inf")
+    with pytest.raises(ValueError, match="NaN or inf"):
+        acc.update(bad, torch.rand(2, 8, 8))
+    assert acc.num_updates == 0  # nothing was accumulated by the failed calls
+    with pytest.raises(ValueError, match="other has 5 units, this one 4"):
+        acc.merge(DepthResponse(5, EDGES))
+    with pytest.raises(ValueError, match="different edges"):
+        acc.merge(DepthResponse(4, sid_edges(8, 3.0, 80.0)))
+    with pytest.raises(ValueError, match="num_units=0"):
+        DepthResponse(0, EDGES)
+    with pytest.raises(ValueError, match="strictly increasing"):
+        DepthResponse(2, torch.tensor([0.0, 2.0, 1.0]))
+
+
+def test_all_reduce_without_a_process_group_is_a_no_op() -> None:
+    activations, depth = _dataset()
+    acc = _accumulate(activations, depth, [6])
+    before = acc.sums.clone()
+    assert acc.all_reduce() is acc and torch.equal(acc.sums, before)
