@@ -8,6 +8,7 @@ the transform call. Subclasses only say how a record's depth png is decoded.
 from __future__ import annotations
 
 import warnings
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -47,7 +48,7 @@ def check_on_error(on_error: str) -> str:
     return on_error
 
 
-class ListedDataset(Dataset[Sample]):
+class ListedDataset(Dataset[Sample], ABC):
     """Samples read from an image root and a depth root following a parsed split list.
 
     Args:
@@ -125,9 +126,9 @@ class ListedDataset(Dataset[Sample]):
     def __len__(self) -> int:
         return len(self.records)
 
+    @abstractmethod
     def decode_depth(self, data: bytes, where: str) -> torch.Tensor:
         """Decode one depth file to metres ``[1, H, W]`` (0 = invalid); implemented by each dataset."""
-        raise NotImplementedError
 
     def load(self, record: Record) -> Sample:
         """Read and check one record, without transform."""

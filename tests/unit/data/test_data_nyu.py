@@ -224,6 +224,12 @@ def test_nyu_mat_is_lazy_and_picklable(tmp_path):
     clone = pickle.loads(pickle.dumps(dataset))
     assert clone._file is None
     torch.testing.assert_close(clone[0]["depth"], first["depth"])
+    # forked workers inherit the parent's open handle and must reopen the file in their own process
+    from torch.utils.data import DataLoader
+
+    batches = list(DataLoader(dataset, batch_size=1, num_workers=2, multiprocessing_context="fork"))
+    assert [b["name"][0] for b in batches] == ["00000", "00002", "00004"]
+    torch.testing.assert_close(batches[0]["depth"][0], first["depth"])
 
 
 def test_nyu_mat_bad_inputs(tmp_path):
