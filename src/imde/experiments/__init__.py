@@ -5,6 +5,7 @@
 - ``run_correction``: test-time replacement of responses by their training means (Sec. 5.2, Table 3, Fig. 7).
 - ``run_ablation``: successive ablation by selectivity (Fig. 2).
 - ``run_explain``: FGSM error analysis through the depth-selective units (Fig. 8).
+- ``unit_views``: a unit's feature map and the pixels of its depth bin (Fig. 1, 5).
 
 Names are resolved lazily so that importing one experiment does not import the others.
 """
@@ -25,6 +26,8 @@ _EXPORTS: dict[str, str] = {
     "CorrectionResult": "imde.experiments.correct",
     "run_ablation": "imde.experiments.ablate",
     "AblationResult": "imde.experiments.ablate",
+    "unit_views": "imde.experiments.features",
+    "UnitView": "imde.experiments.features",
     "run_explain": "imde.experiments.explain",
     "ExplainResult": "imde.experiments.explain",
 }

@@ -224,6 +224,31 @@ class LayerDissection:
         return write_csv(path, header, rows)
 
 
+def units_to_bins(
+    num_units: int,
+    dissection: LayerDissection | None = None,
+    *,
+    edges_preset: str = "nyu",
+    num_bins: int = 64,
+) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """Which depth bin each unit of a layer stands for, and the edges of those bins.
+
+    With a dissection (baseline models) a unit stands for its preferred (max-response) bin, over the
+    dissection's edges; without one (interpretable models) for its assigned bin ``floor(k N_b / K)`` (Eq. 6)
+    over the preset's ``N_b = min(num_bins, K)`` SID bins.
+
+    Returns:
+        ``(edges [N_b + 1], bin per unit [K] (-1 for dead units), "preferred" or "assigned")``.
+    """
+    if dissection is None:
+        edges = layer_edges(edges_preset, num_bins, num_units)
+        return edges, assign_bins(num_units, edges.numel() - 1), "assigned"
+    if dissection.num_units != num_units:
+        raise ValueError(f"dissection of layer {dissection.layer!r} has {dissection.num_units} units, but the layer "
+                         f"outputs {num_units}; expected the dissection of this layer of this model")
+    return dissection.edges, dissection.preferred_bin, "preferred"
+
+
 @dataclass
 class DissectResult:
     """Dissection of several layers on several splits (e.g. ``{"train": ..., "test": ...}``).

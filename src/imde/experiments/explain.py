@@ -17,9 +17,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from imde.core.bins import assign_bins, digitize
+from imde.core.bins import digitize
 from imde.experiments._results import check_batch, write_json
-from imde.experiments.dissect import LayerDissection, layer_edges
+from imde.experiments.dissect import LayerDissection, units_to_bins
 from imde.probe import LayerTap
 from imde.stats import DepthResponse
 from imde.utils.device import resolve_device
@@ -214,25 +214,29 @@ def _analyse(
     model: torch.nn.Module,
     batch: Mapping[str, Any],
     image: torch.Tensor,
-    spec: tuple[str, torch.Tensor, torch.Tensor | None, LossFn],
+    spec: tuple[str, LayerDissection | None, str, int, LossFn],
     dev: torch.device,
-) -> tuple[ExplainCase, torch.Tensor]:
-    """Forward ``image``, find the errors, their top bin and that bin's units, and score the units."""
+) -> tuple[ExplainCase, torch.Tensor, torch.Tensor, str]:
+    """Forward ``image``, find the errors, their top bin and that bin's units, and score the units.
+
+    Returns:
+        The case, the resized ground truth, the layer's edges and how units were tied to bins.
+    """
     from imde.models import run_model
 
-    layer, edges, unit_bins, loss_fn = spec
+    layer, dissection, edges_preset, num_bins, loss_fn = spec
     with torch.no_grad(), LayerTap(model, [layer]) as tap:
         pred = run_model(model, {**batch, "image": image}, dev)
         features = tap.features[layer]
+    edges, unit_bins, mode = units_to_bins(features.shape[1], dissection, edges_preset=edges_preset,
+                                           num_bins=num_bins)
     size = tuple(pred.shape[-2:])
     depth = resize_depth(batch["depth"].to(dev), size)
     errors, valid = error_mask(pred, depth)
     bins = digitize(pred[errors], edges.to(dev))
     histogram = torch.bincount(bins[bins >= 0], minlength=edges.numel() - 1).cpu()
     top_bin = int(histogram.argmax()) if histogram.sum() > 0 else -1
-    if unit_bins is None:
-        unit_bins = assign_bins(features.shape[1], edges.numel() - 1)
-    units = torch.nonzero(unit_bins.cpu() == top_bin).flatten()
+    units = torch.nonzero(unit_bins.cpu() == top_bin).flatten() if top_bin >= 0 else torch.zeros(0, dtype=torch.long)
     maps = features[:, units.to(dev)].float()
     if units.numel():  # interpolate rejects empty channel dimensions
         maps = F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
@@ -251,7 +255,7 @@ def _analyse(
         feature_maps=maps.cpu(),
         localisation=iou,
     )
-    return case, depth.cpu()
+    return case, depth.cpu(), edges.cpu(), mode
 
 
 def run_explain(
@@ -289,25 +293,16 @@ def run_explain(
     loss_fn = loss_fn or default_loss(model)
     if isinstance(responses, DepthResponse):
         responses = LayerDissection.from_response(layer, responses)
-    if responses is not None:
-        edges, unit_bins, mode = responses.edges, responses.preferred_bin, "preferred"
-    else:
-        with torch.no_grad(), LayerTap(model, [layer]) as tap:
-            from imde.models import run_model
-
-            run_model(model, batch, dev)
-            num_units = tap.features[layer].shape[1]
-        edges, unit_bins, mode = layer_edges(edges_preset, num_bins, num_units), None, "assigned"
+    spec = (layer, responses, edges_preset, num_bins, loss_fn)
     was_training = model.training
     model.eval()
     try:
         adversarial = fgsm(model, batch, epsilon=epsilon, loss_fn=loss_fn, device=dev)
-        spec = (layer, edges, unit_bins, loss_fn)
-        clean, depth = _analyse(model, batch, batch["image"].to(dev), spec, dev)
-        attacked, _ = _analyse(model, batch, adversarial, spec, dev)
+        clean, depth, edges, mode = _analyse(model, batch, batch["image"].to(dev), spec, dev)
+        attacked, _, _, _ = _analyse(model, batch, adversarial, spec, dev)
     finally:
         model.train(was_training)
-    result = ExplainResult(layer, float(epsilon), mode, edges.cpu(), depth, clean, attacked)
+    result = ExplainResult(layer, float(epsilon), mode, edges, depth, clean, attacked)
     if out_dir is not None:
         result.files = [write_json(out_dir, "explain.json", result), atomic_torch_save(
             {"depth": depth, "clean": vars(clean), "adversarial": vars(attacked)}, Path(out_dir) / "explain.pt")]

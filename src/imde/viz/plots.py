@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
+from imde.experiments.features import UnitView
 from imde.utils.io import atomic_path
 from imde.viz.colors import DEPTH_CMAP, ERROR_CMAP, FEATURE_CMAP, depth_limits, display_image
 
@@ -134,23 +134,6 @@ def plot_selectivity_histogram(
     return fig
 
 
-@dataclass(frozen=True)
-class UnitView:
-    """What Fig. 1/5 shows of one unit of one model on one image.
-
-    Attributes:
-        unit: unit index.
-        feature_map: the unit's activation ``[h, w]``.
-        prediction: the model's predicted depth ``[H', W']``.
-        bin_range: ``(e_d, e_{d+1}]`` of the unit's assigned (or preferred) bin, metres.
-    """
-
-    unit: int
-    feature_map: torch.Tensor
-    prediction: torch.Tensor
-    bin_range: tuple[float, float]
-
-
 def plot_feature_maps(image: torch.Tensor, depth: torch.Tensor, views: Mapping[str, UnitView]) -> Figure:
     """Fig. 1/5: one row per model: input, ground-truth depth, the pixels whose *predicted* depth falls in the
     unit's bin, and the unit's feature map.
@@ -158,7 +141,8 @@ def plot_feature_maps(image: torch.Tensor, depth: torch.Tensor, views: Mapping[s
     Args:
         image: the ImageNet-normalised input ``[C, H, W]``.
         depth: ground truth ``[H, W]`` (or with leading 1-dims).
-        views: ``{model name: UnitView}``, e.g. baseline and interpretable side by side.
+        views: ``{model name: UnitView}`` (``imde.experiments.features.unit_views``), e.g. baseline and
+            interpretable side by side.
     """
     if not views:
         raise ValueError("views: expected at least one {model: UnitView} entry")

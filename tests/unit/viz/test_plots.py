@@ -10,6 +10,7 @@ from imde.core.bins import dataset_edges
 from imde.experiments.ablate import AblationResult
 from imde.experiments.dissect import LayerDissection
 from imde.experiments.explain import ExplainCase, ExplainResult
+from imde.experiments.features import UnitView
 from imde.stats import DepthResponse
 from imde.viz import plots
 from imde.viz.colors import DEPTH_CMAP, depth_limits, display_image
@@ -67,7 +68,7 @@ def test_depth_predictions_share_colour_limits():
 
 def test_feature_maps_mask_the_units_bin():
     pred = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
-    view = plots.UnitView(unit=3, feature_map=torch.rand(2, 2), prediction=pred, bin_range=(1.5, 3.0))
+    view = UnitView(unit=3, feature_map=torch.rand(2, 2), prediction=pred, bin_range=(1.5, 3.0))
     fig = plots.plot_feature_maps(torch.randn(3, 2, 2), pred, {"baseline": view, "assign": view})
     assert len(fig.axes) == 8
     mask = fig.axes[2].get_images()[0].get_array()
