@@ -118,7 +118,7 @@ def load_run(run_dir: str | Path) -> RunContents:
         config_text=config.read_text(encoding="utf-8") if config.is_file() else None,
         results=results,
         dissect=_read_dissections(root / "dissect"),
-        atlas=_read_atlases(root / "atlas"),
+        atlas=_read_atlases(root / "atlas", missing),
         experiments={kind: _read_variant_files(root / kind) for kind in _EXPERIMENT_DIRS},
         figures=_read_figures(root / "figures"),
         missing=missing,
@@ -287,21 +287,27 @@ def read_layer_dissection(raw: Any, path: Path, layer: str) -> dict[str, Any]:
     }
 
 
-def _read_atlases(folder: Path) -> dict[str, dict[str, Any]]:
-    """``{variant: atlas index}`` from ``atlas/<variant>/index.json``, with every sprite as a data URI."""
+def _read_atlases(folder: Path, missing: dict[str, list[str]]) -> dict[str, dict[str, Any]]:
+    """``{variant: atlas index}`` from ``atlas/<variant>/index.json``, with every sprite as a data URI.
+
+    An atlas whose index names a sprite that is not there is left out and the file is added to ``missing``.
+    """
     out: dict[str, dict[str, Any]] = {}
     if not folder.is_dir():
         return out
     for variant in order_variants(p.parent.name for p in folder.glob("*/index.json")):
         index_path = folder / variant / "index.json"
         index = _read_json(index_path)
-        if not isinstance(index, dict) or "images" not in index or "layers" not in index:
+        if not isinstance(index, dict) or not isinstance(index.get("images"), dict) or "layers" not in index:
             raise ValueError(f"{index_path}: expected an atlas index with keys images and layers")
-        index["images"]["src"] = _data_uri(folder / variant / index["images"]["file"])
-        for layer in index["layers"].values():
-            layer["src"] = _data_uri(folder / variant / layer["file"])
-            if layer.get("masks"):
-                layer["masks"]["src"] = _data_uri(folder / variant / layer["masks"]["file"])
+        sprites = [index["images"], *index["layers"].values()]
+        sprites += [layer["masks"] for layer in index["layers"].values() if layer.get("masks")]
+        absent = [f"atlas/{variant}/{s['file']}" for s in sprites if not (folder / variant / s["file"]).is_file()]
+        if absent:
+            missing.setdefault("browser", []).extend(absent)
+            continue
+        for sprite in sprites:
+            sprite["src"] = _data_uri(folder / variant / sprite["file"])
         out[variant] = index
     return out
 
@@ -319,8 +325,6 @@ def _read_figures(folder: Path) -> dict[str, list[tuple[str, str]]]:
 
 
 def _data_uri(path: Path) -> str:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: file named by the atlas index is missing")
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 

@@ -206,3 +206,11 @@ def test_bad_input_is_named(tmp_path: Path) -> None:
     (broken / "dissect.json").write_text(json.dumps({"splits": {"test": {"layers": {"D": layer}}}}))
     with pytest.raises(ValueError, match=r"units\.selectivity has length 1; expected 2 \(2 units, 2 bins\)"):
         load_run(run)
+
+
+def test_atlas_with_a_missing_sprite_is_left_out_and_named(built: tuple[Path, str], tmp_path: Path) -> None:
+    run = Path(shutil.copytree(built[0], tmp_path / "copy"))
+    (run / "atlas" / "baseline" / "layer_01_MFF.png").unlink()
+    html = build_report(run).read_text(encoding="utf-8")
+    assert "Not in this run: atlas/baseline/layer_01_MFF.png." in html
+    assert list(_page_data(html)["atlas"]) == ["assign"]
