@@ -31,16 +31,22 @@ def model() -> torch.nn.Module:
     return imde.models.create("mff_tiny", d_units=8, r_units=16)
 
 
-def test_dissect_correct_ablate_explain(model, tmp_path):
+DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
+                                                                                     reason="no CUDA device")])]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_dissect_correct_ablate_explain(model, tmp_path, device):
     train, test = _batches(2, 1), _batches(1, 2)
-    dissection = run_dissect(model, {"train": train, "test": test}, ["D", "Rconv0"], out_dir=tmp_path)
+    dissection = run_dissect(model, {"train": train, "test": test}, ["D", "Rconv0"], device=device,
+                             out_dir=tmp_path)
     layer = dissection.layers["train"]["Rconv0"]
     assert (layer.num_units, layer.num_bins) == (16, 16)  # N_b = min(64, K)
     assert dissection.layers["test"]["D"].num_bins == 8
     assert bool(((layer.selectivity >= 0) & (layer.selectivity <= 1)).all())
     assert json.loads((tmp_path / "dissect.json").read_text())["splits"]["test"]["layers"]["D"]["num_units"] == 8
 
-    settings = EvalSettings(max_batches=1)
+    settings = EvalSettings(device=device, max_batches=1)
     correction = run_correction(model, dissection, test, ["Rconv0"], settings=settings)
     assert correction.before["rms"] != correction.after["rms"]  # random weights: delta1 is 0 either way
 
@@ -51,7 +57,7 @@ def test_dissect_correct_ablate_explain(model, tmp_path):
     assert ablation.most_selective_first[1] != ablation.least_selective_first[1]
 
     explain = run_explain(model, {k: v[:1] for k, v in test[0].items()}, layer="Rconv0",
-                          responses=dissection.layers["train"]["Rconv0"])
+                          responses=dissection.layers["train"]["Rconv0"], device=device)
     assert explain.adversarial.loss > explain.clean.loss  # FGSM on the model's own (Hu et al.) loss
     assert explain.adversarial.histogram.sum() <= explain.adversarial.errors.sum()
     fig = plots.plot_unit_responses(layer, units=list(range(4)))

@@ -45,7 +45,12 @@ def to_jsonable(obj: Any) -> Any:
 
 
 def safe_name(name: str) -> str:
-    """A layer or split name made safe for a file name (``"layer1.0/conv"`` -> ``"layer1.0_conv"``)."""
+    """A layer or split name made safe for a file name.
+
+    Example:
+        >>> safe_name("layer1.0/conv")
+        'layer1.0_conv'
+    """
     cleaned = _UNSAFE.sub("_", name).strip("._")
     if not cleaned:
         raise ValueError(f"name={name!r}: cannot be turned into a file name")
@@ -74,6 +79,19 @@ def limit_batches(loader: Iterable[Any], max_batches: int | None) -> Iterator[An
         if max_batches is not None and index >= max_batches:
             return
         yield batch
+
+
+def as_batch(sample: Mapping[str, Any]) -> dict[str, Any]:
+    """A batch dict from a batch or from one dataset sample (``image`` ``[C, H, W]`` gets a batch dimension).
+
+    Example:
+        >>> as_batch({"image": torch.zeros(3, 4, 5), "depth": torch.ones(1, 4, 5), "name": "a"})["depth"].shape
+        torch.Size([1, 1, 4, 5])
+    """
+    check_batch(sample)
+    if torch.as_tensor(sample["image"]).ndim != 3:
+        return dict(sample)
+    return {key: value.unsqueeze(0) if isinstance(value, torch.Tensor) else [value] for key, value in sample.items()}
 
 
 def check_batch(batch: Any, keys: Sequence[str] = ("image", "depth")) -> None:

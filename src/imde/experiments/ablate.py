@@ -15,7 +15,12 @@ from imde.probe import edit_layers
 
 
 def ablation_counts(num_units: int, step: int | Sequence[int]) -> list[int]:
-    """Numbers of ablated units to evaluate: ``0, step, 2 step, ..., K`` or a validated explicit list."""
+    """Numbers of ablated units to evaluate: ``0, step, 2 step, ..., K`` or a validated explicit list.
+
+    Example:
+        >>> ablation_counts(5, 2)
+        [0, 2, 4, 5]
+    """
     if isinstance(step, int):
         if step < 1:
             raise ValueError(f"step={step}: expected a positive number of units per step")

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from imde.core.bins import digitize
-from imde.experiments._results import check_batch, write_json
+from imde.experiments._results import as_batch, check_batch, write_json
 from imde.experiments.dissect import LayerDissection, units_to_bins
 from imde.probe import LayerTap
 from imde.stats import DepthResponse
@@ -275,7 +275,8 @@ def run_explain(
 
     Args:
         model: the network.
-        batch: a batch dict (``image`` normalised, ``depth`` ``[B, 1, H, W]``); usually one image.
+        batch: a batch dict (``image`` normalised, ``depth`` ``[B, 1, H, W]``), usually of one image, or one
+            dataset sample (``image`` ``[C, H, W]``).
         layer: the layer whose units explain the errors.
         epsilon: FGSM step in normalised input units (the paper: 0.05).
         responses: a dissection of ``layer`` (baseline models): units are tied to their max-response bin and
@@ -287,7 +288,7 @@ def run_explain(
         device: where to run.
         out_dir: when given, ``explain.json`` and ``explain.pt`` (the maps) are written there.
     """
-    check_batch(batch)
+    batch = as_batch(batch)
     dev = resolve_device(device)
     model.to(dev)
     loss_fn = loss_fn or default_loss(model)

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from imde.experiments._results import check_batch
+from imde.experiments._results import as_batch
 from imde.experiments.dissect import LayerDissection, units_to_bins
 from imde.probe import LayerTap
 from imde.utils.device import resolve_device
@@ -46,12 +46,14 @@ def unit_views(
 ) -> list[UnitView]:
     """Feature maps and depth bins of ``units`` of ``layer`` on image ``index`` of ``batch`` (one forward pass).
 
+    ``batch`` is a batch dict or one dataset sample.
+
     Units stand for their assigned bin (Eq. 6) or, with a ``dissection``, their preferred bin (see
     ``units_to_bins``).
     """
     from imde.models import run_model
 
-    check_batch(batch)
+    batch = as_batch(batch)
     dev = resolve_device(device)
     model.to(dev)
     was_training = model.training

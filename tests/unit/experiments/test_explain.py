@@ -94,3 +94,13 @@ def test_run_explain_preferred_units_from_a_dissection():
     assert result.clean.units == [0, 1, 2, 3]
     with pytest.raises(ValueError, match="epsilon"):
         run_explain(model, batch, layer="feat", epsilon=-1.0, loss_fn=masked_l1)
+
+
+def test_run_explain_accepts_one_dataset_sample():
+    model = DepthInImage([0.25, 0.25, 0.25, 0.25], noise=0.6)
+    batch = make_batches(1, 1, seed=10)[0]
+    sample = {"image": batch["image"][0], "depth": batch["depth"][0], "name": "img"}
+    from_sample = run_explain(model, sample, layer="feat", loss_fn=masked_l1)
+    from_batch = run_explain(model, batch, layer="feat", loss_fn=masked_l1)
+    assert from_sample.to_dict() == from_batch.to_dict()
+    assert from_sample.clean.errors.shape == (1, 12, 16)
