@@ -274,6 +274,10 @@ class TrainConfig:
             raise ValueError(f"device={self.device!r}: expected one of {', '.join(DEVICES)} (or 'cuda:N')")
         if not self.run_dir:
             raise ValueError("run_dir='': expected an output folder")
+        if self.optim.schedule == "plateau" and not self.train.eval_every_epoch:
+            raise ValueError(
+                "optim.schedule='plateau' follows the held-out metric: it needs train.eval_every_epoch=true"
+            )
 
     @classmethod
     def from_yaml_dict(cls, data: Mapping[str, Any], overrides: Iterable[str] = ()) -> TrainConfig:

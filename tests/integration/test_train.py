@@ -1,0 +1,128 @@
+"""End-to-end training on CPU: learning, the assign term, files, checkpoint/resume exactness and the guards."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from _train_toy import ToyDepthNet, ToyDepthSet, toy_config
+
+from imde.training import NonFiniteLossError, TrainConfig, train
+from imde.training.checkpoint import load_checkpoint
+from imde.training.logging import read_metrics_csv
+
+
+def _run(run_dir: Path, resume: bool = False, **sections):
+    return train(toy_config(str(run_dir), **sections), resume=resume, model=ToyDepthNet(),
+                 train_set=ToyDepthSet(16, seed=0), test_set=ToyDepthSet(8, seed=1))
+
+
+def test_training_reduces_loss_and_writes_the_run(tmp_path: Path) -> None:
+    result = _run(tmp_path / "run", optim={"lr": 3e-2}, train={"epochs": 6})
+    losses = [h["loss"] for h in result.history]
+    assert losses[-1] < 0.5 * losses[0]
+    assert result.history[-1]["eval/rms"] < 0.5 * result.history[0]["eval/rms"]
+    assert (result.epochs, result.steps) == (6, 24)
+    run = tmp_path / "run"
+    assert yaml.safe_load((run / "config.yaml").read_text())["model"]["name"] == "toy"
+    assert list((run / "tb").iterdir()), "no TensorBoard events"
+    rows = read_metrics_csv(run / "metrics.csv")
+    step_losses = [r for r in rows if r["kind"] == "step" and r["name"] == "loss"]
+    assert [r["step"] for r in step_losses] == list(range(1, 25))
+    assert {r["name"] for r in rows if r["kind"] == "eval"} >= {"delta1", "rms", "silog"}
+    assert {r["name"] for r in rows if r["kind"] == "dissect"} == {"feat", "feat_assigned"}
+    best = load_checkpoint(run / "checkpoints" / "best.pt")
+    assert best["epoch"] == result.best["epoch"] and result.best["metric"] == "delta1"
+    assert best["best"]["value"] == max(h["eval/delta1"] for h in result.history)
+
+
+def test_assign_term_increases_selectivity(tmp_path: Path) -> None:
+    assign = _run(tmp_path / "assign", loss={"interp": "assign", "lam": 1.0}, optim={"lr": 0.1}, train={"epochs": 6})
+    baseline = _run(tmp_path / "baseline", optim={"lr": 0.1}, train={"epochs": 6})
+    rows = read_metrics_csv(tmp_path / "assign" / "metrics.csv")
+    sel = [r["value"] for r in rows if r["kind"] == "step" and r["name"] == "sel/feat"]
+    assert len(sel) == 24
+    assert sum(sel[-4:]) / 4 > sum(sel[:4]) / 4 + 0.2  # the per-batch assigned selectivity (Eq. 5) goes up
+    for h in assign.history:  # the logged term is -lam * (mean selectivity over the epoch's batches)
+        assert h["interp"] == pytest.approx(-1.0 * h["sel/feat"], abs=1e-6)
+    # on the held-out split (Eq. 5 form, dissection): up with the term, well above the baseline's
+    assert assign.history[-1]["dissect/feat_assigned"] > assign.history[0]["dissect/feat_assigned"] + 0.2
+    assert assign.history[-1]["dissect/feat_assigned"] > baseline.history[-1]["dissect/feat_assigned"] + 0.2
+
+
+def test_resume_is_exact(tmp_path: Path) -> None:
+    straight = _run(tmp_path / "straight", loss={"interp": "assign"}, train={"epochs": 2})
+    _run(tmp_path / "split", loss={"interp": "assign"}, train={"epochs": 1})
+    resumed = _run(tmp_path / "split", resume=True, loss={"interp": "assign"}, train={"epochs": 2})
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in straight.history]
+    a = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    rows = read_metrics_csv(tmp_path / "split" / "metrics.csv")
+    assert [r["step"] for r in rows if r["kind"] == "step" and r["name"] == "loss"] == list(range(1, 9))
+
+
+def test_resume_with_another_config_lists_the_keys(tmp_path: Path) -> None:
+    _run(tmp_path / "run", train={"epochs": 1})
+    with pytest.raises(ValueError, match=r"differing keys: optim\.lr: 0\.01 -> 0\.001"):
+        _run(tmp_path / "run", resume=True, optim={"lr": 1e-3}, train={"epochs": 2})
+    with pytest.raises(ValueError, match="already holds checkpoints/last.pt"):
+        _run(tmp_path / "run", train={"epochs": 1})
+    with pytest.raises(FileNotFoundError, match="last.pt"):
+        _run(tmp_path / "other", resume=True)
+
+
+def test_checkpoint_from_another_model(tmp_path: Path) -> None:
+    _run(tmp_path / "run", train={"epochs": 1})
+    config = toy_config(str(tmp_path / "run"), model={"name": "mff_tiny"}, train={"epochs": 2})
+    with pytest.raises(ValueError, match="is from model 'toy', but the config trains model.name='mff_tiny'"):
+        train(config, resume=True, train_set=ToyDepthSet(4), test_set=ToyDepthSet(4))
+
+
+def test_nan_loss_stops_with_step_files_and_terms(tmp_path: Path) -> None:
+    model = ToyDepthNet()
+    with torch.no_grad():
+        model.head.bias.fill_(float("nan"))
+    config = toy_config(str(tmp_path / "run"))
+    with pytest.raises(NonFiniteLossError, match=r"step 0 .*'base': nan.*toy/0_0"):
+        train(config, model=model, train_set=ToyDepthSet(8), test_set=ToyDepthSet(4))
+    assert not (tmp_path / "run" / "checkpoints" / "last.pt").exists()
+
+
+@pytest.mark.parametrize(
+    ("sections", "message"),
+    [
+        ({"loss": {"interp": "assign", "layers": ["feat", "nope"]}}, r"loss\.layers: unknown layer 'nope'.*feat"),
+        ({"train": {"dissect_layers": ["bogus"]}}, r"train\.dissect_layers: unknown layer 'bogus'"),
+        ({"train": {"best_metric": "accuracy"}}, r"train\.best_metric='accuracy'"),
+        ({"data": {"batch_size": 32}}, r"data\.batch_size=32: the training split has only 16 samples"),
+    ],
+)
+def test_bad_config_fails_before_training(tmp_path: Path, sections: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        _run(tmp_path / "run", **sections)
+    assert not (tmp_path / "run" / "metrics.csv").exists()
+
+
+def test_empty_split(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="the test split is empty"):
+        train(toy_config(str(tmp_path)), model=ToyDepthNet(), train_set=ToyDepthSet(8), test_set=ToyDepthSet(0))
+
+
+def test_registered_model_on_rendered_data_from_config_only(tmp_path: Path) -> None:
+    """The config path: ``imde.models.create`` + ``imde.data.create("rendered")`` + transform recipe."""
+    config = TrainConfig.from_yaml_dict({
+        "run_dir": str(tmp_path / "run"), "device": "cpu", "model": {"name": "mff_tiny"},
+        "data": {"name": "rendered", "root": str(tmp_path / "data"), "transform": "simple",
+                 "options": {"size": [32, 40], "num_train": 4, "num_test": 2, "num_workers": 0, "progress": False},
+                 "batch_size": 2, "eval_batch_size": 2, "num_workers": 0},
+        "loss": {"interp": "reg", "layers": ["D", "MFF"]},
+        "train": {"epochs": 1, "log_every": 1, "progress": False, "max_steps": 1},
+    })
+    result = train(config)
+    assert result.steps == 1 and result.epochs == 1
+    assert math.isfinite(result.history[0]["loss"]) and math.isfinite(result.history[0]["eval/rms"])
+    assert {"dissect/D", "dissect/MFF"} <= set(result.history[0])
