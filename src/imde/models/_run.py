@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from imde.probe import unwrap_model
 from imde.utils.device import resolve_device
 
 
@@ -14,7 +15,8 @@ def run_model(model: nn.Module, batch: Mapping[str, object], device: str | torch
     """Build a model's input from a batch dict and return its predicted depth ``[B, 1, h, w]`` in metres.
 
     Args:
-        model: A registered model (declares ``in_chans`` and ``uses_focal``).
+        model: A registered model (declares ``in_chans`` and ``uses_focal``), possibly wrapped in
+            ``DataParallel`` / ``DistributedDataParallel``.
         batch: A collated dataset batch: ``image`` ``[B, 3, H, W]``; ``sparse_depth`` ``[B, 1, H, W]`` for
             4-channel models (CSPN); ``focal`` ``[B]`` for models that use it (BTS-KITTI).
         device: Where to run; default: the device of the model's parameters.
@@ -23,17 +25,18 @@ def run_model(model: nn.Module, batch: Mapping[str, object], device: str | torch
         ValueError: when a key the model needs is missing.
     """
     target = resolve_device(device) if device is not None else next(model.parameters()).device
-    name = type(model).__name__
+    inner = unwrap_model(model)
+    name = type(inner).__name__
     if "image" not in batch:
         raise ValueError(f"run_model: batch has keys {sorted(batch)}; expected an 'image' entry")
     image = torch.as_tensor(batch["image"]).to(target)
-    if getattr(model, "in_chans", 3) == 4:
+    if getattr(inner, "in_chans", 3) == 4:
         if "sparse_depth" not in batch:
             raise ValueError(f"run_model: {name} takes RGB + sparse depth; batch has keys {sorted(batch)}, "
                              f"expected a 'sparse_depth' entry [B, 1, H, W]")
         image = torch.cat([image, torch.as_tensor(batch["sparse_depth"]).to(target, image.dtype)], dim=1)
     focal = None
-    if getattr(model, "uses_focal", False):
+    if getattr(inner, "uses_focal", False):
         if "focal" not in batch:
             raise ValueError(f"run_model: {name} needs the focal length; batch has keys {sorted(batch)}, "
                              f"expected a 'focal' entry [B]")

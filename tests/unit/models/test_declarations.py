@@ -24,6 +24,7 @@ CSPN_SPARSE_POINTS = 20
 
 
 def _batch(model: torch.nn.Module, size: tuple[int, int], batch: int = 1) -> dict[str, torch.Tensor]:
+    """Inputs for every kind of model: image, focal, and sparse depth for 4-channel models."""
     out = {"image": torch.randn(batch, 3, *size), "focal": torch.full((batch,), 721.5377)}
     if model.in_chans == 4:
         sparse = torch.zeros(batch, 1, *size)
@@ -45,7 +46,7 @@ def check_declaration(name: str, size: tuple[int, int], backward: bool = False) 
     captured: dict[str, torch.Tensor] = {}
     handles = [modules[info.module].register_forward_hook(
         lambda _m, _i, out, key=info.name: captured.__setitem__(key, out)) for info in model.unit_info]
-    batch = _batch(model, size, batch=2 if backward else 1)
+    batch = _batch(model, size)
     try:
         with torch.set_grad_enabled(backward):
             pred = imde.models.run_model(model, batch)

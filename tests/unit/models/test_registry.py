@@ -59,5 +59,7 @@ def test_run_model_builds_inputs() -> None:
         batch = {"image": image, "depth": torch.rand(2, 1, 64, 64), "name": ["a", "b"]}
         via_batch = imde.models.run_model(model, batch, device="cpu")
     assert torch.equal(direct, via_batch)
+    with torch.no_grad():
+        assert torch.equal(imde.models.run_model(torch.nn.DataParallel(model), batch), direct)
     with pytest.raises(ValueError, match="'image'"):
         imde.models.run_model(model, {"depth": image})
