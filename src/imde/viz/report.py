@@ -336,9 +336,10 @@ def _finite_or_none(value: Any) -> float | None:
 
 
 def _json_safe(obj: Any) -> Any:
-    """Replace NaN/inf by ``None`` recursively: browsers' ``JSON.parse`` rejects Python's ``NaN``."""
+    """Replace NaN/inf by ``None`` recursively (browsers' ``JSON.parse`` rejects Python's ``NaN``) and keep 6
+    significant digits of every float (the page draws them; the files keep full precision)."""
     if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
+        return float(f"{obj:.6g}") if math.isfinite(obj) else None
     if isinstance(obj, Mapping):
         return {str(k): _json_safe(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
@@ -443,14 +444,11 @@ def _claims(results: Mapping[str, Any] | None) -> list[dict[str, Any]]:
 def _page_context(run: RunContents) -> dict[str, Any]:
     results = run.results or {}
     claims = _claims(results)
-    layers = sorted({layer for splits in run.dissect.values() for s in splits.values() for layer in s})
     return {
         "claims": claims,
         "claims_held": sum(c["holds"] for c in claims),
         "random_baseline": _number(results, "random_baseline"),
         "seconds": _number(results, "seconds"),
-        "variants": order_variants(results.get("models", {})) or list(run.dissect),
-        "layers": layers,
         "labels": VARIANT_LABELS,
         "explain_rows": {v: _scalar_rows(e) for v, e in run.experiments["explain"].items()},
         "css": _asset("report.css"),
@@ -495,7 +493,11 @@ def _asset(name: str) -> Any:
 
 
 def _markdown_cell(value: Any) -> str:
-    return str(value).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+    """Text safe inside a markdown table cell: backslash, pipe and angle brackets escaped, one line."""
+    text = str(value).replace("\\", "\\\\")
+    for char in "|<>":
+        text = text.replace(char, "\\" + char)
+    return text.replace("\n", " ")
 
 
 def _render(template: str, **context: Any) -> str:
