@@ -162,11 +162,17 @@ class ExplainCase:
     feature_maps: torch.Tensor
     localisation: torch.Tensor
 
+    @property
+    def delta1(self) -> float:
+        """Fraction of valid pixels within ``1.25`` (pooled over the batch: delta1 for a single image)."""
+        return 1.0 - self.error_fraction
+
     def to_dict(self) -> dict[str, Any]:
-        """The numbers (no images): loss, error fraction, histogram, top bin, units and their IoU."""
+        """The numbers (no images): loss, error fraction, delta1, histogram, top bin, units and their IoU."""
         return {
             "loss": self.loss,
             "error_fraction": self.error_fraction,
+            "delta1": self.delta1,
             "histogram": self.histogram.tolist(),
             "top_bin": self.top_bin,
             "units": self.units,

@@ -212,38 +212,50 @@ def plot_depth_predictions(image: torch.Tensor, depth: torch.Tensor, predictions
     return fig
 
 
+def _bin_bars(ax: Axes, counts: torch.Tensor, highlight: int, title: str) -> None:
+    """Bars of ``counts`` per bin, bin ``highlight`` in the assigned-bin colour (-1: none)."""
+    colors = [ASSIGNED_COLOR if d == highlight else BAR_COLOR for d in range(counts.numel())]
+    ax.bar(torch.arange(counts.numel()).numpy(), counts.numpy(), width=1.0, color=colors)
+    ax.set_title(title, fontsize=7)
+    ax.tick_params(labelsize=6)
+
+
 def plot_explain(result: ExplainResult, *, index: int = 0, max_units: int = 4) -> Figure:
-    """Fig. 8: for the clean and the FGSM input: the input, the prediction, the error pixels, the histogram of
-    their predicted bins, and the feature maps of the top bin's units with their localisation IoU.
+    """Fig. 8, one row for the clean and one for the FGSM input: (a) the input, (b) the ground truth, (c) the
+    prediction, (d) the error pixels (delta > 1.25), (e) the pixels whose predicted depth is in the most frequent
+    error bin ``b``, the histogram of the errors' predicted bins, and (f) the feature maps of ``b``'s units with
+    their localisation IoU.
 
     Args:
         result: an ``ExplainResult``.
         index: which image of the batch.
         max_units: most unit maps shown per row.
     """
+    from imde.core.bins import digitize
+
     cases = {"clean": result.clean, f"FGSM eps={result.epsilon:g}": result.adversarial}
-    cols = 4 + max_units
+    cols = 6 + max_units
     fig, axes = _figure(2, cols)
     gt = _map(result.depth[index])
     limits = depth_limits([gt, *(_map(case.prediction[index]) for case in cases.values())])
     for row, (name, case) in enumerate(cases.items()):
         ax = axes[row * cols: (row + 1) * cols]
+        prediction = _map(case.prediction[index])
         ax[0].imshow(display_image(case.image[index]).numpy())
         _title(ax[0], name)
-        _depth_panel(ax[1], _map(case.prediction[index]), limits, "prediction")
-        ax[2].imshow(case.errors[index].float().numpy(), cmap=ERROR_CMAP, vmin=0, vmax=1)
-        _title(ax[2], f"errors ({100 * case.error_fraction:.1f}%)")
-        ax[3].bar(torch.arange(case.histogram.numel()).numpy(), case.histogram.numpy(), width=1.0, color=BAR_COLOR)
-        if case.top_bin >= 0:
-            ax[3].bar([case.top_bin], [int(case.histogram[case.top_bin])], width=1.0, color=ASSIGNED_COLOR)
-        ax[3].set_title(f"error pixels per predicted bin (top {case.top_bin})", fontsize=7)
-        ax[3].tick_params(labelsize=6)
+        _depth_panel(ax[1], gt, limits, "ground truth")
+        _depth_panel(ax[2], prediction, limits, "prediction")
+        ax[3].imshow(case.errors[index].float().numpy(), cmap=ERROR_CMAP, vmin=0, vmax=1)
+        _title(ax[3], f"errors: delta > 1.25 ({100 * case.error_fraction:.1f}%)")
+        in_bin = digitize(prediction, result.edges) == case.top_bin
+        ax[4].imshow(in_bin.float().numpy(), cmap=ERROR_CMAP, vmin=0, vmax=1)
+        _title(ax[4], f"predicted depth in bin {case.top_bin}")
+        _bin_bars(ax[5], case.histogram, case.top_bin, "errors per predicted bin")
         shown = case.units[:max_units]
-        for slot, unit in zip(ax[4:], shown, strict=False):
-            position = case.units.index(unit)
+        for position, (slot, unit) in enumerate(zip(ax[6:], shown, strict=False)):
             slot.imshow(case.feature_maps[index, position].numpy(), cmap=FEATURE_CMAP)
             _title(slot, f"unit {unit}  IoU={float(case.localisation[position]):.2f}")
-        for slot in ax[4 + len(shown):]:
+        for slot in ax[6 + len(shown):]:
             slot.set_visible(False)
     fig.suptitle(f"{result.layer}: units of the most frequent error bin ({result.unit_bins} bins)", fontsize=9)
     return fig

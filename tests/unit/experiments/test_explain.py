@@ -75,6 +75,7 @@ def test_run_explain_assigned_units(tmp_path):
     torch.testing.assert_close(clean.feature_maps[:, 0], unit_map.clamp(min=0))
     torch.testing.assert_close(clean.localisation, localisation_iou(unit_map[None], errors[:, 0], valid[:, 0]))
     saved = json.loads((tmp_path / "explain.json").read_text())
+    assert saved["clean"]["delta1"] == pytest.approx(1 - clean.error_fraction)
     assert saved["adversarial"]["units"] == attacked.units and saved["epsilon"] == 0.05
     assert (tmp_path / "explain.pt").is_file()
 

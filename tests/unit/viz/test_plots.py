@@ -6,7 +6,7 @@ import matplotlib.colors as mcolors
 import pytest
 import torch
 
-from imde.core.bins import dataset_edges
+from imde.core.bins import dataset_edges, digitize
 from imde.experiments.ablate import AblationResult
 from imde.experiments.dissect import LayerDissection
 from imde.experiments.explain import ExplainCase, ExplainResult
@@ -89,19 +89,23 @@ def test_ablation_lines_equal_the_curves():
 
 def test_explain_figure_and_save(tmp_path):
     def case(units: list[int]) -> ExplainCase:
-        return ExplainCase(torch.randn(1, 3, 4, 4), 1 + torch.rand(1, 1, 4, 4), torch.rand(1, 4, 4) > 0.5, 0.1, 0.5,
+        return ExplainCase(torch.randn(1, 3, 4, 4), 1 + 4 * torch.rand(1, 1, 4, 4), torch.rand(1, 4, 4) > 0.5, 0.1, 0.5,
                            torch.tensor([0, 3, 1, 0]), 1, units, torch.rand(1, len(units), 4, 4),
                            torch.rand(len(units)))
 
     result = ExplainResult("D", 0.05, "assigned", dataset_edges("nyu", 4), 1 + torch.rand(1, 1, 4, 4),
                            case([1]), case([1, 2, 3]))
     fig = plots.plot_explain(result, max_units=2)
-    assert len(fig.axes) == 2 * 6
-    assert [ax.get_visible() for ax in fig.axes[4:6]] == [True, False]  # clean: one unit
-    assert [ax.get_visible() for ax in fig.axes[10:12]] == [True, True]  # FGSM: two of three units shown
-    heights = [bar.get_height() for bar in fig.axes[3].containers[0]]
-    assert heights == [0, 3, 1, 0]
-    assert len({im.get_clim() for im in _depth_images(fig)}) == 1
+    assert len(fig.axes) == 2 * 8
+    assert [ax.get_visible() for ax in fig.axes[6:8]] == [True, False]  # clean: one unit
+    assert [ax.get_visible() for ax in fig.axes[14:16]] == [True, True]  # FGSM: two of three units shown
+    bars = fig.axes[5].containers[0]
+    assert [bar.get_height() for bar in bars] == [0, 3, 1, 0]
+    assert mcolors.to_hex(bars[1].get_facecolor()) == plots.ASSIGNED_COLOR  # the top bin
+    in_bin = fig.axes[4].get_images()[0].get_array()
+    expected = (digitize(result.clean.prediction[0, 0], result.edges) == 1).float()
+    assert torch.equal(torch.as_tensor(in_bin), expected)
+    assert len({im.get_clim() for im in _depth_images(fig)}) == 1 and len(_depth_images(fig)) == 4
 
     written = plots.save_figure(fig, tmp_path / "explain.pdf", pdf=True)
     assert written == [tmp_path / "explain.png", tmp_path / "explain.pdf"]
