@@ -94,6 +94,15 @@ def as_batch(sample: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value.unsqueeze(0) if isinstance(value, torch.Tensor) else [value] for key, value in sample.items()}
 
 
+def count_batches(loader: Iterable[Any], max_batches: int | None) -> int | None:
+    """How many batches ``limit_batches(loader, max_batches)`` yields, when the loader knows its length."""
+    try:
+        total = len(loader)  # type: ignore[arg-type]
+    except TypeError:
+        return max_batches
+    return total if max_batches is None else min(total, max_batches)
+
+
 def check_batch(batch: Any, keys: Sequence[str] = ("image", "depth")) -> None:
     """Raise ``ValueError`` unless ``batch`` is a dict holding ``keys`` (the dataset sample contract)."""
     if not isinstance(batch, Mapping):

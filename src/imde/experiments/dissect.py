@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from imde.core.bins import assign_bins, dataset_edges
 from imde.core.selectivity import dead_units, depth_selectivity, preferred_bins, random_baseline
-from imde.experiments._results import check_batch, limit_batches, safe_name, write_csv, write_json
+from imde.experiments._results import check_batch, count_batches, limit_batches, safe_name, write_csv, write_json
 from imde.probe import LayerTap
 from imde.stats import DepthResponse
 from imde.utils.device import resolve_device
@@ -71,6 +71,7 @@ def compute_responses(
     layers = list(layers)
     if not layers or len(set(layers)) != len(layers):
         raise ValueError(f"layers={layers!r}: expected a non-empty list of distinct layer names")
+    dataset_edges(edges_preset, max(num_bins, 2))  # an unknown preset fails here, before any forward pass
     if num_bins < 2:
         raise ValueError(f"num_bins={num_bins}: expected at least 2 depth bins")
     dev = resolve_device(device)
@@ -80,7 +81,8 @@ def compute_responses(
     responses: dict[str, DepthResponse] = {}
     try:
         with torch.no_grad(), LayerTap(model, layers) as tap:
-            for batch in tqdm(limit_batches(loader, max_batches), desc="dissect", disable=not progress):
+            batches = limit_batches(loader, max_batches)
+            for batch in tqdm(batches, desc="dissect", total=count_batches(loader, max_batches), disable=not progress):
                 check_batch(batch)
                 run_model(model, batch, dev)
                 depth = batch["depth"].to(dev)

@@ -84,6 +84,8 @@ def test_max_batches_mode_and_errors(batches):
         compute_responses(model, [{"image": batches[0]["image"]}], ["act"])
     with pytest.raises(ValueError, match="no batch"):
         compute_responses(model, [], ["act"])
+    with pytest.raises(ValueError, match="preset='mars'"):
+        compute_responses(model, batches, ["act"], edges_preset="mars")
     with pytest.raises(ValueError, match="max_batches"):
         compute_responses(model, batches, ["act"], max_batches=0)
 
