@@ -89,3 +89,29 @@ def test_correction_rejects_unknown_layers():
         run_correction(model, responses, make_batches(1, 2), ["mix"])
     with pytest.raises(ValueError, match="split='train'"):
         run_correction(model, DissectResult.from_responses({"test": responses}), make_batches(1, 2), ["feat"])
+
+
+class _Samples(torch.utils.data.Dataset):
+    """Dataset samples (the public sample dict) cut from in-memory batches."""
+
+    def __init__(self, batches: list[dict[str, object]]) -> None:
+        self.image = torch.cat([b["image"] for b in batches])
+        self.depth = torch.cat([b["depth"] for b in batches])
+
+    def __len__(self) -> int:
+        return self.image.shape[0]
+
+    def __getitem__(self, index: int) -> dict[str, object]:
+        return {"image": self.image[index], "depth": self.depth[index], "name": f"s{index}"}
+
+
+def test_correction_through_a_dataloader_equals_the_batch_list():
+    model = DepthInImage([0.25, 0.25, 0.25, 0.25], noise=0.6)
+    train, test = make_batches(2, 4, seed=3), make_batches(2, 4, seed=4)
+    responses = compute_responses(model, torch.utils.data.DataLoader(_Samples(train), batch_size=3), ["feat"])
+    loader = torch.utils.data.DataLoader(_Samples(test), batch_size=4, num_workers=2)
+    settings = EvalSettings(max_depth=10.0)
+    via_loader = run_correction(model, responses, loader, ["feat"], settings=settings)
+    via_list = run_correction(model, responses, test, ["feat"], settings=settings)
+    assert via_loader.after == pytest.approx(via_list.after)
+    assert via_loader.after["rms"] < via_loader.before["rms"]
