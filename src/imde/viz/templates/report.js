@@ -336,7 +336,8 @@
     if (!layer) return;
     const diss = DATA.dissect[ours][split][layer];
     const key = diss.assigned ? "assigned" : "preferred";
-    const bins = [...new Set(diss[key] || [])].filter((b) => b !== null && b >= 0).sort((p, q) => p - q);
+    const seen = (b) => b !== null && b >= 0 && (!diss.counts || diss.counts[b] > 0);
+    const bins = [...new Set(diss[key] || [])].filter(seen).sort((p, q) => p - q);
     const picks = bins.length ? [bins[0], bins[Math.floor(bins.length / 2)], bins[bins.length - 1]] : [];
     const baseDiss = ((DATA.dissect[base] || {})[splitOf(base)] || {})[layer];
     const atlas = DATA.atlas[ours], shown = Math.min(atlas.samples, 3);
