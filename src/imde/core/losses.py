@@ -23,6 +23,7 @@ Conventions, and the switches that give the authors' code:
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from imde.core.bins import EDGE_KINDS, assign_bins, dataset_edges, digitize
@@ -88,18 +89,12 @@ class _SelectivityLoss(nn.Module):
                 raise ValueError(f"features[{name!r}]: expected a floating tensor, got {feat.dtype}")
         return depth
 
-    def _layer_selectivity(self, feat: Tensor, depth: Tensor) -> Tensor:
-        """Mean ``DS`` over the units of one layer on this batch (a differentiable scalar, float64)."""
-        units = feat.shape[1]
-        num_bins = min(self.num_bins, units)
-        if num_bins < 2:
-            raise ValueError(f"layer with {units} unit(s): selectivity needs at least 2 units (2 bins)")
-        edges = dataset_edges((self.alpha, self.beta), num_bins, self.edges_kind)
-        bins = digitize(depth, edges)
-        sums, counts = response_sums(feat, bins, num_bins, abs_first=self.abs_mode == "authors")
+    def _mean_selectivity(self, sums: Tensor, counts: Tensor) -> Tensor:
+        """Mean ``DS`` over the units of one layer from its batch sums ``[K, N_b]`` and counts (a scalar)."""
+        units, num_bins = sums.shape
         observed = counts > 0
         abs_response = (sums / counts.clamp_min(1)).abs()
-        assigned = assign_bins(units, num_bins).to(feat.device) if self.uses_assignment else None
+        assigned = assign_bins(units, num_bins).to(sums.device) if self.uses_assignment else None
         authors = self.absent_bins == "authors"
         selectivity = selectivity_from_abs(abs_response, observed.new_ones(()) if authors else observed, assigned)
         if assigned is not None:
@@ -114,9 +109,27 @@ class _SelectivityLoss(nn.Module):
         return (selectivity * counted).sum() / counted.sum().clamp_min(1)
 
     def layer_selectivity(self, features: dict[str, Tensor], depth: Tensor) -> dict[str, Tensor]:
-        """Differentiable per-layer mean selectivity ``{name: scalar float64 tensor}`` on this batch."""
+        """Differentiable per-layer mean selectivity ``{name: scalar float64 tensor}`` on this batch.
+
+        Layers with the same number of bins and feature size share one pass of
+        :func:`~imde.core.response.response_sums` (their channels are concatenated).
+        """
         depth = self._check(features, depth)
-        return {name: self._layer_selectivity(feat, depth) for name, feat in features.items()}
+        groups: dict[tuple[int, ...], list[str]] = {}
+        for name, feat in features.items():
+            num_bins = min(self.num_bins, feat.shape[1])
+            if num_bins < 2:
+                raise ValueError(f"features[{name!r}] has {feat.shape[1]} unit(s): selectivity needs at least 2")
+            groups.setdefault((num_bins, *feat.shape[2:]), []).append(name)
+        result: dict[str, Tensor] = {}
+        for (num_bins, *_), names in groups.items():
+            bins = digitize(depth, dataset_edges((self.alpha, self.beta), num_bins, self.edges_kind))
+            feats = [features[name] for name in names]
+            stacked = feats[0] if len(feats) == 1 else torch.cat(feats, dim=1)
+            sums, counts = response_sums(stacked, bins, num_bins, abs_first=self.abs_mode == "authors")
+            for name, layer_sums in zip(names, sums.split([f.shape[1] for f in feats]), strict=True):
+                result[name] = self._mean_selectivity(layer_sums, counts)
+        return {name: result[name] for name in features}
 
     def forward(self, features: dict[str, Tensor], depth: Tensor) -> Tensor:
         """``-lam * sum over layers of the mean selectivity``, in the dtype of the first layer's features.
@@ -147,7 +160,6 @@ class AssignLoss(_SelectivityLoss):
         edges_kind: ``"sid"``, ``"uniform"`` or ``"log"``.
 
     Example:
-        >>> import torch
         >>> loss_fn = AssignLoss(num_bins=2, alpha=1.0, beta=2.0)
         >>> feats = {"D": torch.tensor([[[[1.0, 0.0]], [[0.0, 1.0]]]])}  # unit 0 on the near pixel
         >>> round(float(loss_fn(feats, torch.tensor([[[0.5, 1.5]]]))), 6)  # DS = 1 for both units

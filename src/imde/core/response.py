@@ -51,17 +51,21 @@ def splat_bins(bins: Tensor, num_bins: int, feature_size: tuple[int, int], dtype
     h, w = feature_size
     y0, y1, wy1 = interp_taps(h, out_h, bins.device)
     x0, x1, wx1 = interp_taps(w, out_w, bins.device)
+    # the four taps (y_i, x_j) of every depth pixel: flat feature offset and weight, [4, 1, H, W]
+    offsets = (torch.stack([y0, y1]) * w).view(2, 1, out_h, 1) + torch.stack([x0, x1]).view(1, 2, 1, out_w)
+    tap_weights = torch.stack([1.0 - wy1, wy1]).view(2, 1, out_h, 1) * torch.stack([1.0 - wx1, wx1]).view(
+        1, 2, 1, out_w
+    )
     valid = bins >= 0
     base = (torch.arange(batch, device=bins.device).view(batch, 1, 1) * num_bins + bins.clamp_min(0)) * (h * w)
-    keys, weights = [], []
-    for ys, wy in ((y0, 1.0 - wy1), (y1, wy1)):
-        for xs, wx in ((x0, 1.0 - wx1), (x1, wx1)):
-            keys.append(base + (ys * w).view(1, out_h, 1) + xs.view(1, 1, out_w))
-            weights.append((wy.view(1, out_h, 1) * wx.view(1, 1, out_w)) * valid)
-    splat = torch.bincount(
-        torch.stack(keys).flatten(), torch.stack(weights).flatten(), minlength=batch * num_bins * h * w
-    )
-    return splat.to(dtype).view(batch, num_bins, h * w)
+    keys = base.unsqueeze(0) + offsets.view(4, 1, out_h, out_w)  # [4, B, H, W] flat index into S
+    weights = tap_weights.view(4, 1, out_h, out_w).to(dtype) * valid.unsqueeze(0)
+    size = batch * num_bins * h * w
+    if bins.is_cpu:  # the fastest scatter on CPU; weighted bincount has no deterministic CUDA kernel
+        splat = torch.bincount(keys.flatten(), weights.flatten(), minlength=size).to(dtype)
+    else:
+        splat = torch.zeros(size, dtype=dtype, device=bins.device).index_add_(0, keys.flatten(), weights.flatten())
+    return splat.view(batch, num_bins, h * w)
 
 
 def bin_counts(bins: Tensor, num_bins: int) -> Tensor:

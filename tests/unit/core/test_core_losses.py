@@ -102,7 +102,7 @@ def test_bad_inputs_raise() -> None:
         loss_fn({"L": torch.rand(3, 4, 4, 4)}, depth)
     with pytest.raises(ValueError, match=r"depth: expected \[B, H, W\] or \[B, 1, H, W\], got \(2, 3, 8, 8\)"):
         loss_fn({"L": torch.rand(2, 4, 4, 4)}, torch.rand(2, 3, 8, 8))
-    with pytest.raises(ValueError, match="at least 2 units"):
+    with pytest.raises(ValueError, match=r"1 unit\(s\): selectivity needs at least 2"):
         loss_fn({"L": torch.rand(2, 1, 4, 4)}, depth)
     with pytest.raises(ValueError, match="absent_bins='never'"):
         AssignLoss(absent_bins="never")
@@ -110,3 +110,14 @@ def test_bad_inputs_raise() -> None:
         SelectivityRegLoss(abs_mode="signed")
     with pytest.raises(ValueError, match="alpha=10.0"):
         AssignLoss(alpha=10.0, beta=5.0)
+
+
+def test_layers_sharing_one_pass_give_the_same_result_as_separate_calls() -> None:
+    features = {"D": torch.rand(2, 8, 4, 5, dtype=torch.float64), "MFF": torch.randn(2, 8, 4, 5, dtype=torch.float64)}
+    depth = torch.rand(2, 8, 10, dtype=torch.float64) * 10
+    loss_fn = AssignLoss(num_bins=8)
+    together = loss_fn.layer_selectivity(features, depth)
+    assert list(together) == ["D", "MFF"]
+    for name, feat in features.items():
+        alone = loss_fn.layer_selectivity({name: feat}, depth)[name]
+        assert float(together[name]) == pytest.approx(float(alone), abs=1e-14)

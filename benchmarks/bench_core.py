@@ -1,0 +1,206 @@
+"""Benchmark the core statistics against the straightforward per-image, per-bin loops, on identical tensors.
+
+Times ``DepthResponse.update`` (Eq. 1) and ``AssignLoss`` forward + backward (Eq. 5) against the loop
+implementations in ``tests/_reference.py`` (the way the authors' public code computes them: digitise bin by
+bin, upsample, then select each bin's pixels image by image), checks that both give the same numbers,
+and measures the overhead of dissecting two layers of a real model relative to a plain forward pass.
+
+Usage (the numbers in docs/benchmarks.md)::
+
+    .venv/bin/python benchmarks/bench_core.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from _reference import loop_digitize, loop_layer_selectivity, loop_response_sums  # noqa: E402
+from imde.core.bins import assign_bins, dataset_edges  # noqa: E402
+from imde.core.losses import AssignLoss  # noqa: E402
+from imde.probe import LayerTap  # noqa: E402
+from imde.stats import DepthResponse  # noqa: E402
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--units", type=int, default=64)
+    parser.add_argument("--feature-size", type=int, nargs=2, default=(114, 152), metavar=("H", "W"))
+    parser.add_argument("--depth-size", type=int, nargs=2, default=(228, 304), metavar=("H", "W"))
+    parser.add_argument("--bins", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs of the fast paths (median reported)")
+    parser.add_argument("--loop-repeats", type=int, default=2, help="timed runs of the slow loops")
+    parser.add_argument(
+        "--depth",
+        choices=("smooth", "random"),
+        default="smooth",
+        help="smooth synthetic scenes (like real depth) or i.i.d. uniform depth per pixel",
+    )
+    parser.add_argument("--model", default="mff_resnet50", help="model for the dissection overhead ('' to skip)")
+    parser.add_argument("--model-batch", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def make_depth(batch: int, size: tuple[int, int], kind: str, generator: torch.Generator) -> torch.Tensor:
+    """``[B, 1, H, W]`` metres in (0, 10.5]: tilted planes with noise and a few holes (``0``), or uniform noise."""
+    height, width = size
+    if kind == "random":
+        return torch.rand(batch, 1, height, width, generator=generator) * 10.5
+    rows = torch.linspace(0, 1, height).view(1, height, 1)
+    cols = torch.linspace(0, 1, width).view(1, 1, width)
+    slope = torch.rand(batch, 1, 1, generator=generator) * 6 + 2
+    tilt = torch.rand(batch, 1, 1, generator=generator) * 2 - 1
+    depth = 0.6 + slope * (1 - rows) + tilt * cols + 0.05 * torch.randn(batch, height, width, generator=generator)
+    depth[torch.rand(batch, height, width, generator=generator) < 0.05] = 0.0
+    return depth.clamp_min(0.0).unsqueeze(1)
+
+
+def timed(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
+    """Median wall time of ``repeats`` runs after one warm-up run, and the last result."""
+    result = fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def rel_diff(fast: torch.Tensor, ref: torch.Tensor) -> float:
+    """``max |fast - ref| / max |ref|`` (relative to the scale of the reference)."""
+    fast, ref = fast.detach().double(), ref.detach().double()
+    return float((fast - ref).abs().max() / ref.abs().max().clamp_min(1e-300))
+
+
+def bench_update(acts: torch.Tensor, depth: torch.Tensor, edges: torch.Tensor, args: argparse.Namespace) -> dict:
+    def fast() -> torch.Tensor:
+        acc = DepthResponse(acts.shape[1], edges)
+        acc.update(acts, depth)
+        return acc.sums
+
+    def loop() -> torch.Tensor:
+        return loop_response_sums(acts, loop_digitize(depth, edges), edges.numel() - 1)[0]
+
+    t_fast, sums = timed(fast, args.repeats)
+    t_loop, ref = timed(loop, args.loop_repeats)
+    return {"fast_s": t_fast, "loop_s": t_loop, "rel_diff": rel_diff(sums, ref)}
+
+
+def bench_loss(acts: torch.Tensor, depth: torch.Tensor, edges: torch.Tensor, args: argparse.Namespace) -> dict:
+    num_bins = edges.numel() - 1
+    loss_fn = AssignLoss(num_bins=num_bins)
+    assigned = assign_bins(acts.shape[1], num_bins)
+
+    def run(compute: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[], tuple[torch.Tensor, torch.Tensor]]:
+        def step() -> tuple[torch.Tensor, torch.Tensor]:
+            feat = acts.clone().requires_grad_()
+            loss = compute(feat)
+            loss.backward()
+            return loss.detach(), feat.grad
+
+        return step
+
+    fast = run(lambda feat: loss_fn({"L": feat}, depth))
+    loop = run(lambda feat: -0.1 * loop_layer_selectivity(feat, loop_digitize(depth, edges), num_bins, assigned))
+    t_fast, (loss, grad) = timed(fast, args.repeats)
+    t_loop, (ref_loss, ref_grad) = timed(loop, args.loop_repeats)
+    return {
+        "fast_s": t_fast,
+        "loop_s": t_loop,
+        "rel_diff": rel_diff(loss, ref_loss),
+        "grad_rel_diff": rel_diff(grad, ref_grad),
+    }
+
+
+def bench_model(args: argparse.Namespace, generator: torch.Generator) -> dict | None:
+    """Forward pass of a real model alone vs with two layers tapped and accumulated into DepthResponse."""
+    if not args.model:
+        return None
+    try:
+        from imde.models import create
+    except ImportError:
+        return None
+    model = create(args.model, pretrained=False).eval()
+    layers = [info.name for info in model.unit_info][:2]
+    height, width = model.input_size
+    images = torch.randn(args.model_batch, 3, height, width, generator=generator)
+    depth = make_depth(args.model_batch, (height, width), args.depth, generator)
+    units = {info.name: info.num_units for info in model.unit_info}
+
+    @torch.no_grad()
+    def plain() -> None:
+        model(images)
+
+    @torch.no_grad()
+    def dissect() -> None:
+        accs = {
+            name: DepthResponse(units[name], dataset_edges(model.depth_preset, min(args.bins, units[name])))
+            for name in layers
+        }
+        with LayerTap(model, layers) as tap:
+            model(images)
+        for name, acc in accs.items():
+            acc.update(tap.features[name], depth)
+
+    t_plain, _ = timed(plain, args.loop_repeats + 1)
+    t_dissect, _ = timed(dissect, args.loop_repeats + 1)
+    return {
+        "model": args.model,
+        "layers": layers,
+        "batch": args.model_batch,
+        "size": (height, width),
+        "plain_s": t_plain,
+        "dissect_s": t_dissect,
+        "overhead": t_dissect / t_plain - 1,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    generator = torch.Generator().manual_seed(args.seed)
+    acts = torch.relu(torch.randn(args.batch, args.units, *args.feature_size, generator=generator))
+    depth = make_depth(args.batch, tuple(args.depth_size), args.depth, generator)
+    edges = dataset_edges("nyu", args.bins)
+    print(
+        f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} threads; B={args.batch} K={args.units} features {tuple(args.feature_size)} "
+        f"-> depth {tuple(args.depth_size)}, N_b={args.bins}, depth={args.depth}"
+    )
+    rows = [
+        ("DepthResponse.update", bench_update(acts, depth, edges, args)),
+        ("AssignLoss fwd+bwd", bench_loss(acts, depth, edges, args)),
+    ]
+    print(f"| {'operation':<22} | {'loop (s)':>9} | {'imde (s)':>9} | {'speed-up':>8} | {'max rel. diff':>13} |")
+    print(f"|{'-' * 24}|{'-' * 11}|{'-' * 11}|{'-' * 10}|{'-' * 15}|")
+    for name, row in rows:
+        diff = f"{row['rel_diff']:.1e}" + (f" (grad {row['grad_rel_diff']:.1e})" if "grad_rel_diff" in row else "")
+        print(
+            f"| {name:<22} | {row['loop_s']:9.3f} | {row['fast_s']:9.4f} | "
+            f"{row['loop_s'] / row['fast_s']:7.1f}x | {diff:>13} |"
+        )
+    model_row = bench_model(args, generator)
+    if model_row is None:
+        print("model overhead: skipped (no --model or imde.models unavailable)")
+    else:
+        print(
+            f"\n{model_row['model']} forward, batch {model_row['batch']} at {model_row['size']}: "
+            f"plain {model_row['plain_s']:.3f} s, with {' + '.join(model_row['layers'])} tapped and accumulated "
+            f"{model_row['dissect_s']:.3f} s: overhead {100 * model_row['overhead']:.1f}%"
+        )
+    if any(not math.isfinite(row["rel_diff"]) or row["rel_diff"] > 1e-6 for _, row in rows):
+        raise SystemExit("fast and loop results differ by more than 1e-6 relative")
+
+
+if __name__ == "__main__":
+    main()
