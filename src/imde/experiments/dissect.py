@@ -160,12 +160,17 @@ class LayerDissection:
         mean = response.mean_response().detach().cpu().to(torch.float64)
         num_units, num_bins = mean.shape
         assigned = assign_bins(num_units, num_bins)
+        try:
+            selectivity = depth_selectivity(mean)
+        except ValueError as err:  # fewer than 2 observed bins: say which layer and how many images
+            raise ValueError(f"layer {layer!r} ({response.num_images} images, {response.num_empty_images} without "
+                             f"valid depth): {err}") from err
         return cls(
             layer=layer,
             edges=response.edges.detach().cpu().to(torch.float64),
             counts=response.counts.detach().cpu().to(torch.int64),
             mean_response=mean,
-            selectivity=depth_selectivity(mean),
+            selectivity=selectivity,
             selectivity_assigned=depth_selectivity(mean, assigned=assigned),
             preferred_bin=preferred_bins(mean),
             assigned_bin=assigned,

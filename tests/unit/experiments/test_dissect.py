@@ -137,3 +137,11 @@ def test_dissect_result_rejects_unknown_split(batches):
         result.selectivity("train")
     with pytest.raises(ValueError, match="loaders"):
         run_dissect(StridedNet(), {}, ["act"])
+
+
+def test_too_few_observed_bins_names_the_layer():
+    batch = make_batches(1, 2)[0]
+    flat = {"image": batch["image"], "depth": torch.where(batch["depth"] > 0, 5.0, 0.0)}  # one depth: one bin
+    responses = compute_responses(StridedNet(), [flat], ["act"])
+    with pytest.raises(ValueError, match=r"layer 'act' \(2 images, 0 without valid depth\): .*at least 2 observed"):
+        DissectResult.from_responses({"test": responses})
