@@ -40,6 +40,7 @@ METRICS = (
     ("log10", "log10 ↓", -1, 3),
 )
 SELECTIVITY_DECIMALS = 4
+SHORT_LIST = 16  # number lists up to this length are listed in the experiment tables (longer ones are data)
 
 # Figure sections: a PNG in figures/ goes to the first section whose keyword its file name contains.
 FIGURE_SECTIONS = (
@@ -457,7 +458,7 @@ def _page_context(run: RunContents) -> dict[str, Any]:
 
 
 def _scalar_rows(entry: Any, prefix: str = "") -> list[tuple[str, str]]:
-    """Flatten the numbers and short strings of an experiment's JSON into ``(key path, value)`` rows."""
+    """Flatten the numbers, short strings and short number lists of an experiment's JSON into ``(key, value)`` rows."""
     rows: list[tuple[str, str]] = []
     if not isinstance(entry, dict):
         return rows
@@ -469,6 +470,8 @@ def _scalar_rows(entry: Any, prefix: str = "") -> list[tuple[str, str]]:
             rows.append((name, fmt(value, 4) if isinstance(value, float) else str(value)))
         elif isinstance(value, str | bool) and len(str(value)) <= 120:
             rows.append((name, str(value)))
+        elif isinstance(value, list) and 0 < len(value) <= SHORT_LIST and all(_is_number(v) for v in value):
+            rows.append((name, ", ".join(fmt(v, 4) if isinstance(v, float) else str(v) for v in value)))
     return rows
 
 

@@ -214,3 +214,13 @@ def test_atlas_with_a_missing_sprite_is_left_out_and_named(built: tuple[Path, st
     html = build_report(run).read_text(encoding="utf-8")
     assert "Not in this run: atlas/baseline/layer_01_MFF.png." in html
     assert list(_page_data(html)["atlas"]) == ["assign"]
+
+
+def test_explain_numbers_are_listed(built: tuple[Path, str]) -> None:
+    _, html = built
+    block = html[html.index("explain/baseline.json"):html.index("</details>", html.index("explain/baseline.json"))]
+    rows = dict(re.findall(r'<tr><th scope="row">(.*?)</th><td>(.*?)</td></tr>', block))
+    assert rows["adversarial.delta1"] == "0.4900" and rows["clean.delta1"] == "0.8200"
+    assert rows["adversarial.top_bin"] == "11" and rows["adversarial.units"] == "11"
+    assert rows["adversarial.histogram"] == "0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 310, 40, 9, 1, 0"
+    assert "edges" not in rows  # 17 numbers: data, not a table entry

@@ -58,6 +58,14 @@ RESULTS: dict[str, Any] = {
     "seconds": 734.2,
 }
 
+# ExplainResult.to_dict() of imde.experiments.explain
+EXPLAIN = {
+    "layer": "MFF", "epsilon": 0.05, "unit_bins": "assigned", "edges": [0.0] + [0.75 + 0.6 * i for i in range(16)],
+    "clean": {"loss": 0.31, "error_fraction": 0.18, "delta1": 0.82, "histogram": [0] * 11 + [40, 12, 3, 0, 0],
+              "top_bin": 11, "units": [11], "localisation": [0.12]},
+    "adversarial": {"loss": 0.92, "error_fraction": 0.51, "delta1": 0.49, "histogram": [0] * 11 + [310, 40, 9, 1, 0],
+                    "top_bin": 11, "units": [11], "localisation": [0.41]},
+}
 CONFIG = "name: demo\nseed: 0\nmodel:\n  name: mff_tiny\ntrain:\n  epochs: 4\n  lambda: 0.1\n"
 FIGURES = ("fig2_ablation.png", "fig5_feature_maps.png", "fig6_predictions.png", "fig8_explain.png",
            "fig3_dissection_assign.png", "contact_sheet.png")
@@ -82,9 +90,7 @@ def make_fake_run(root: Path, *, atlas: bool = True, figures: bool = True, layer
     atomic_write_json(root / "results.json", RESULTS if results is None else results)
     for variant in VARIANTS:
         write_dissection(root / "dissect" / variant, variant, layer_names)
-        atomic_write_json(root / "explain" / f"{variant}.json",
-                          {"epsilon": 0.05, "delta1": {"clean": 0.82, "adversarial": 0.49}, "top_error_bin": 11,
-                           "units": [11], "iou": {"11": 0.41}})
+        atomic_write_json(root / "explain" / f"{variant}.json", EXPLAIN)
     if atlas:
         for variant in ("baseline", "assign"):
             write_atlas(root / "atlas" / variant, seed=VARIANTS.index(variant))
