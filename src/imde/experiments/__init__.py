@@ -16,6 +16,7 @@ import importlib
 from typing import Any
 
 _EXPORTS: dict[str, str] = {
+    "EvalSettings": "imde.experiments._evaluate",
     "compute_responses": "imde.experiments.dissect",
     "run_dissect": "imde.experiments.dissect",
     "DissectResult": "imde.experiments.dissect",
