@@ -1,0 +1,162 @@
+"""Cost of interpretability: the assign term in a training step, and dissection next to a plain forward pass.
+
+1. Training step on one fixed batch: forward + the model's original loss + backward + optimiser step, versus
+   the same step with ``AssignLoss`` (Eq. 5-6) on two layers captured by ``LayerTap``.
+2. Over the same N images in eval mode: a plain ``no_grad`` forward pass versus
+   ``imde.experiments.dissect.compute_responses`` of two layers (Eq. 1 sums on the same forward pass).
+
+The two variants alternate (A, B, A, B, ...) after a warm-up so that drifting machine load hits both alike;
+the medians are compared. Targets from issue 5: at most 5 % overhead for MFF on CPU.
+
+Usage:
+    .venv/bin/python benchmarks/bench_overhead.py                       # MFF-ResNet50, 228x304, CPU
+    .venv/bin/python benchmarks/bench_overhead.py --model mff_tiny --size 128 160 --repeats 5
+    .venv/bin/python benchmarks/bench_overhead.py --device cuda --batch 8 --images 64 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+import imde.models
+from imde.core.bins import DEPTH_PRESETS
+from imde.core.losses import AssignLoss
+from imde.experiments.dissect import compute_responses
+from imde.losses import create as create_loss
+from imde.probe import LayerTap
+from imde.utils.device import resolve_device
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _alternate(a: Callable[[], None], b: Callable[[], None], repeats: int, device: torch.device) -> tuple[list, list]:
+    """Warm both up once, then time them alternately ``repeats`` times each."""
+    a(), b()
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(repeats):
+        for fn, out in ((a, times[0]), (b, times[1])):
+            _sync(device)
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            out.append(time.perf_counter() - start)
+    return times
+
+
+def _batch(model: torch.nn.Module, batch: int, size: tuple[int, int], gen: torch.Generator) -> dict[str, Any]:
+    height, width = size
+    depth = 0.5 + 9.0 * torch.rand(batch, 1, height, width, generator=gen)
+    sample = {"image": torch.randn(batch, 3, height, width, generator=gen), "depth": depth,
+              "focal": torch.full((batch,), 518.8579)}
+    if getattr(model, "in_chans", 3) == 4:
+        sample["sparse_depth"] = torch.where(torch.rand(depth.shape, generator=gen) < 0.01, depth, 0.0)
+    return sample
+
+
+def bench_training_step(model: torch.nn.Module, batch: dict[str, Any], layers: list[str], device: torch.device,
+                        repeats: int) -> dict[str, float]:
+    """Median seconds of a plain training step and of the same step plus ``AssignLoss`` on ``layers``."""
+    base_loss = create_loss(model.default_loss)
+    alpha, beta = DEPTH_PRESETS[getattr(model, "depth_preset", "nyu")]
+    assign = AssignLoss(num_bins=64, alpha=alpha, beta=beta, lam=0.1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-6)
+    model.train()
+
+    def step(with_assign: bool) -> None:
+        tap = LayerTap(model, layers) if with_assign else nullcontext()
+        with tap:
+            pred = imde.models.run_model(model, batch, device)
+            depth = batch["depth"].to(device)
+            target = F.interpolate(depth, size=pred.shape[-2:], mode="nearest")
+            loss = base_loss(pred, target)
+            if with_assign:
+                loss = loss + assign({name: tap.features[name] for name in layers}, target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    plain, with_term = _alternate(lambda: step(False), lambda: step(True), repeats, device)
+    return _summary(plain, with_term)
+
+
+def bench_dissection(model: torch.nn.Module, batches: list[dict[str, Any]], layers: list[str], device: torch.device,
+                     repeats: int) -> dict[str, float]:
+    """Median seconds of a plain eval forward over ``batches`` and of dissecting ``layers`` over them."""
+    model.eval()
+    preset = getattr(model, "depth_preset", "nyu")
+
+    def forward() -> None:
+        with torch.no_grad():
+            for batch in batches:
+                imde.models.run_model(model, batch, device)
+
+    def dissect() -> None:
+        compute_responses(model, batches, layers, edges_preset=preset, num_bins=64, device=device)
+
+    plain, with_dissection = _alternate(forward, dissect, repeats, device)
+    return _summary(plain, with_dissection)
+
+
+def _summary(plain: list[float], other: list[float]) -> dict[str, float]:
+    a, b = statistics.median(plain), statistics.median(other)
+    return {"plain_s": a, "with_s": b, "overhead_pct": 100.0 * (b / a - 1.0), "plain_min_s": min(plain),
+            "with_min_s": min(other), "repeats": len(plain)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="mff_resnet50", help="registered model (default: mff_resnet50)")
+    parser.add_argument("--layers", nargs=2, default=["D", "MFF"], help="two layers (default: D MFF)")
+    parser.add_argument("--size", nargs=2, type=int, default=[228, 304], metavar=("H", "W"), help="input size")
+    parser.add_argument("--batch", type=int, default=2, help="training batch size (default: 2)")
+    parser.add_argument("--images", type=int, default=8, help="images of the dissection pass (default: 8)")
+    parser.add_argument("--eval-batch", type=int, default=4, help="batch size of the dissection pass (default: 4)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed repetitions of each variant (default: 5)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (default: cpu)")
+    parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    model = imde.models.create(args.model, pretrained=False).to(device)
+    size = tuple(args.size)
+    train_batch = _batch(model, args.batch, size, gen)
+    eval_batches = [_batch(model, min(args.eval_batch, args.images - i), size, gen)
+                    for i in range(0, args.images, args.eval_batch)]
+    results = {
+        "model": args.model, "layers": args.layers, "size": list(size), "device": str(device),
+        "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "machine": platform.processor() or platform.machine(),
+        "training_step": bench_training_step(model, train_batch, args.layers, device, args.repeats),
+        "dissection": bench_dissection(model, eval_batches, args.layers, device, args.repeats),
+        "batch": args.batch, "images": args.images, "eval_batch": args.eval_batch,
+    }
+    step, dis = results["training_step"], results["dissection"]
+    print(f"{args.model} {size[0]}x{size[1]} on {device} ({results['threads']} threads), layers {args.layers}")
+    print(f"training step, batch {args.batch}: plain {step['plain_s']:.3f} s, with AssignLoss {step['with_s']:.3f} s "
+          f"-> overhead {step['overhead_pct']:+.1f} % (median of {args.repeats})")
+    print(f"{args.images} images, batch {args.eval_batch}: forward {dis['plain_s']:.3f} s, dissection "
+          f"{dis['with_s']:.3f} s -> overhead {dis['overhead_pct']:+.1f} % (median of {args.repeats})")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump(results, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()
