@@ -30,11 +30,10 @@ def selectivity_from_abs(abs_response: Tensor, observed: Tensor, assigned: Tenso
     observed = observed.expand_as(abs_response)
     masked = torch.where(observed, abs_response, torch.zeros_like(abs_response))
     num_observed = observed.sum(-1)
-    if assigned is None:
-        top = masked.max(-1).values
-    else:
-        top = masked.gather(1, assigned.view(-1, 1)).squeeze(1)
+    top = masked.max(-1).values if assigned is None else masked.gather(1, assigned.view(-1, 1)).squeeze(1)
     others = (masked.sum(-1) - top) / (num_observed - 1).clamp_min(1)
+    if assigned is None:  # mean of the others <= max; rounding in the subtraction must not make DS < 0
+        others = torch.minimum(others, top)
     denom = top + others
     alive = denom > 0
     return torch.where(alive, (top - others) / torch.where(alive, denom, torch.ones_like(denom)), torch.zeros_like(top))
