@@ -32,7 +32,9 @@ _ROOM_WIDTH = (2.5, 6.5)
 _ROOM_HEIGHT = (2.4, 3.3)
 _WALL_MARGIN = 0.45  # closest a camera gets to a wall (m)
 _TARGET_CANDIDATES = 3  # a view looks at the farthest of this many random points of the room
-_CAMERA_CLEARANCE = 0.45  # free radius around each camera standpoint (m)
+_STANDPOINTS = 2  # camera positions per room; views alternate between them
+_STAND_JITTER = 0.15  # views move this far (m) from their standpoint in x and y
+_CAMERA_CLEARANCE = 0.45  # free radius around each camera (m)
 _RANDOM_URDFS = 1000
 # Nominal largest extent (m) of bundled meshes at scale 1, used to draw objects at a chosen size.
 _MESH_OBJECTS = {
@@ -311,18 +313,21 @@ def _floor_objects(b: _SceneBuilder, room: _Room) -> None:
         b.paint(body, texture=b.rng.random() < 0.5)
 
 
-def _cameras(rng: np.random.Generator, room: _Room, num_views: int) -> list[tuple[list[float], list[float], float]]:
-    """Camera poses ``(eye, target, fov_y_deg)`` spread over a few standpoints in the room."""
-    num_stand = max(1, math.ceil(num_views / 4))
-    stands = [
-        (rng.uniform(_WALL_MARGIN, room.length - _WALL_MARGIN), rng.uniform(_WALL_MARGIN, room.width - _WALL_MARGIN))
-        for _ in range(num_stand)
-    ]
+def _standpoints(rng: np.random.Generator, room: _Room) -> list[tuple[float, float]]:
+    """Floor positions the cameras stand at (kept clear of furniture)."""
+    low, high = (_WALL_MARGIN, _WALL_MARGIN), (room.length - _WALL_MARGIN, room.width - _WALL_MARGIN)
+    return [tuple(point) for point in rng.uniform(low, high, size=(_STANDPOINTS, 2)).tolist()]
+
+
+def _cameras(
+    rng: np.random.Generator, room: _Room, stands: list[tuple[float, float]], num_views: int
+) -> list[tuple[list[float], list[float], float]]:
+    """Camera poses ``(eye, target, fov_y_deg)``: views alternate between the standpoints, each with its own pose."""
     poses = []
     for view in range(num_views):
-        sx, sy = stands[view % num_stand]
-        x = float(np.clip(sx + rng.normal(0, 0.15), _WALL_MARGIN, room.length - _WALL_MARGIN))
-        y = float(np.clip(sy + rng.normal(0, 0.15), _WALL_MARGIN, room.width - _WALL_MARGIN))
+        sx, sy = stands[view % len(stands)]
+        x = float(np.clip(sx + rng.uniform(-_STAND_JITTER, _STAND_JITTER), _WALL_MARGIN, room.length - _WALL_MARGIN))
+        y = float(np.clip(sy + rng.uniform(-_STAND_JITTER, _STAND_JITTER), _WALL_MARGIN, room.width - _WALL_MARGIN))
         z = rng.uniform(_HEIGHT_RANGE[0], min(_HEIGHT_RANGE[1], room.height - 0.4))
         # Look roughly towards the farthest of a few random points of the room, so that most views span its depth.
         candidates = rng.uniform((0, 0), (room.length, room.width), size=(_TARGET_CANDIDATES, 2))
@@ -334,12 +339,25 @@ def _cameras(rng: np.random.Generator, room: _Room, num_views: int) -> list[tupl
     return poses
 
 
+def _centred_projection(pb: object, fov_y_deg: float, height: int, width: int) -> list[float]:
+    """OpenGL projection whose principal point is the image centre, ``((W - 1) / 2, (H - 1) / 2)`` in pixel indices.
+
+    TinyRenderer samples pixel ``(u, v)`` at ``(u + 1, v + 1)`` rather than at its centre ``(u + 0.5, v + 0.5)``;
+    shifting the image plane by half a pixel in x and y makes the rendered depth that of an ideal pinhole camera
+    with focal :func:`focal_from_fov` and a centred principal point (checked against analytic planes in the tests).
+    """
+    projection = list(pb.computeProjectionMatrixFOV(fov_y_deg, width / height, NEAR, FAR))
+    projection[8] += 1.0 / width  # column-major: entries 8 and 9 offset x and y in normalised device coordinates
+    projection[9] += 1.0 / height
+    return projection
+
+
 def _render(pb: object, client: int, rng: np.random.Generator, pose: tuple, size: tuple[int, int]) -> RenderedView:
     """Render one view under random lighting and convert its depth buffer to metres."""
     height, width = size
     eye, target, fov = pose
     view = pb.computeViewMatrix(eye, target, [0, 0, 1], physicsClientId=client)
-    projection = pb.computeProjectionMatrixFOV(fov, width / height, NEAR, FAR, physicsClientId=client)
+    projection = _centred_projection(pb, fov, height, width)
     elevation, azimuth = math.radians(rng.uniform(30, 85)), rng.uniform(-math.pi, math.pi)
     light = [math.cos(elevation) * math.cos(azimuth), math.cos(elevation) * math.sin(azimuth), math.sin(elevation)]
     _, _, rgba, zbuffer, _ = pb.getCameraImage(
@@ -394,19 +412,22 @@ def render_scene(
     try:
         pb.resetSimulation(physicsClientId=client)
         pb.setAdditionalSearchPath(pybullet_data.getDataPath(), physicsClientId=client)
-        rng = np.random.default_rng(seed)
+        # Independent streams: the room and view i do not depend on how many views are rendered.
+        rng, camera_rng, light_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
         room = _Room(rng.uniform(*_ROOM_LENGTH), rng.uniform(*_ROOM_WIDTH), rng.uniform(*_ROOM_HEIGHT))
-        poses = _cameras(rng, room, num_views)
+        stands = _standpoints(camera_rng, room)
+        poses = _cameras(camera_rng, room, stands, num_views)
         with tempfile.TemporaryDirectory(prefix="imde-textures-") as texture_dir:
             builder = _SceneBuilder(pb, client, rng, Path(texture_dir))
-            builder.footprints = [(eye[0], eye[1], _CAMERA_CLEARANCE) for eye, _, _ in poses]
+            clearance = _CAMERA_CLEARANCE + math.sqrt(2) * _STAND_JITTER
+            builder.footprints = [(x, y, clearance) for x, y in stands]
             _build_room(builder, room)
             for _ in range(int(rng.integers(1, 5))):
                 _against_wall(builder, room)
             for _ in range(int(rng.integers(0, 3))):
                 _table(builder, room)
             _floor_objects(builder, room)
-            return [_render(pb, client, rng, pose, size) for pose in poses]
+            return [_render(pb, client, light_rng, pose, size) for pose in poses]
     finally:
         if own:
             pb.disconnect(physicsClientId=client)
