@@ -115,6 +115,13 @@ def test_unit_browser_switches_units(page: Page, report: Path) -> None:
     assert page.text("#ub-title") == "Baseline · MFF · unit 12"
     page.page.select_option("#ub-model", "reg")  # no atlas for reg: said so in the page, no error
     assert "No feature maps" in page.text("#ub-maps")
+
+    grids = page.page.locator("#dissect-grids .grid")  # Fig. 3/4: one grid per layer and model
+    assert grids.count() == 6 and grids.nth(0).locator(".cell").count() == 16
+    grids.nth(4).locator('.cell[data-unit="3"]').click()  # layer MFF, interpretable model
+    assert page.text("#ub-title") == "Interpretable (L_assign) · MFF · unit 3"
+    mff = data["dissect"]["assign"]["test"]["MFF"]["ds"]
+    assert page.text("#ub-ds") == f"{mff[3]:.4f}" and page.page.input_value("#ub-layer") == "MFF"
     assert page.errors == []
 
 

@@ -244,15 +244,36 @@
     UB.split = fillSelect(document.getElementById("ub-split"), Object.keys(DATA.dissect[UB.model]), UB.split);
     UB.layer = fillSelect(document.getElementById("ub-layer"), layersOf(UB.model, UB.split), UB.layer);
   }
+  /* Mini tuning curves of every unit of a layer, each labelled with its DS; a click calls onPick(unit). */
+  function unitGrid(host, diss, variant, onPick) {
+    for (let k = 0; k < diss.units; k++) {
+      const cell = html("div", { class: "cell", "data-unit": k, title: `unit ${k} · DS ${fmt(diss.ds[k], 3)}` }, host);
+      miniCurve(cell, diss, k, variant);
+      html("span", {}, cell, `${k} · ${fmt(diss.ds[k], 2)}`);
+      cell.addEventListener("click", () => onPick(k));
+    }
+  }
   function renderGrid() {
     const grid = document.getElementById("ub-grid");
     grid.replaceChildren();
-    const diss = current();
-    for (let k = 0; k < diss.units; k++) {
-      const cell = html("div", { class: "cell", "data-unit": k, title: `unit ${k} · DS ${fmt(diss.ds[k], 3)}` }, grid);
-      miniCurve(cell, diss, k, UB.model);
-      html("span", {}, cell, `${k} · ${fmt(diss.ds[k], 2)}`);
-      cell.addEventListener("click", () => selectUnit(k));
+    unitGrid(grid, current(), UB.model, selectUnit);
+  }
+  /* Fig. 3/4: one grid per layer and model (test split); a click opens the unit in the browser. */
+  function drawDissectionGrids() {
+    const host = document.getElementById("dissect-grids");
+    const variants = DATA.order.filter((v) => DATA.dissect[v]);
+    const layers = [...new Set(variants.flatMap((v) => layersOf(v, splitOf(v))))];
+    for (const layer of layers) {
+      for (const v of variants) {
+        const diss = (DATA.dissect[v][splitOf(v)] || {})[layer];
+        if (!diss) continue;
+        html("h4", {}, host, `${label(v)} · layer ${layer} · ${splitOf(v)} split · mean DS ${fmt(diss.selectivity, 3)}`);
+        unitGrid(html("div", { class: "grid" }, host), diss, v, (k) => {
+          UB.model = v; UB.split = splitOf(v); UB.layer = layer;
+          syncControls(); renderGrid(); selectUnit(k);
+          document.getElementById("browser").scrollIntoView();
+        });
+      }
     }
   }
   function renderMaps(diss) {
@@ -373,6 +394,7 @@
   drawHistograms();
   drawAblation();
   initBrowser();
+  drawDissectionGrids();
   drawComparison();
   drawPredictions();
 })();
