@@ -36,7 +36,7 @@ MASK_RGB = (245, 159, 0)
 
 def export_unit_atlas(
     model: nn.Module,
-    layers: Sequence[str],
+    layers: str | Sequence[str],
     samples: Mapping[str, Any],
     out_dir: str | Path,
     *,
@@ -50,7 +50,7 @@ def export_unit_atlas(
 
     Args:
         model: any depth network that ``imde.models.run_model`` can run.
-        layers: declared layer names or dotted module names (as for ``imde.LayerTap``).
+        layers: one or several declared layer names or dotted module names (as for ``imde.LayerTap``).
         samples: a collated batch dict with ``image`` ``[S, 3, H, W]`` and ``depth`` ``[S, 1, H, W]`` (metres,
             0 where invalid), plus whatever else the model needs; optional ``name`` (list of str).
         out_dir: the atlas folder, e.g. ``runs/<name>/atlas/<variant>``.
@@ -70,13 +70,14 @@ def export_unit_atlas(
     from imde.models import run_model
     from imde.probe import LayerTap
 
+    layers = [layers] if isinstance(layers, str) else list(layers)
     image, depth = _check_samples(samples, layers, max_tile)
     dev = resolve_device(device)
     preset = edges_preset if edges_preset is not None else getattr(model, "depth_preset", None)
     was_training = model.training
     model.to(dev).eval()
     try:
-        with torch.no_grad(), LayerTap(model, list(layers)) as tap:
+        with torch.no_grad(), LayerTap(model, layers) as tap:
             prediction = run_model(model, samples, dev).detach().float().cpu()
             features = {name: tap.features[name].detach().float().cpu() for name in layers}
     finally:
@@ -121,7 +122,7 @@ def _check_samples(samples: Mapping[str, Any], layers: Sequence[str], max_tile: 
         depth = depth.unsqueeze(1)
     if depth.ndim != 4 or depth.shape[1] != 1 or depth.shape[0] != image.shape[0]:
         raise ValueError(f"samples['depth']: expected shape [{image.shape[0]}, 1, H, W], got {tuple(depth.shape)}")
-    if not list(layers):
+    if not layers:
         raise ValueError("layers: expected at least one layer name")
     if max_tile < 4:
         raise ValueError(f"max_tile={max_tile}: expected at least 4 pixels")

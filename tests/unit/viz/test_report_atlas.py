@@ -91,8 +91,9 @@ def test_images_and_predicted_bin_masks(tmp_path: Path, batch: dict) -> None:
 def test_large_maps_are_downsampled_and_model_state_is_restored(tmp_path: Path) -> None:
     model = HandWeighted().train()
     batch = {"image": torch.rand(2, 3, 40, 60), "depth": torch.ones(2, 1, 40, 60)}
-    index = export_unit_atlas(model, ["units"], batch, tmp_path, device="cpu", max_tile=15)
-    assert index["layers"]["units"]["tile"] == [10, 15] and index["images"]["tile"] == [10, 15]
+    index = export_unit_atlas(model, "units", batch, tmp_path, device="cpu", max_tile=15)  # one name: a str
+    assert list(index["layers"]) == ["units"] and index["layers"]["units"]["tile"] == [10, 15]
+    assert index["images"]["tile"] == [10, 15]
     assert index["layers"]["units"]["masks"] is None  # no preset: no masks
     assert model.training and not model.units._forward_hooks
 
