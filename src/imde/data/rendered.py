@@ -29,7 +29,7 @@ from imde.data._listed import Sample, Transform
 from imde.data._scenes import MAX_DEPTH, RenderedView, render_scene
 from imde.utils.io import atomic_path, atomic_write_json
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 """Bumped whenever the scene generator changes, so that older caches are re-rendered."""
 INDEX_NAME = "index.json"
 VIEWS_PER_SCENE = 8
