@@ -11,6 +11,7 @@ import math
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 from PIL import Image
@@ -96,7 +97,7 @@ class _Room:
 class _SceneBuilder:
     """Adds textured geometry to one PyBullet client, keeping the floor footprints to avoid overlaps."""
 
-    def __init__(self, pb: object, client: int, rng: np.random.Generator, texture_dir: Path) -> None:
+    def __init__(self, pb: ModuleType, client: int, rng: np.random.Generator, texture_dir: Path) -> None:
         self.pb = pb
         self.client = client
         self.rng = rng
@@ -339,7 +340,7 @@ def _cameras(
     return poses
 
 
-def _centred_projection(pb: object, fov_y_deg: float, height: int, width: int) -> list[float]:
+def _centred_projection(pb: ModuleType, fov_y_deg: float, height: int, width: int) -> list[float]:
     """OpenGL projection whose principal point is the image centre, ``((W - 1) / 2, (H - 1) / 2)`` in pixel indices.
 
     TinyRenderer samples pixel ``(u, v)`` at ``(u + 1, v + 1)`` rather than at its centre ``(u + 0.5, v + 0.5)``;
@@ -352,7 +353,7 @@ def _centred_projection(pb: object, fov_y_deg: float, height: int, width: int) -
     return projection
 
 
-def _render(pb: object, client: int, rng: np.random.Generator, pose: tuple, size: tuple[int, int]) -> RenderedView:
+def _render(pb: ModuleType, client: int, rng: np.random.Generator, pose: tuple, size: tuple[int, int]) -> RenderedView:
     """Render one view under random lighting and convert its depth buffer to metres."""
     height, width = size
     eye, target, fov = pose

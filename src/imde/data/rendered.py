@@ -17,12 +17,14 @@ import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+from tqdm import tqdm
 
 from imde.data._io import rgb_array_to_tensor
 from imde.data._listed import Sample, Transform
@@ -105,8 +107,6 @@ def _render_all(
         for task in tasks:
             yield render_scene(task[2], size=size, num_views=task[3])
         return
-    from functools import partial
-
     # Linux forks (no `if __name__ == "__main__"` guard needed in user scripts; workers use only numpy and
     # PyBullet, and connect their own client after the fork); elsewhere fork is unsafe, so spawn.
     context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
@@ -160,8 +160,6 @@ def generate(
     (root / INDEX_NAME).unlink(missing_ok=True)
     tasks = [task for split in SPLITS for task in _split_tasks(params, split)]
     workers = min(len(tasks), os.cpu_count() or 1) if num_workers is None else int(num_workers)
-    from tqdm import tqdm
-
     start = time.perf_counter()
     views: dict[str, list[RenderedView]] = {split: [] for split in SPLITS}
     with tqdm(total=num_train + num_test, desc=f"rendering rooms into {root}", unit="img", disable=not progress) as bar:
@@ -228,6 +226,12 @@ class RenderedDataset(Dataset[Sample]):
 
     Items: ``image`` float32 ``[3, H, W]`` in [0, 1], ``depth`` float32 ``[1, H, W]`` metres (0 = invalid),
     ``focal`` (pixels), ``name``.
+
+    Attributes:
+        images: the split's RGB, uint8 ``[N, H, W, 3]``.
+        depth_mm: its depth in millimetres, uint16 ``[N, H, W]`` (0 = invalid).
+        focals: focal lengths in pixels, float32 ``[N]``.
+        scenes: index of each image's room within the split, int32 ``[N]``.
     """
 
     def __init__(
@@ -290,10 +294,10 @@ def cue_statistics(dataset: RenderedDataset, bins: int = 20) -> dict[str, Any]:
         ``{"corr_row": r, "corr_brightness": r, "valid_fraction": f, "depth_hist": counts, "depth_edges": edges,
         "depth_min": m, "depth_max": M}`` over all valid pixels of the split.
     """
-    depth = dataset.depth_mm.astype(np.float64) / _MM_PER_METRE
+    depth = dataset.depth_mm / _MM_PER_METRE
     valid = depth > 0
     rows = np.broadcast_to(np.arange(depth.shape[1], dtype=np.float64)[None, :, None], depth.shape)
-    brightness = dataset.images.astype(np.float64).mean(axis=-1)
+    brightness = dataset.images.mean(axis=-1, dtype=np.float64)  # no float copy of the RGB array
     d = depth[valid]
     counts, edges = np.histogram(d, bins=bins, range=(0.0, MAX_DEPTH))
     return {
