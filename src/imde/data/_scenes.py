@@ -154,8 +154,7 @@ class _SceneBuilder:
         for _ in range(tries):
             x = self.rng.uniform(radius, room.length - radius)
             y = self.rng.uniform(radius, room.width - radius)
-            if all(math.hypot(x - fx, y - fy) >= radius + fr for fx, fy, fr in self.footprints):
-                self.footprints.append((x, y, radius))
+            if self._claim(x, y, radius):
                 return x, y
         return None
 
@@ -174,11 +173,16 @@ class _SceneBuilder:
                 (t, room.width - off, math.pi),
                 (off, t, -math.pi / 2),
             ][side]
-            radius = 0.5 * math.hypot(width, depth)
-            if all(math.hypot(x - fx, y - fy) >= radius + fr for fx, fy, fr in self.footprints):
-                self.footprints.append((x, y, radius))
+            if self._claim(x, y, 0.5 * math.hypot(width, depth)):
                 return x, y, yaw
         return None
+
+    def _claim(self, x: float, y: float, radius: float) -> bool:
+        """Reserve the disc ``(x, y, radius)`` of floor if it overlaps no earlier footprint."""
+        if any(math.hypot(x - fx, y - fy) < radius + fr for fx, fy, fr in self.footprints):
+            return False
+        self.footprints.append((x, y, radius))
+        return True
 
 
 def _build_room(b: _SceneBuilder, room: _Room) -> None:
