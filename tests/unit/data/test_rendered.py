@@ -261,7 +261,7 @@ def test_bad_arguments_are_rejected_before_rendering(tmp_path: Path, kwargs: dic
 def test_create_dispatches_to_the_rendered_dataset(tiny_root: Path) -> None:
     from imde.data import create
 
-    dataset = create("rendered", tiny_root, split="test", **{k: v for k, v in TINY.items()})
+    dataset = create("rendered", tiny_root, split="test", **TINY)
     assert isinstance(dataset, RenderedDataset) and len(dataset) == 4
 
 
