@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import math
 import platform
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -38,7 +37,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--feature-size", type=int, nargs=2, default=(114, 152), metavar=("H", "W"))
     parser.add_argument("--depth-size", type=int, nargs=2, default=(228, 304), metavar=("H", "W"))
     parser.add_argument("--bins", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=5, help="timed runs of the fast paths (median reported)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs of the fast paths (best reported)")
     parser.add_argument("--loop-repeats", type=int, default=2, help="timed runs of the slow loops")
     parser.add_argument(
         "--depth",
@@ -67,14 +66,17 @@ def make_depth(batch: int, size: tuple[int, int], kind: str, generator: torch.Ge
 
 
 def timed(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
-    """Median wall time of ``repeats`` runs after one warm-up run, and the last result."""
+    """Best (minimum) wall time of ``repeats`` runs after one warm-up run, and the last result.
+
+    The minimum is the least noisy estimate on a shared machine (other processes only ever add time).
+    """
     result = fn()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         result = fn()
         times.append(time.perf_counter() - start)
-    return statistics.median(times), result
+    return min(times), result
 
 
 def rel_diff(fast: torch.Tensor, ref: torch.Tensor) -> float:

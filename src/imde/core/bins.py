@@ -142,10 +142,11 @@ def digitize(depth: Tensor, edges: Tensor) -> Tensor:
     """
     edges = check_edges(edges).to(depth.device)
     values = depth.to(torch.float64)
-    # right=False: index i with edges[i-1] < v <= edges[i], i.e. bin i-1 holds (e_{i-1}, e_i].
+    # right=False: index i with edges[i-1] < v <= edges[i], i.e. bin i-1 holds (e_{i-1}, e_i]. Index 0 means
+    # v <= e_0 (and e_0 >= 0 covers v <= 0), index N_b + 1 means v > e_{N_b} (+inf too); NaN is masked explicitly.
     index = torch.bucketize(values, edges, right=False)
     num_bins = edges.numel() - 1
-    valid = (index >= 1) & (index <= num_bins) & torch.isfinite(values) & (values > 0)
+    valid = (index >= 1) & (index <= num_bins) & ~torch.isnan(values)
     return torch.where(valid, index - 1, torch.full_like(index, -1))
 
 

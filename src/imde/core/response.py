@@ -70,8 +70,7 @@ def splat_bins(bins: Tensor, num_bins: int, feature_size: tuple[int, int], dtype
 
 def bin_counts(bins: Tensor, num_bins: int) -> Tensor:
     """int64 ``[N_b]`` number of valid pixels of each bin (the denominator of Eq. 1)."""
-    labels = bins.flatten()
-    return torch.bincount(labels[labels >= 0], minlength=num_bins)[:num_bins]
+    return torch.bincount(bins.flatten() + 1, minlength=num_bins + 1)[1 : num_bins + 1]  # slot 0: invalid (-1)
 
 
 def check_bins(bins: Tensor, num_bins: int, batch: int) -> Tensor:
