@@ -15,8 +15,9 @@ def run_model(model: nn.Module, batch: Mapping[str, object], device: str | torch
     """Build a model's input from a batch dict and return its predicted depth ``[B, 1, h, w]`` in metres.
 
     Args:
-        model: A registered model (declares ``in_chans`` and ``uses_focal``), possibly wrapped in
-            ``DataParallel`` / ``DistributedDataParallel``.
+        model: A registered model (declares ``in_chans`` and ``uses_focal``) or any ``nn.Module`` taking an
+            image batch, possibly wrapped in ``DataParallel`` / ``DistributedDataParallel``. ``focal`` is passed
+            as a keyword only to models that declare ``uses_focal``.
         batch: A collated dataset batch: ``image`` ``[B, 3, H, W]``; ``sparse_depth`` ``[B, 1, H, W]`` for
             4-channel models (CSPN); ``focal`` ``[B]`` for models that use it (BTS-KITTI).
         device: Where to run; default: the device of the model's parameters.
@@ -24,7 +25,10 @@ def run_model(model: nn.Module, batch: Mapping[str, object], device: str | torch
     Raises:
         ValueError: when a key the model needs is missing.
     """
-    target = resolve_device(device) if device is not None else next(model.parameters()).device
+    if device is not None:
+        target = resolve_device(device)
+    else:
+        target = next((p.device for p in model.parameters()), torch.device("cpu"))
     inner = unwrap_model(model)
     name = type(inner).__name__
     if "image" not in batch:
@@ -35,10 +39,10 @@ def run_model(model: nn.Module, batch: Mapping[str, object], device: str | torch
             raise ValueError(f"run_model: {name} takes RGB + sparse depth; batch has keys {sorted(batch)}, "
                              f"expected a 'sparse_depth' entry [B, 1, H, W]")
         image = torch.cat([image, torch.as_tensor(batch["sparse_depth"]).to(target, image.dtype)], dim=1)
-    focal = None
     if getattr(inner, "uses_focal", False):
         if "focal" not in batch:
             raise ValueError(f"run_model: {name} needs the focal length; batch has keys {sorted(batch)}, "
                              f"expected a 'focal' entry [B]")
         focal = torch.as_tensor(batch["focal"]).to(target, torch.float32).reshape(-1)
-    return model(image, focal=focal)
+        return model(image, focal=focal)
+    return model(image)
