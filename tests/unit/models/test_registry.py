@@ -63,3 +63,11 @@ def test_run_model_builds_inputs() -> None:
         assert torch.equal(imde.models.run_model(torch.nn.DataParallel(model), batch), direct)
     with pytest.raises(ValueError, match="'image'"):
         imde.models.run_model(model, {"depth": image})
+
+
+def test_run_model_takes_any_user_module() -> None:
+    """A plain nn.Module with no ``focal`` keyword (a user's own depth net) runs through run_model."""
+    model = torch.nn.Conv2d(3, 1, kernel_size=1)
+    image = torch.randn(2, 3, 8, 8)
+    out = imde.models.run_model(model, {"image": image, "focal": torch.ones(2)})
+    assert torch.equal(out, model(image))
