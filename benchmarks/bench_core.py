@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import platform
 import sys
 import time
@@ -47,6 +48,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--model", default="mff_resnet50", help="model for the dissection overhead ('' to skip)")
     parser.add_argument("--model-batch", type=int, default=4)
+    parser.add_argument("--model-repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
@@ -65,12 +67,12 @@ def make_depth(batch: int, size: tuple[int, int], kind: str, generator: torch.Ge
     return depth.clamp_min(0.0).unsqueeze(1)
 
 
-def timed(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
-    """Best (minimum) wall time of ``repeats`` runs after one warm-up run, and the last result.
+def timed(fn: Callable[[], object], repeats: int, warmup: bool = True) -> tuple[float, object]:
+    """Best (minimum) wall time of ``repeats`` runs (after one warm-up run by default), and the last result.
 
     The minimum is the least noisy estimate on a shared machine (other processes only ever add time).
     """
-    result = fn()
+    result = fn() if warmup else None
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -155,8 +157,11 @@ def bench_model(args: argparse.Namespace, generator: torch.Generator) -> dict | 
         for name, acc in accs.items():
             acc.update(tap.features[name], depth)
 
-    t_plain, _ = timed(plain, args.loop_repeats + 1)
-    t_dissect, _ = timed(dissect, args.loop_repeats + 1)
+    plain()  # warm-up
+    t_plain = t_dissect = math.inf
+    for _ in range(args.model_repeats):  # alternate, so that changing machine load hits both alike
+        t_plain = min(t_plain, timed(plain, 1, warmup=False)[0])
+        t_dissect = min(t_dissect, timed(dissect, 1, warmup=False)[0])
     return {
         "model": args.model,
         "layers": layers,
@@ -176,7 +181,8 @@ def main(argv: list[str] | None = None) -> None:
     edges = dataset_edges("nyu", args.bins)
     print(
         f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-        f"{torch.get_num_threads()} threads; B={args.batch} K={args.units} features {tuple(args.feature_size)} "
+        f"{os.cpu_count()} cores (load average {os.getloadavg()[0]:.1f}), {torch.get_num_threads()} threads; "
+        f"B={args.batch} K={args.units} features {tuple(args.feature_size)} "
         f"-> depth {tuple(args.depth_size)}, N_b={args.bins}, depth={args.depth}"
     )
     rows = [
