@@ -1,0 +1,256 @@
+"""What each ``imde`` subcommand does: parse nothing, print little, call the library (see :mod:`imde.cli`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from imde.config import parse_override
+
+log = logging.getLogger("imde")
+
+
+def _options(pairs: list[str]) -> dict[str, Any]:
+    """``["a=1", "b=x"]`` -> ``{"a": 1, "b": "x"}`` (values parsed as YAML; dotted keys are not allowed here)."""
+    options = {}
+    for text in pairs:
+        keys, value = parse_override(text)
+        if len(keys) != 1:
+            raise ValueError(f"option {text!r}: expected key=value with a plain key, e.g. list_file=test.txt")
+        options[keys[0]] = value
+    return options
+
+
+def _out(args: argparse.Namespace, config: Any, default: str) -> Path:
+    return Path(args.out) if args.out else Path(config.run_dir) / default
+
+
+def _session(args: argparse.Namespace) -> Any:
+    from imde.study.session import open_session
+
+    return open_session(args.source, args.overrides, checkpoint=args.checkpoint, device=args.device)
+
+
+def _default_layer(session: Any, layer: str | None) -> str:
+    if layer:
+        return layer
+    layers = list(session.config.loss.layers)
+    if layers:
+        return layers[0]
+    return session.model.unit_info[0].name
+
+
+def _settings(session: Any, max_batches: int | None) -> Any:
+    from imde.experiments import EvalSettings
+
+    ev = session.config.eval
+    return EvalSettings(device=session.device, crop=ev.crop, min_depth=ev.min_depth, max_depth=ev.max_depth,
+                        max_batches=max_batches, progress=True)
+
+
+def _preset(session: Any) -> str:
+    preset = session.config.loss.preset
+    return preset if isinstance(preset, str) else getattr(session.model, "depth_preset", "nyu")
+
+
+def _train_responses(session: Any, layers: list[str], max_batches: int | None) -> Any:
+    """Training-set dissection of ``layers`` (what correction and ablation are based on)."""
+    from imde.experiments import run_dissect
+
+    return run_dissect(session.model, {"train": session.loader("train")}, layers, edges_preset=_preset(session),
+                       device=session.device, max_batches=max_batches, progress=True)
+
+
+def cmd_data_render(args: argparse.Namespace) -> int:
+    """``imde data render``."""
+    from imde.data import create
+    from imde.data.rendered import generate, save_contact_sheet
+
+    generate(args.root, size=tuple(args.size), num_train=args.num_train, num_test=args.num_test, seed=args.seed)
+    options = {"size": tuple(args.size), "num_train": args.num_train, "num_test": args.num_test, "seed": args.seed}
+    sheet = save_contact_sheet(create("rendered", args.root, "test", **options), Path(args.root) / "contact_sheet.png",
+                               n=min(16, args.num_test))
+    print(f"rendered {args.num_train} train + {args.num_test} test images into {args.root}; contact sheet {sheet}")
+    return 0
+
+
+def cmd_data_show(args: argparse.Namespace) -> int:
+    """``imde data show``: counts, shapes, depth range, and a contact sheet."""
+    import torch
+
+    from imde.data import create
+    from imde.data.rendered import save_contact_sheet
+
+    dataset = create(args.name, args.root, args.split, **_options(args.options))
+    count = len(dataset)  # type: ignore[arg-type]
+    if count == 0:
+        raise ValueError(f"dataset {args.name!r} at {args.root!r}: the {args.split} split is empty")
+    sample = dataset[0]
+    depth = sample["depth"]
+    valid = depth[torch.isfinite(depth) & (depth > 0)]
+    print(f"{args.name} {args.split}: {count} samples; image {tuple(sample['image'].shape)}, depth "
+          f"{tuple(depth.shape)}; first sample {sample['name']!r}: depth {float(valid.min()):.2f}-"
+          f"{float(valid.max()):.2f} m, {100 * valid.numel() / depth.numel():.1f}% valid")
+    out = Path(args.out or f"{args.name}_{args.split}.png")
+    print(f"contact sheet: {save_contact_sheet(dataset, out, n=min(args.count, count))}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """``imde train``."""
+    from imde.study.config import load_config_file
+    from imde.training import TrainConfig, train
+
+    overrides = [*args.overrides, *([f"device={args.device}"] if args.device else [])]
+    config = TrainConfig.from_yaml_dict(load_config_file(args.config), overrides)
+    result = train(config, resume=args.resume)
+    print(json.dumps(result.summary(), indent=2, default=str))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """``imde eval``."""
+    from imde.evaluate import evaluate
+
+    session = _session(args)
+    ev = session.config.eval
+    max_depth = ev.max_depth if ev.max_depth is not None else session.model.max_depth
+    result = evaluate(session.model, session.loader(args.split), device=session.device, crop=ev.crop,
+                      min_depth=ev.min_depth, max_depth=max_depth, max_batches=args.max_batches)
+    print(result.to_table())
+    path = _out(args, session.config, "eval") / f"{args.split}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    result.to_json(path)
+    print(f"written {path}")
+    return 0
+
+
+def cmd_dissect(args: argparse.Namespace) -> int:
+    """``imde dissect``."""
+    from imde.experiments import run_dissect
+
+    session = _session(args)
+    layers = args.layers or list(session.config.loss.layers) or [info.name for info in session.model.unit_info]
+    out = _out(args, session.config, "dissect")
+    result = run_dissect(session.model, {split: session.loader(split) for split in args.split}, layers,
+                         edges_preset=_preset(session), num_bins=args.num_bins, device=session.device,
+                         max_batches=args.max_batches, progress=True, out_dir=out)
+    for split, per_layer in result.layers.items():
+        for name, layer in per_layer.items():
+            print(f"{split:>6} {name:>10}: selectivity {layer.mean_selectivity:.4f} (random baseline "
+                  f"{layer.random_baseline:.4f}, {int(layer.dead.sum())} dead of {layer.num_units})")
+    print(f"written {out}")
+    return 0
+
+
+def cmd_ablate(args: argparse.Namespace) -> int:
+    """``imde ablate``."""
+    from imde.experiments import run_ablation
+    from imde.viz.plots import plot_ablation, save_figure
+
+    session = _session(args)
+    layer = _default_layer(session, args.layer)
+    order_by = _train_responses(session, [layer], args.max_batches).layers["train"][layer].selectivity
+    out = _out(args, session.config, "ablation")
+    result = run_ablation(session.model, session.loader("test"), layer, order_by, step=args.step,
+                          settings=_settings(session, args.max_batches), out_dir=out)
+    save_figure(plot_ablation(result), out / "ablation.png")
+    for units, most, least in zip(result.units, result.most_selective_first, result.least_selective_first):
+        print(f"{units:4d} units ablated: delta1 {most:.4f} (most selective first)  {least:.4f} (least first)")
+    print(f"written {out}")
+    return 0
+
+
+def cmd_correct(args: argparse.Namespace) -> int:
+    """``imde correct``."""
+    from imde.experiments import run_correction
+
+    session = _session(args)
+    layers = [args.layer] if args.layer else list(session.config.loss.layers) or [_default_layer(session, None)]
+    train_responses = _train_responses(session, layers, args.max_batches)
+    result = run_correction(session.model, train_responses, session.loader("test"), layers,
+                            settings=_settings(session, args.max_batches), out_dir=_out(args, session.config,
+                                                                                         "correction"))
+    for metric in ("delta1", "rms"):
+        print(f"{metric}: {result.before[metric]:.4f} -> {result.after[metric]:.4f}")
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    """``imde explain``."""
+    import torch
+
+    from imde.experiments import run_explain
+    from imde.viz.plots import plot_explain, save_figure
+
+    session = _session(args)
+    layer = _default_layer(session, args.layer)
+    dataset = session.loader("test").dataset
+    if not 0 <= args.index < len(dataset):
+        raise ValueError(f"--index {args.index}: the test split has {len(dataset)} images")
+    batch = torch.utils.data.default_collate([dataset[args.index]])
+    responses = None
+    if session.config.loss.interp != "assign":
+        responses = _train_responses(session, [layer], args.max_batches).layers["train"][layer]
+    out = _out(args, session.config, "explain")
+    result = run_explain(session.model, batch, layer=layer, epsilon=args.epsilon, responses=responses,
+                         edges_preset=_preset(session), device=session.device, out_dir=out)
+    save_figure(plot_explain(result), out / "explain.png")
+    for name, case in (("clean", result.clean), ("adversarial", result.adversarial)):
+        print(f"{name:>11}: {100 * case.error_fraction:.1f}% error pixels, top bin {case.top_bin}, units {case.units}")
+    print(f"written {out}")
+    return 0
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    """``imde study``."""
+    from imde.study.config import load_study_config
+    from imde.study.pipeline import run_study, step_status
+
+    config = load_study_config(args.config, args.overrides, smoke=args.smoke)
+    if args.list:
+        for name, done in step_status(config):
+            print(f"{'done' if done else '    '}  {name}")
+        return 0
+    results = run_study(config, force=tuple(args.force))
+    held = [claim for claim in results["claims"] if claim["holds"]]
+    print(f"{config.out}: {len(held)}/{len(results['claims'])} claims hold; {results['seconds']:.0f} s of steps")
+    for claim in results["claims"]:
+        print(f"  [{'ok' if claim['holds'] else 'FAIL'}] {claim['claim']}: {claim['value']:.4f}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """``imde report``."""
+    from imde.viz.report import build_report
+
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run_dir={args.run_dir!r}: no such folder")
+    print(f"written {build_report(run_dir)}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    """``imde models``: names, parameter counts and declared layers, built on the meta device (no memory)."""
+    import torch
+
+    from imde.models import create, list_models
+
+    names = args.names or list_models()
+    unknown = [name for name in names if name not in list_models()]
+    if unknown:
+        raise ValueError(f"unknown model(s) {unknown}; registered: {', '.join(list_models())}")
+    for name in names:
+        with torch.device("meta"):
+            model = create(name)
+        params = sum(p.numel() for p in model.parameters())
+        print(f"{name}: {params:,} parameters, input {model.input_size}, preset {model.depth_preset}, "
+              f"loss {model.default_loss}")
+        for info in model.unit_info:
+            sign = "signed" if info.signed else ">= 0"
+            print(f"    {info.name:<8} {info.num_units:4d} units  stride {info.stride:2d}  {sign:<6}  {info.module}")
+    return 0

@@ -1,0 +1,83 @@
+"""``imde study``: the paper's whole story as resumable steps writing into one run directory.
+
+Layout of ``run_dir`` (read by :mod:`imde.viz.report`)::
+
+    config.yaml            the resolved study config
+    models/<variant>/      training runs (config.yaml, checkpoints/, metrics.csv, tb/)
+    dissect/<variant>/     dissect.json, per-unit CSVs, raw responses (.pt), and <split>/<layer>.json
+    eval/<variant>.json    test-split metrics
+    compare.json           Table 2 (selectivity train/test and metrics per variant)
+    correction/<variant>.json, ablation/<variant>.json, explain/<variant>.json (+ folders of raw files)
+    figures/*.png          contact sheet, ablation curves, dissection and feature-map figures
+    atlas/<variant>/       unit browser sprites
+    results.json           the public summary with the measured claims; results.md and report.html
+    steps/<step>.done      markers of finished steps
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from imde.config import diff_dicts, load_yaml, save_yaml, to_dict
+from imde.study.config import StudyConfig
+from imde.study.runner import StepRecord, StepRunner
+
+log = logging.getLogger("imde.study")
+
+
+def check_run_dir(config: StudyConfig) -> None:
+    """Refuse to resume a run directory whose saved config differs from ``config`` (listing the keys).
+
+    Raises:
+        ValueError: naming the differing keys and how to proceed.
+    """
+    saved = config.out / "config.yaml"
+    if not saved.is_file():
+        return
+    differ = diff_dicts(load_yaml(saved), to_dict(config))
+    if differ:
+        shown = ", ".join(differ[:8]) + (" ..." if len(differ) > 8 else "")
+        raise ValueError(f"run_dir={str(config.out)!r} holds a study with another config (differs in {shown}); "
+                         "use another run_dir=..., or delete the folder to start over")
+
+
+def run_study(config: StudyConfig, *, force: tuple[str, ...] = (), device: str | None = None) -> dict[str, Any]:
+    """Run (or resume) every step of the study and return ``results.json``'s content.
+
+    Args:
+        config: the study.
+        force: steps to redo, with every step depending on them.
+        device: overrides ``config.device``.
+
+    Raises:
+        ValueError: a run directory holding another config, or an unknown step in ``force``.
+    """
+    from imde.study.steps import StudySteps
+
+    check_run_dir(config)
+    steps = StudySteps(config, device=device or config.device)
+    plan = steps.plan()
+    runner = StepRunner(config.out)
+    if force:
+        log.info("forcing %s", ", ".join(runner.forget(plan, force)))
+    save_yaml(config, config.out / "config.yaml")
+    start = time.perf_counter()
+    records = runner.run(plan)
+    log.info("study %s finished in %.1f s (%.1f s of step time in total)", config.name,
+             time.perf_counter() - start, total_seconds(records))
+    return steps.results()
+
+
+def total_seconds(records: dict[str, StepRecord]) -> float:
+    """Compute time of the whole study: the sum of every step's recorded duration, resumed or not."""
+    return float(sum(record.seconds for record in records.values()))
+
+
+def step_status(config: StudyConfig) -> list[tuple[str, bool]]:
+    """``[(step name, finished?)]`` in run order (``imde study --list``)."""
+    from imde.study.steps import StudySteps
+
+    runner = StepRunner(config.out)
+    return [(step.name, runner.record(step.name) is not None) for step in StudySteps(config).plan()]

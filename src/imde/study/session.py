@@ -1,0 +1,113 @@
+"""A trained model and its data, from a training run directory or a training config (shared by CLI and study).
+
+``open_session("runs/demo/models/assign")`` reads the run's resolved ``config.yaml``, builds the model it
+trained, loads ``checkpoints/best.pt`` (or ``last.pt``, or any checkpoint / released weights file), and
+makes evaluation loaders for its splits with the model's evaluation transform.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from imde.training.config import TrainConfig
+
+CHECKPOINT_NAMES = ("best", "last")
+
+
+def load_train_config(source: str | os.PathLike[str], overrides: Iterable[str] = ()) -> TrainConfig:
+    """The training config of a run directory (its ``config.yaml``) or of a YAML file (``base:`` resolved).
+
+    Raises:
+        FileNotFoundError: ``source`` does not exist, or is a folder without ``config.yaml``.
+        ValueError: an invalid config (unknown key, bad value).
+    """
+    from imde.study.config import load_config_file
+
+    path = Path(source)
+    if path.is_dir():
+        path = path / "config.yaml"
+        if not path.is_file():
+            raise FileNotFoundError(f"source={str(source)!r}: a run directory needs config.yaml, none found")
+    elif not path.is_file():
+        raise FileNotFoundError(f"source={str(source)!r}: no such run directory or config file")
+    return TrainConfig.from_yaml_dict(load_config_file(path), overrides)
+
+
+def checkpoint_path(config: TrainConfig, checkpoint: str) -> Path:
+    """``best``/``last`` inside the run directory, else ``checkpoint`` as a file path.
+
+    Raises:
+        FileNotFoundError: the checkpoint does not exist (``best`` falls back to ``last`` first).
+    """
+    if checkpoint in CHECKPOINT_NAMES:
+        folder = Path(config.run_dir) / "checkpoints"
+        for name in (checkpoint, "last"):
+            if (folder / f"{name}.pt").is_file():
+                return folder / f"{name}.pt"
+        raise FileNotFoundError(f"checkpoint={checkpoint!r}: {folder} holds no {checkpoint}.pt or last.pt; "
+                                "train the model first (imde train ...)")
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint={checkpoint!r}: file not found")
+    return path
+
+
+def build_model(config: TrainConfig, checkpoint: str | None = "best") -> torch.nn.Module:
+    """The config's model with weights from ``checkpoint`` (``None``: freshly initialised), in eval mode.
+
+    An imde training checkpoint is loaded strictly (after checking it belongs to this model); any other file
+    goes through ``imde.models.load_checkpoint`` (released weights of the original projects).
+    """
+    from imde.models import create
+    from imde.training.checkpoint import load_checkpoint, load_model_state
+
+    model = create(config.model.name, pretrained=False, **config.model.kwargs)
+    if checkpoint is not None:
+        path = checkpoint_path(config, checkpoint)
+        if checkpoint in CHECKPOINT_NAMES:
+            state = load_checkpoint(path)
+            if state.get("model_name") != config.model.name:
+                raise ValueError(f"checkpoint {str(path)!r} holds model {state.get('model_name')!r}, "
+                                 f"but the config names model.name={config.model.name!r}")
+            load_model_state(model, state, path)
+        else:
+            from imde.models import load_checkpoint as load_released
+
+            load_released(model, path)
+    return model.eval()
+
+
+def build_loader(config: TrainConfig, split: str, batch_size: int | None = None) -> DataLoader[dict[str, Any]]:
+    """An ordered evaluation loader of ``split`` (evaluation transform, ``eval_batch_size`` by default)."""
+    from imde.training.data import build_dataset
+
+    dataset = build_dataset(config.data, split, train=False)
+    return DataLoader(dataset, batch_size=batch_size or config.data.eval_batch_size, shuffle=False,
+                      num_workers=config.data.num_workers, pin_memory=torch.cuda.is_available())
+
+
+@dataclass
+class Session:
+    """A trained model, its training config and the device to run it on."""
+
+    config: TrainConfig
+    model: torch.nn.Module
+    device: str
+
+    def loader(self, split: str, batch_size: int | None = None) -> DataLoader[dict[str, Any]]:
+        """Evaluation loader of ``split``."""
+        return build_loader(self.config, split, batch_size)
+
+
+def open_session(source: str | os.PathLike[str], overrides: Iterable[str] = (), *, checkpoint: str = "best",
+                 device: str = "auto") -> Session:
+    """Load the model of a run directory or config (see the module docstring)."""
+    config = load_train_config(source, overrides)
+    return Session(config=config, model=build_model(config, checkpoint), device=device)
