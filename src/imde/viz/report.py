@@ -79,7 +79,7 @@ class RunContents:
     dissect: dict[str, dict[str, dict[str, dict[str, Any]]]]
     atlas: dict[str, dict[str, Any]]
     experiments: dict[str, dict[str, Any]]
-    figures: dict[str, list[tuple[str, str]]]
+    figures: dict[str, list[dict[str, Any]]]
     missing: dict[str, list[str]]
 
 
@@ -313,16 +313,31 @@ def _read_atlases(folder: Path, missing: dict[str, list[str]]) -> dict[str, dict
     return out
 
 
-def _read_figures(folder: Path) -> dict[str, list[tuple[str, str]]]:
-    """``{section: [(file name, data URI)]}`` for ``figures/*.png``; unmatched names go to ``"other"``."""
-    out: dict[str, list[tuple[str, str]]] = {}
+def _read_figures(folder: Path) -> dict[str, list[dict[str, Any]]]:
+    """``{section: [{name, src, wide}]}`` for ``figures/*.png`` (``src`` a data URI, ``wide`` when the figure is
+    more than twice as wide as high, to span the page); names matching no section go to ``"other"``."""
+    out: dict[str, list[dict[str, Any]]] = {}
     if not folder.is_dir():
         return out
     for path in sorted(folder.glob("*.png")):
         lower = path.name.lower()
         section = next((name for name, keys in FIGURE_SECTIONS if any(k in lower for k in keys)), "other")
-        out.setdefault(section, []).append((path.name, _data_uri(path)))
+        width, height = _png_size(path)
+        out.setdefault(section, []).append({"name": path.name, "src": _data_uri(path), "wide": width > 2 * height})
     return out
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    """``(width, height)`` from a PNG's IHDR chunk.
+
+    Raises:
+        ValueError: when the file is not a PNG.
+    """
+    with open(path, "rb") as handle:
+        head = handle.read(24)
+    if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        raise ValueError(f"{path}: not a PNG file (figures/*.png must be PNG images)")
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
 
 
 def _data_uri(path: Path) -> str:
@@ -359,11 +374,12 @@ def fmt(value: Any, decimals: int = 3) -> str:
 
 
 def _best_flags(columns: list[list[float | None]], signs: list[int]) -> list[list[bool]]:
-    """``flags[row][col]``: the row holds the best finite value of the column (ties all marked)."""
+    """``flags[row][col]``: the row holds the best finite value of the column (ties all marked, none when the
+    column has a single distinct value)."""
     flags = [[False] * len(columns) for _ in columns[0]] if columns else []
     for j, (column, sign) in enumerate(zip(columns, signs)):
         finite = [v for v in column if v is not None and math.isfinite(v)]
-        if sign == 0 or len(finite) < 2:
+        if sign == 0 or len(set(finite)) < 2:  # nothing to single out when all values are equal
             continue
         best = max(finite) if sign > 0 else min(finite)
         for i, value in enumerate(column):
@@ -411,7 +427,8 @@ def _model_table(models: Mapping[str, Any], variants: list[str], title: str, cap
     decimals = [SELECTIVITY_DECIMALS] * 2 + [d for *_, d in METRICS]
     rows = [[VARIANT_LABELS.get(v, v)] + [fmt(col[i], d) for col, d in zip(columns, decimals)]
             for i, v in enumerate(variants)]
-    flags = _best_flags(columns, [1, 1] + [s for _, _, s, _ in METRICS])
+    shown = [[round(v, d) if v is not None else None for v in col] for col, d in zip(columns, decimals)]
+    flags = _best_flags(shown, [1, 1] + [s for _, _, s, _ in METRICS])  # ties at the shown precision all bold
     return Table(title, caption, ["Model", "Sel. train ↑", "Sel. test ↑"] + [t for _, t, *_ in METRICS], rows,
                  [[False] + f for f in flags])
 

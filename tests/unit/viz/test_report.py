@@ -82,7 +82,8 @@ def test_table1_has_every_number_of_results_json(built: tuple[Path, str]) -> Non
     assert [text for text, _ in assign] == ["0.8342", "0.7764", "0.819", "0.957", "0.988", "0.521", "0.140", "0.060"]
     # bold = best of the column: higher selectivity/delta, lower errors; the assign model wins every column here
     assert all(best for _, best in assign)
-    assert not any(best for _, best in table["Baseline"])
+    # ... and ties at the shown precision are all bold: delta3 0.9877 (baseline) and 0.9881 (assign) both show 0.988
+    assert [best for _, best in table["Baseline"]] == [False] * 4 + [True] + [False] * 3
     assert [text for text, _ in table["Random units (Eq. 3)"]][:2] == ["0.3511", "0.3511"]
 
 
@@ -109,7 +110,7 @@ def test_claims_are_badges_with_their_values(built: tuple[Path, str]) -> None:
 def test_results_md_tables(built: tuple[Path, str]) -> None:
     run, _ = built
     md = (run / "results.md").read_text(encoding="utf-8")
-    assert "| Baseline | 0.4217 | 0.4102 | 0.812 | 0.954 | 0.988 | 0.531 | 0.142 | 0.061 |" in md
+    assert "| Baseline | 0.4217 | 0.4102 | 0.812 | 0.954 | **0.988** | 0.531 | 0.142 | 0.061 |" in md
     assert "| Interpretable (L_assign) | **0.8342** | **0.7764** | **0.819** |" in md
     assert "| Baseline | 0.812 → 0.839 | 0.531 → 0.501 | +0.027 |" in md
     assert "| ✗ | correction gain (delta1): interpretable above baseline | -0.0001 |" in md
@@ -140,6 +141,8 @@ def test_page_needs_no_network_and_leaves_no_temporary_files(built: tuple[Path, 
     assert "@import" not in html and "<link" not in html
     srcs = re.findall(r'<img src="([^"]*)"', html)
     assert len(srcs) == 6 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    figures = re.findall(r'<figure class="(figure[^"]*)"><img src="[^"]*" alt="([^"]*)"', html)
+    assert sorted(name for cls, name in figures if cls == "figure wide") == ["fig3_dissection_assign.png"]
     assert not list(run.glob(".*.tmp"))
 
 
@@ -196,6 +199,11 @@ def test_bad_input_is_named(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"results\.json: not valid JSON \(line 1, column 13"):
         build_report(run)
     (run / "results.json").unlink()
+    (run / "figures").mkdir()
+    (run / "figures" / "fig2_ablation.png").write_text("not an image")
+    with pytest.raises(ValueError, match=r"fig2_ablation\.png: not a PNG file"):
+        build_report(run)
+    (run / "figures" / "fig2_ablation.png").unlink()
     broken = run / "dissect" / "assign"
     broken.mkdir(parents=True)
     layer = {"units": {"mean_response": [[1.0, 2.0], [1.0]], "selectivity": [0.1, 0.2]}}

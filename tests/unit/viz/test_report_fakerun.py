@@ -96,18 +96,19 @@ def make_fake_run(root: Path, *, atlas: bool = True, figures: bool = True, layer
             write_atlas(root / "atlas" / variant, seed=VARIANTS.index(variant))
     if figures:
         for i, name in enumerate(FIGURES):
-            atomic_write_bytes_png(root / "figures" / name, (40 + 30 * i, 90, 160 - 15 * i))
+            width = 300 if name.startswith("fig3") else 120  # a wide figure (a grid of units) spans the page
+            atomic_write_bytes_png(root / "figures" / name, (40 + 30 * i, 90, 160 - 15 * i), width)
     return root
 
 
-def atomic_write_bytes_png(path: Path, rgb: tuple[int, int, int]) -> None:
-    """A small 120x80 PNG with a gradient (a stand-in for a matplotlib figure)."""
+def atomic_write_bytes_png(path: Path, rgb: tuple[int, int, int], width: int = 120) -> None:
+    """A small ``width`` x 80 PNG with a gradient (a stand-in for a matplotlib figure)."""
     from PIL import Image
 
     from imde.utils.io import atomic_write_bytes
 
-    ramp = torch.linspace(0.3, 1.0, 120).view(1, 120, 1) * torch.tensor(rgb, dtype=torch.float32).view(1, 1, 3)
-    pixels = ramp.expand(80, 120, 3).round().to(torch.uint8).numpy()
+    ramp = torch.linspace(0.3, 1.0, width).view(1, width, 1) * torch.tensor(rgb, dtype=torch.float32).view(1, 1, 3)
+    pixels = ramp.expand(80, width, 3).round().to(torch.uint8).numpy()
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="PNG")
     atomic_write_bytes(path, buffer.getvalue())
