@@ -442,7 +442,7 @@ def _correction_table(correction: Mapping[str, Any]) -> Table:
         gain = after_d1 - before_d1 if before_d1 is not None and after_d1 is not None else None
         rows.append([VARIANT_LABELS.get(v, v), f"{fmt(before_d1)} → {fmt(after_d1)}",
                      f"{fmt(before_rms)} → {fmt(after_rms)}", f"{gain:+.3f}" if gain is not None else "–"])
-        columns.append(gain)
+        columns.append(round(gain, 3) if gain is not None else None)  # compared at the shown precision
     flags = _best_flags([columns], [1])
     return Table("Table 3 · Correction (Sec. 5.2): unit responses replaced by their training-set mean at the "
                  "ground-truth bin", "before → after, test split.", ["Model", "δ1 ↑", "RMS ↓", "Δδ1"], rows,
