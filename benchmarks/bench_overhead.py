@@ -89,7 +89,28 @@ def bench_training_step(model: torch.nn.Module, batch: dict[str, Any], layers: l
         optimizer.step()
 
     plain, with_term = _alternate(lambda: step(False), lambda: step(True), repeats, device)
-    return _summary(plain, with_term)
+    result = _summary(plain, with_term)
+    result["term_alone_s"] = _term_alone(model, batch, layers, assign, device, repeats)
+    result["term_alone_pct"] = 100.0 * result["term_alone_s"] / result["plain_s"]
+    return result
+
+
+def _term_alone(model: torch.nn.Module, batch: dict[str, Any], layers: list[str], assign: AssignLoss,
+                device: torch.device, repeats: int) -> float:
+    """Median seconds of ``AssignLoss`` forward + backward on leaf features shaped like the model's layers.
+
+    Less sensitive to machine load than the difference of two full steps: it times only the added work.
+    """
+    with torch.no_grad(), LayerTap(model, layers) as tap:
+        pred = imde.models.run_model(model, batch, device)
+    target = F.interpolate(batch["depth"].to(device), size=pred.shape[-2:], mode="nearest")
+    features = {name: tap.features[name].detach().clone().requires_grad_(True) for name in layers}
+
+    def term() -> None:
+        assign(features, target).backward()
+
+    times, _ = _alternate(term, lambda: None, repeats, device)
+    return statistics.median(times)
 
 
 def bench_dissection(model: torch.nn.Module, batches: list[dict[str, Any]], layers: list[str], device: torch.device,
@@ -150,7 +171,8 @@ def main() -> None:
     step, dis = results["training_step"], results["dissection"]
     print(f"{args.model} {size[0]}x{size[1]} on {device} ({results['threads']} threads), layers {args.layers}")
     print(f"training step, batch {args.batch}: plain {step['plain_s']:.3f} s, with AssignLoss {step['with_s']:.3f} s "
-          f"-> overhead {step['overhead_pct']:+.1f} % (median of {args.repeats})")
+          f"-> overhead {step['overhead_pct']:+.1f} % (median of {args.repeats}); the term alone (forward + "
+          f"backward) {step['term_alone_s']:.3f} s = {step['term_alone_pct']:.1f} % of the plain step")
     print(f"{args.images} images, batch {args.eval_batch}: forward {dis['plain_s']:.3f} s, dissection "
           f"{dis['with_s']:.3f} s -> overhead {dis['overhead_pct']:+.1f} % (median of {args.repeats})")
     if args.json:
