@@ -46,14 +46,12 @@ def train_loader(dataset: Dataset[dict[str, Any]], data: DataConfig, info: DistI
     """Shuffled training loader; call ``loader.sampler.set_epoch(epoch)`` before each epoch.
 
     Raises:
-        ValueError: ``batch_size`` not divisible by the number of processes, or fewer samples than one batch.
+        ValueError: ``batch_size`` not divisible by the number of processes.
     """
     if data.batch_size % info.world_size:
         raise ValueError(
             f"data.batch_size={data.batch_size}: the global batch must be divisible by the {info.world_size} processes"
         )
-    if len(dataset) < data.batch_size:  # type: ignore[arg-type]
-        raise ValueError(f"data.batch_size={data.batch_size}: the training split has only {len(dataset)} samples")
     sampler = DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=seed)
     return DataLoader(
         dataset,

@@ -69,6 +69,16 @@ def test_shard_sampler_partitions_without_padding() -> None:
     assert DistInfo().is_main and not DistInfo().distributed and not DistInfo(1, 2, 1).is_main
 
 
+def test_global_batch_must_split_over_processes() -> None:
+    from imde.training.config import DataConfig
+    from imde.training.data import train_loader
+
+    loader = train_loader(list(range(10)), DataConfig(batch_size=4, num_workers=0), DistInfo(1, 2, 1), seed=0)
+    assert loader.batch_size == 2 and len(loader) == 3
+    with pytest.raises(ValueError, match="batch_size=3: the global batch must be divisible by the 2 processes"):
+        train_loader(list(range(10)), DataConfig(batch_size=3, num_workers=0), DistInfo(0, 2, 0), seed=0)
+
+
 def test_train_sampler_ranks_together_see_the_single_process_batches() -> None:
     from torch.utils.data import DistributedSampler
 
