@@ -98,6 +98,7 @@ def test_nan_loss_stops_with_step_files_and_terms(tmp_path: Path) -> None:
         ({"loss": {"interp": "assign", "layers": ["feat", "nope"]}}, r"loss\.layers: unknown layer 'nope'.*feat"),
         ({"train": {"dissect_layers": ["bogus"]}}, r"train\.dissect_layers: unknown layer 'bogus'"),
         ({"train": {"best_metric": "accuracy"}}, r"train\.best_metric='accuracy'"),
+        ({"eval": {"crop": "eigen"}}, r"eval: .*'eigen'"),
     ],
 )
 def test_bad_config_fails_before_training(tmp_path: Path, sections: dict, message: str) -> None:

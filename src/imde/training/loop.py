@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from imde.config import save_yaml
 from imde.evaluate import align_prediction
-from imde.metrics import METRIC_NAMES
+from imde.metrics import METRIC_NAMES, DepthMetrics
 from imde.probe import LayerTap, resolve_layer, unwrap_model
 from imde.training import checkpoint as ckpt
 from imde.training.config import TrainConfig
@@ -178,6 +178,12 @@ def preflight(
         from imde.models import create
 
         model = create(cfg.model.name, pretrained=cfg.model.pretrained, **cfg.model.kwargs)
+    max_depth = cfg.eval.max_depth or float(getattr(model, "max_depth", 10.0))
+    if evaluating:
+        try:  # the crop name and caps, checked now rather than after the first epoch
+            DepthMetrics(min_depth=cfg.eval.min_depth, max_depth=max_depth, crop=cfg.eval.crop)
+        except ValueError as exc:
+            raise ValueError(f"eval: {exc}") from None
     interp_layers = list(cfg.loss.layers) if cfg.loss.interp != "none" else []
     _check_layers(model, interp_layers, "loss.layers")
     dissect_layers = _dissect_layers(cfg, model) if cfg.train.dissect_every_epoch else []
@@ -198,7 +204,7 @@ def preflight(
         test_loader=eval_loader(_check_not_empty(test_set, "test"), cfg.data, info) if held_out else None,
         interp_layers=interp_layers, dissect_layers=dissect_layers,
         preset=cfg.loss.preset or getattr(model, "depth_preset", "nyu"),
-        max_depth=cfg.eval.max_depth or float(getattr(model, "max_depth", 10.0)),
+        max_depth=max_depth,
         saved=saved,
     )
     state.best = {"metric": cfg.train.best_metric, "mode": cfg.train.best_mode, "value": math.nan, "epoch": 0}
