@@ -1,0 +1,81 @@
+"""The ``imde`` command line: help with examples everywhere, one-line errors with exit status 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from imde.cli import EXIT_BAD_INPUT, build_parser, main
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+COMMANDS = ["data render", "data show", "train", "eval", "dissect", "ablate", "correct", "explain", "study",
+            "report", "models"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_subcommand_has_help_with_examples(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command.split(), "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "examples:" in text and f"imde {command.split()[0]}" in text.split("examples:")[1]
+
+
+def test_top_level_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    for command in {c.split()[0] for c in COMMANDS}:
+        assert f"    {command} " in text
+
+
+def run_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    assert main(argv) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("imde: error: ") and "\n" not in err and "Traceback" not in err
+    return err
+
+
+def test_bad_input_is_one_line_with_exit_status_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    err = run_error(["study", str(tmp_path / "nope.yaml")], capsys)
+    assert "nope.yaml" in err and "not found" in err
+    err = run_error(["study", str(CONFIGS / "demo.yaml"), "dissect.num_bnis=8", "--list"], capsys)
+    assert "did you mean 'dissect.num_bins'" in err
+    err = run_error(["train", str(CONFIGS / "train" / "mff" / "resnet50_baseline.yaml"), "optim.lr=-1"], capsys)
+    assert "lr=-1" in err
+    err = run_error(["models", "mff_tiniest"], capsys)
+    assert "mff_tiniest" in err and "mff_tiny" in err
+    err = run_error(["dissect", str(tmp_path)], capsys)
+    assert "config.yaml" in err
+    err = run_error(["report", str(tmp_path / "missing")], capsys)
+    assert "missing" in err
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="nope.yaml"):
+        main(["--debug", "study", str(tmp_path / "nope.yaml")])
+
+
+def test_overrides_may_follow_options() -> None:
+    args, extra = build_parser().parse_known_args(["study", "c.yaml", "a=1", "--smoke", "run_dir=x"])
+    assert args.overrides == ["a=1"] and extra == ["run_dir=x"] and args.smoke
+    with pytest.raises(SystemExit):
+        main(["study", "c.yaml", "--smoke", "stray"])
+
+
+def test_models_lists_declared_layers(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models", "mff_tiny", "bts_densenet161_nyu"]) == 0
+    out = capsys.readouterr().out
+    assert "mff_tiny: 308,001 parameters" in out
+    assert "bts_densenet161_nyu: 47,000,688 parameters" in out
+    for layer, units in (("D", 16), ("Rconv1", 32), ("upconv3", 128), ("iconv1", 32)):
+        assert any(line.split()[:2] == [layer, str(units)] for line in out.splitlines())
+
+
+def test_study_list_shows_the_steps_in_order(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["study", str(CONFIGS / "demo.yaml"), f"run_dir={tmp_path}", "--list"]) == 0
+    names = [line.split()[-1] for line in capsys.readouterr().out.splitlines()]
+    assert names[:4] == ["render", "train_baseline", "train_assign", "train_reg"]
+    assert names.index("dissect_assign") < names.index("correct_assign") < names.index("results")
+    assert names[-1] == "report"

@@ -1,0 +1,86 @@
+"""The demo's claims are computed from results.json numbers, with the thresholds promised in issue 6."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from imde.study.claims import ablation_gap, claims_to_json, measure_claims
+
+
+def results(**changes: float) -> dict[str, Any]:
+    """A results dict where every claim holds; ``changes`` edit single numbers (``assign_test=0.6``, ...)."""
+    base: dict[str, Any] = {
+        "random_baseline": 0.3341,
+        "models": {
+            "baseline": {"selectivity": {"train": 0.45, "test": 0.43}, "metrics": {"delta1": 0.80}},
+            "assign": {"selectivity": {"train": 0.84, "test": 0.75}, "metrics": {"delta1": 0.795}},
+            "reg": {"selectivity": {"train": 0.74, "test": 0.60}, "metrics": {"delta1": 0.79}},
+        },
+        "correction": {
+            "baseline": {"before": {"delta1": 0.80, "rms": 0.5}, "after": {"delta1": 0.78, "rms": 0.6}},
+            "assign": {"before": {"delta1": 0.795, "rms": 0.5}, "after": {"delta1": 0.90, "rms": 0.4}},
+        },
+        "ablation": {
+            "baseline": {"units": [0, 8, 16], "most_selective_first": [0.8, 0.5, 0.1],
+                         "least_selective_first": [0.8, 0.7, 0.1]},
+            "assign": {"units": [0, 8, 16], "most_selective_first": [0.795, 0.4, 0.1],
+                       "least_selective_first": [0.795, 0.6, 0.1]},
+        },
+    }
+    out = copy.deepcopy(base)
+    for key, value in changes.items():
+        variant, field = key.split("_")
+        if field in ("train", "test"):
+            out["models"][variant]["selectivity"][field] = value
+        else:
+            out["models"][variant]["metrics"][field] = value
+    return out
+
+
+def verdicts(data: dict[str, Any]) -> list[bool]:
+    return [claim.holds for claim in measure_claims(data)]
+
+
+def test_all_claims_hold_with_their_measured_values() -> None:
+    claims = measure_claims(results())
+    assert all(claim.holds for claim in claims)
+    values = [round(claim.value, 6) for claim in claims]
+    # assign 0.75; gain 0.32; 0.75-0.3341; 0.43-0.3341; delta1 -0.005; assign-reg 0.15;
+    # correction (0.90-0.795) - (0.78-0.80) = 0.125; ablation gaps mean([0.2]) for both models
+    assert values == [0.75, 0.32, 0.4159, 0.0959, -0.005, 0.15, 0.125, 0.2, 0.2]
+    rows = claims_to_json(claims)
+    assert set(rows[0]) == {"claim", "holds", "value", "threshold"}
+
+
+@pytest.mark.parametrize(
+    ("changes", "failing"),
+    [
+        ({"assign_test": 0.69}, [0]),  # below 0.70 (0.69 - 0.43 = 0.26 still clears the gain bar)
+        ({"baseline_test": 0.51}, [1]),  # gain 0.24 < 0.25
+        ({"baseline_test": 0.38}, [3]),  # 0.38 - 0.3341 = 0.0459 < 0.05: not far above random
+        ({"assign_delta1": 0.7899}, [4]),  # 0.0101 below the baseline
+        ({"reg_test": 0.75}, [5]),  # equal selectivity is not higher
+    ],
+)
+def test_each_threshold_is_applied(changes: dict[str, float], failing: list[int]) -> None:
+    assert [i for i, ok in enumerate(verdicts(results(**changes))) if not ok] == failing
+
+
+def test_correction_and_ablation_claims_fail_when_reversed() -> None:
+    data = results()
+    data["correction"]["baseline"]["after"]["delta1"] = 0.95  # baseline gains 0.15 > assign's 0.105
+    data["ablation"]["assign"]["most_selective_first"] = [0.795, 0.65, 0.1]  # less damage than least-first
+    failing = [i for i, ok in enumerate(verdicts(data)) if not ok]
+    assert failing == [6, 8]
+
+
+def test_ablation_gap_ignores_the_shared_end_points() -> None:
+    assert ablation_gap([1.0, 0.5, 0.3, 0.0], [1.0, 0.9, 0.4, 0.0]) == pytest.approx((0.4 + 0.1) / 2)
+    assert ablation_gap([9.0, 0.5, 0.5, -9.0], [0.0, 0.5, 0.5, 9.0]) == 0.0
+    with pytest.raises(ValueError, match="at least 3 points"):
+        ablation_gap([1.0, 0.0], [1.0, 0.0])
+    with pytest.raises(ValueError, match="equal length"):
+        ablation_gap([1.0, 0.5, 0.0], [1.0, 0.0])

@@ -1,0 +1,104 @@
+"""Every YAML under configs/ loads through the config system, and names models and layers that exist."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import pytest
+import torch
+
+from imde.models import create, list_models
+from imde.study.config import load_config_file, load_study_config
+from imde.study.steps import StudySteps
+from imde.training import TrainConfig
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+TRAIN_CONFIGS = sorted((CONFIGS / "train").rglob("*.yaml"))
+# study configs; files starting with "_" are partial bases, checked through the configs that inherit them
+STUDY_CONFIGS = sorted(p for p in CONFIGS.rglob("*.yaml")
+                       if "train" not in p.relative_to(CONFIGS).parts and not p.name.startswith("_"))
+
+
+@cache
+def declared_layers(model_name: str) -> frozenset[str]:
+    """Layer names a registered model declares, read from a weightless (meta-device) instance."""
+    with torch.device("meta"):
+        model = create(model_name)
+    return frozenset(info.name for info in model.unit_info)
+
+
+def check_train_config(config: TrainConfig, where: str) -> None:
+    assert config.model.name in list_models(), f"{where}: model {config.model.name!r} is not registered"
+    missing = set(config.loss.layers) - declared_layers(config.model.name)
+    assert not missing, f"{where}: layers {sorted(missing)} not declared by {config.model.name}"
+
+
+def test_the_configs_are_found() -> None:
+    assert len(TRAIN_CONFIGS) >= 24 and CONFIGS / "demo.yaml" in STUDY_CONFIGS
+
+
+@pytest.mark.parametrize("path", TRAIN_CONFIGS, ids=lambda p: str(p.relative_to(CONFIGS)))
+def test_train_config_loads_and_names_real_layers(path: Path) -> None:
+    check_train_config(TrainConfig.from_yaml_dict(load_config_file(path)), str(path))
+
+
+@pytest.mark.parametrize("smoke", [False, True])
+@pytest.mark.parametrize("path", STUDY_CONFIGS, ids=lambda p: str(p.relative_to(CONFIGS)))
+def test_study_config_loads_and_names_real_layers(path: Path, smoke: bool) -> None:
+    config = load_study_config(path, smoke=smoke)
+    steps = StudySteps(config)
+    for variant, train_config in steps.train_configs.items():
+        check_train_config(train_config, f"{path} variant {variant}")
+    declared = declared_layers(steps.train_configs["assign"].model.name)
+    used = {*steps.layers, *steps.correction_layers, steps.ablation_layer, steps.explain_layer}
+    assert used <= declared
+    assert {v: c.loss.interp for v, c in steps.train_configs.items()} == {
+        "baseline": "none", "assign": "assign", "reg": "reg"}
+    # the three variants differ only in the interpretability term (same schedule, seed and data)
+    base = steps.train_configs["baseline"].to_dict()
+    for variant in ("assign", "reg"):
+        other = steps.train_configs[variant].to_dict()
+        assert {k: v for k, v in other.items() if k not in ("loss", "run_dir")} == \
+            {k: v for k, v in base.items() if k not in ("loss", "run_dir")}
+
+
+def test_demo_trains_the_paper_layers_on_rendered_data() -> None:
+    steps = StudySteps(load_study_config(CONFIGS / "demo.yaml"))
+    assign = steps.train_configs["assign"]
+    assert (assign.data.name, assign.loss.layers, assign.loss.lam) == ("rendered", ("D", "MFF"), 0.1)
+    smoke = StudySteps(load_study_config(CONFIGS / "demo.yaml", smoke=True)).train_configs["assign"]
+    assert smoke.train.epochs == 1 and smoke.data.root != assign.data.root  # never overwrites the demo's cache
+
+
+def test_base_inheritance_merges_sections_and_resolves_paths(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "root.yaml").write_text("a: {x: 1, y: 2}\nb: [1, 2]\ntrain_config: t.yaml\n")
+    (tmp_path / "sub" / "mid.yaml").write_text("base: ../root.yaml\na: {y: 3}\n")
+    (tmp_path / "sub" / "leaf.yaml").write_text("base: [mid.yaml]\nb: [9]\nc: 4\n")
+    data = load_config_file(tmp_path / "sub" / "leaf.yaml", ["a.x=7"])
+    assert data == {"a": {"x": 7, "y": 3}, "b": [9], "c": 4, "train_config": str(tmp_path / "t.yaml")}
+
+
+def test_inheritance_errors_name_the_file(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("base: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(ValueError, match="inheritance cycle"):
+        load_config_file(tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").write_text("base: missing.yaml\n")
+    with pytest.raises(FileNotFoundError, match=r"c\.yaml.*base 'missing\.yaml' not found"):
+        load_config_file(tmp_path / "c.yaml")
+    (tmp_path / "d.yaml").write_text("base: {x: 1}\n")
+    with pytest.raises(ValueError, match="'base' must be a file name or a list"):
+        load_config_file(tmp_path / "d.yaml")
+
+
+def test_bad_study_keys_and_values_are_named() -> None:
+    with pytest.raises(ValueError, match=r"unknown config key 'ablation\.stpe' \(did you mean 'ablation\.step'\?\)"):
+        load_study_config(CONFIGS / "demo.yaml", ["ablation.stpe=3"])
+    with pytest.raises(ValueError, match=r"correction\.variants=\['assign'\]: must include baseline and assign"):
+        load_study_config(CONFIGS / "demo.yaml", ["correction.variants=[assign]"])
+    with pytest.raises(ValueError, match=r"variants: missing \['reg'\]"):
+        load_study_config(CONFIGS / "demo.yaml", ["variants={baseline: {}, assign: {}}"])
+    with pytest.raises(ValueError, match="train config of variant 'baseline': .*optim"):
+        StudySteps(load_study_config(CONFIGS / "demo.yaml", ["train.optim.nme=sgd"]))

@@ -1,0 +1,97 @@
+"""``imde study configs/demo.yaml --smoke``: the whole pipeline at toy sizes, its public results.json, resuming."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from imde.cli import EXIT_BAD_INPUT, main
+from imde.study.claims import measure_claims
+
+DEMO = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
+METRICS = {"delta1", "delta2", "delta3", "rms", "rel", "log10"}
+
+
+def markers(run: Path) -> dict[str, tuple[int, str]]:
+    return {p.stem: (p.stat().st_mtime_ns, p.read_text()) for p in sorted((run / "steps").glob("*.done"))}
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    root = tmp_path_factory.mktemp("smoke")
+    argv = ["-q", "study", str(DEMO), "--smoke", f"run_dir={root / 'run'}", f"train.data.root={root / 'data'}"]
+    assert main(argv) == 0
+    return root / "run", argv
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, float | int) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def test_results_json_follows_the_public_schema(smoke: tuple[Path, list[str]]) -> None:
+    run, _ = smoke
+    results = json.loads((run / "results.json").read_text())
+    assert {"random_baseline", "models", "correction", "ablation", "claims", "seconds"} <= set(results)
+    assert 1 / 3 < results["random_baseline"] < 0.35  # Eq. 3 for 16 bins
+    assert set(results["models"]) == {"baseline", "assign", "reg"}
+    for entry in results["models"].values():
+        assert set(entry["selectivity"]) == {"train", "test"}
+        assert all(0 <= value <= 1 for value in entry["selectivity"].values())
+        assert set(entry["metrics"]) == METRICS and all(is_number(v) for v in entry["metrics"].values())
+    assert set(results["correction"]) == {"baseline", "assign"}
+    for entry in results["correction"].values():
+        for when in ("before", "after"):
+            assert {"delta1", "rms"} <= set(entry[when]) and all(is_number(v) for v in entry[when].values())
+    for entry in results["ablation"].values():
+        assert entry["units"] == [0, 6, 12, 16]  # 16 units of D, ablated 6 at a time
+        assert len(entry["most_selective_first"]) == len(entry["least_selective_first"]) == 4
+        assert entry["most_selective_first"][0] == entry["least_selective_first"][0]  # nothing ablated yet
+    assert len(results["claims"]) == 9
+    assert all(set(c) >= {"claim", "holds", "value"} and isinstance(c["holds"], bool) for c in results["claims"])
+    assert results["seconds"] == pytest.approx(sum(results["step_seconds"].values()))
+
+
+def test_results_agree_with_the_step_files(smoke: tuple[Path, list[str]]) -> None:
+    run, _ = smoke
+    results = json.loads((run / "results.json").read_text())
+    recomputed = [claim.holds for claim in measure_claims(results)]
+    assert [c["holds"] for c in results["claims"]] == recomputed
+    for variant, entry in results["models"].items():
+        dissect = json.loads((run / "dissect" / variant / "dissect.json").read_text())
+        assert entry["selectivity"]["test"] == dissect["splits"]["test"]["selectivity"]
+        layer = json.loads((run / "dissect" / variant / "test" / "D.json").read_text())
+        assert len(layer["response"]) == len(layer["ds"]) == 16 and len(layer["edges"]) == 17
+        metrics = json.loads((run / "eval" / f"{variant}.json").read_text())["metrics"]
+        assert entry["metrics"]["rms"] == metrics["rms"]
+    correction = json.loads((run / "correction" / "assign.json").read_text())
+    assert results["correction"]["assign"]["after"]["rms"] == correction["after"]["rms"]
+
+
+def test_the_report_and_figures_are_written(smoke: tuple[Path, list[str]]) -> None:
+    run, _ = smoke
+    for name in ("report.html", "results.md", "config.yaml", "compare.json", "figures/fig2_ablation.png",
+                 "figures/fig5_feature_maps_D.png", "figures/contact_sheet.png", "atlas/assign/index.json"):
+        assert (run / name).is_file(), name
+    assert (run / "models" / "reg" / "checkpoints" / "last.pt").is_file()
+
+
+def test_resuming_redoes_nothing_and_force_redoes_dependents(smoke: tuple[Path, list[str]]) -> None:
+    run, argv = smoke
+    before = markers(run)
+    assert len(before) == 22
+    assert main(argv) == 0
+    assert markers(run) == before  # same content and modification times: no step ran again
+    assert main([*argv, "--force", "ablate_assign"]) == 0
+    after = markers(run)
+    redone = sorted(name for name in before if after[name] != before[name])
+    assert redone == ["ablate_assign", "figures", "report", "results"]
+
+
+def test_a_changed_config_is_refused(smoke: tuple[Path, list[str]], capsys: pytest.CaptureFixture[str]) -> None:
+    run, argv = smoke
+    assert main([*argv, "ablation.step=4"]) == EXIT_BAD_INPUT
+    assert "another config (differs in ablation.step)" in capsys.readouterr().err
