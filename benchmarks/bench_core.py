@@ -49,6 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", default="mff_resnet50", help="model for the dissection overhead ('' to skip)")
     parser.add_argument("--model-batch", type=int, default=4)
     parser.add_argument("--model-repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
@@ -175,6 +176,8 @@ def bench_model(args: argparse.Namespace, generator: torch.Generator) -> dict | 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     generator = torch.Generator().manual_seed(args.seed)
     acts = torch.relu(torch.randn(args.batch, args.units, *args.feature_size, generator=generator))
     depth = make_depth(args.batch, tuple(args.depth_size), args.depth, generator)
