@@ -81,7 +81,9 @@ class DepthResponse:
             raise ValueError(
                 f"batch size mismatch: activations {tuple(activations.shape)} vs depth {tuple(depth.shape)}"
             )
-        if not bool(torch.isfinite(activations).all()):
+        # the sum is finite unless an element is NaN/inf (or a finite sum overflows: then check element-wise);
+        # one streaming reduction instead of a full-size boolean map
+        if not bool(torch.isfinite(activations.sum())) and not bool(torch.isfinite(activations).all()):
             raise ValueError(f"activations {tuple(activations.shape)}: contain NaN or inf")
         return depth.reshape(depth.shape[0], *depth.shape[-2:])
 

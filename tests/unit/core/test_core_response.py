@@ -6,9 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import imde.core.response as response_module
 from _reference import loop_response_sums
 from imde.core.bins import digitize, sid_edges
-from imde.core.response import interp_taps, response_sums, splat_bins
+from imde.core.response import band_taps, interp_taps, response_sums, splat_band
 
 
 @pytest.mark.parametrize(("in_size", "out_size"), [(4, 8), (5, 13), (7, 7), (9, 4), (1, 5), (3, 1)])
@@ -21,11 +22,31 @@ def test_interp_taps_reproduce_f_interpolate(in_size: int, out_size: int) -> Non
 
 def test_splat_of_a_single_pixel_is_the_transposed_interpolation_weight() -> None:
     # depth 4x4 from features 2x2: pixel (1, 2) of bin 1 pulls weights wy=(0.75, 0.25) x wx=(0.25, 0.75)
-    bins = torch.full((1, 4, 4), -1, dtype=torch.int64)
-    bins[0, 1, 2] = 1
-    splat = splat_bins(bins, 2, (2, 2), torch.float64).view(1, 2, 2, 2)
-    assert splat[0, 0].abs().sum() == 0
-    assert splat[0, 1].tolist() == [[0.75 * 0.25, 0.75 * 0.75], [0.25 * 0.25, 0.25 * 0.75]]
+    labels = torch.full((1, 4, 4), -1, dtype=torch.int64)
+    labels[0, 1, 2] = 1
+    ((_, _, start, stop, offsets, weights),) = band_taps((2, 2), (4, 4), 2, torch.device("cpu"))
+    splat, bin_of_column = splat_band(labels[:, start:stop], 2, offsets, weights, 4)
+    assert bin_of_column.tolist() == [[1]]  # only bin 1 is present: one column
+    assert splat.view(2, 2).tolist() == [[0.75 * 0.25, 0.75 * 0.75], [0.25 * 0.25, 0.25 * 0.75]]
+
+
+@pytest.mark.parametrize(("feature_size", "depth_size"), [((6, 8), (12, 16)), ((5, 7), (13, 11)), ((10, 12), (6, 5))])
+@pytest.mark.parametrize("band_rows", [1, 2, 4, 100])
+def test_band_taps_give_every_depth_pixel_its_interpolation_weights_once(feature_size, depth_size, band_rows) -> None:
+    # summing the bands' taps back over the whole feature map gives W_h^T W_w for every depth pixel (total 1)
+    (h, w), (out_h, out_w) = feature_size, depth_size
+    total = torch.zeros(out_h, out_w, h * w, dtype=torch.float64)
+    for y_start, _, start, stop, offsets, weights in band_taps(
+        feature_size, depth_size, band_rows, torch.device("cpu")
+    ):
+        pixel = torch.arange(start, stop).view(-1, 1) * out_w + torch.arange(out_w)
+        flat = (offsets + y_start * w).view(4, -1)
+        total.view(-1, h * w).index_put_(
+            (pixel.flatten().repeat(4), flat.flatten()), weights.flatten(), accumulate=True
+        )
+    eye = torch.eye(h * w, dtype=torch.float64).view(h * w, 1, h, w)
+    expected = F.interpolate(eye, size=depth_size, mode="bilinear", align_corners=False).view(h * w, -1).T
+    assert torch.allclose(total.view(-1, h * w), expected, atol=1e-12)
 
 
 def test_hand_computed_sums_and_counts() -> None:
@@ -62,13 +83,32 @@ def test_fast_sums_agree_in_float32_accumulating_in_float64_and_accept_b1hw() ->
     assert torch.allclose(sums, ref, rtol=1e-6)
 
 
-def test_gradient_equals_the_gradient_of_the_loop() -> None:
+@pytest.mark.parametrize("tile_pixels", [1, 16, 2048])
+def test_gradient_equals_the_gradient_of_the_loop(monkeypatch, tile_pixels) -> None:
+    monkeypatch.setattr(response_module, "_TILE_PIXELS", tile_pixels)  # one band per row, a few rows, one band
     activations = torch.randn(2, 3, 4, 5, dtype=torch.float64, requires_grad=True)
     bins = digitize(torch.rand(2, 7, 9, dtype=torch.float64) * 10, sid_edges(4, 0.75, 10.0))
     weights = torch.randn(3, 4, dtype=torch.float64)
     (grad,) = torch.autograd.grad((response_sums(activations, bins, 4)[0] * weights).sum(), activations)
     (ref,) = torch.autograd.grad((loop_response_sums(activations, bins, 4)[0] * weights).sum(), activations)
     assert torch.allclose(grad, ref, atol=1e-12)
+
+
+@pytest.mark.parametrize("tile_pixels", [1, 24, 100])
+def test_bands_with_different_bins_per_image_equal_the_loop(monkeypatch, tile_pixels) -> None:
+    # image 0 has one bin per band, image 1 every bin everywhere, image 2 no valid pixel at all, image 3 one
+    # row band without valid pixels: the per-image column ranks, padding and skipped bands must all agree
+    monkeypatch.setattr(response_module, "_TILE_PIXELS", tile_pixels)
+    activations = torch.randn(4, 6, 8, 12, dtype=torch.float64)
+    bins = torch.randint(0, 5, (4, 20, 30))
+    bins[0] = (torch.arange(20) // 4).view(20, 1)
+    bins[2] = -1
+    bins[3, :10] = -1
+    sums, counts = response_sums(activations, bins, 5)
+    ref_sums, ref_counts = loop_response_sums(activations, bins, 5)
+    assert torch.equal(counts, ref_counts)
+    assert torch.allclose(sums, ref_sums, rtol=1e-12, atol=1e-12)
+    assert response_sums(activations, torch.full_like(bins, -1), 5)[0].abs().max() == 0
 
 
 def test_bad_inputs_raise() -> None:
