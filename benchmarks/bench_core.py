@@ -7,7 +7,8 @@ and measures the overhead of dissecting two layers of a real model relative to a
 
 Usage (the numbers in docs/benchmarks.md)::
 
-    .venv/bin/python benchmarks/bench_core.py
+    .venv/bin/python benchmarks/bench_core.py               # torch's default thread count
+    .venv/bin/python benchmarks/bench_core.py --threads 1
 """
 
 from __future__ import annotations
@@ -38,17 +39,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--feature-size", type=int, nargs=2, default=(114, 152), metavar=("H", "W"))
     parser.add_argument("--depth-size", type=int, nargs=2, default=(228, 304), metavar=("H", "W"))
     parser.add_argument("--bins", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=5, help="timed runs of the fast paths (best reported)")
-    parser.add_argument("--loop-repeats", type=int, default=2, help="timed runs of the slow loops")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs of a fast path per round (best reported)")
+    parser.add_argument(
+        "--loop-repeats",
+        type=int,
+        default=3,
+        help="rounds: timed runs of the slow loop, each after --repeats fast runs",
+    )
     parser.add_argument(
         "--depth",
         choices=("smooth", "random"),
         default="smooth",
         help="smooth synthetic scenes (like real depth) or i.i.d. uniform depth per pixel",
     )
-    parser.add_argument("--model", default="mff_resnet50", help="model for the dissection overhead ('' to skip)")
+    parser.add_argument("--model", default="mff_resnet18", help="model for the dissection overhead ('' to skip)")
     parser.add_argument("--model-batch", type=int, default=4)
-    parser.add_argument("--model-repeats", type=int, default=3)
+    parser.add_argument("--model-repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
@@ -82,6 +88,24 @@ def timed(fn: Callable[[], object], repeats: int, warmup: bool = True) -> tuple[
     return min(times), result
 
 
+def timed_pair(fast: Callable[[], object], loop: Callable[[], object], args: argparse.Namespace) -> tuple:
+    """Best times of ``fast`` and ``loop``, alternating: each round runs ``fast`` ``--repeats`` times, then ``loop``.
+
+    Alternating makes a change of the machine's load hit both alike, so that their ratio stays meaningful.
+
+    Returns:
+        ``(fast seconds, loop seconds, fast result, loop result)``.
+    """
+    fast(), loop()  # warm-up (allocator, caches, the cached interpolation taps)
+    t_fast = t_loop = math.inf
+    for _ in range(args.loop_repeats):
+        elapsed, fast_result = timed(fast, args.repeats, warmup=False)
+        t_fast = min(t_fast, elapsed)
+        elapsed, loop_result = timed(loop, 1, warmup=False)
+        t_loop = min(t_loop, elapsed)
+    return t_fast, t_loop, fast_result, loop_result
+
+
 def rel_diff(fast: torch.Tensor, ref: torch.Tensor) -> float:
     """``max |fast - ref| / max |ref|`` (relative to the scale of the reference)."""
     fast, ref = fast.detach().double(), ref.detach().double()
@@ -97,8 +121,7 @@ def bench_update(acts: torch.Tensor, depth: torch.Tensor, edges: torch.Tensor, a
     def loop() -> torch.Tensor:
         return loop_response_sums(acts, loop_digitize(depth, edges), edges.numel() - 1)[0]
 
-    t_fast, sums = timed(fast, args.repeats)
-    t_loop, ref = timed(loop, args.loop_repeats)
+    t_fast, t_loop, sums, ref = timed_pair(fast, loop, args)
     return {"fast_s": t_fast, "loop_s": t_loop, "rel_diff": rel_diff(sums, ref)}
 
 
@@ -118,8 +141,7 @@ def bench_loss(acts: torch.Tensor, depth: torch.Tensor, edges: torch.Tensor, arg
 
     fast = run(lambda feat: loss_fn({"L": feat}, depth))
     loop = run(lambda feat: -0.1 * loop_layer_selectivity(feat, loop_digitize(depth, edges), num_bins, assigned))
-    t_fast, (loss, grad) = timed(fast, args.repeats)
-    t_loop, (ref_loss, ref_grad) = timed(loop, args.loop_repeats)
+    t_fast, t_loop, (loss, grad), (ref_loss, ref_grad) = timed_pair(fast, loop, args)
     return {
         "fast_s": t_fast,
         "loop_s": t_loop,
@@ -209,6 +231,7 @@ def main(argv: list[str] | None = None) -> None:
             f"plain {model_row['plain_s']:.3f} s, with {' + '.join(model_row['layers'])} tapped and accumulated "
             f"{model_row['dissect_s']:.3f} s: overhead {100 * model_row['overhead']:.1f}%"
         )
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     if any(not math.isfinite(row["rel_diff"]) or row["rel_diff"] > 1e-6 for _, row in rows):
         raise SystemExit("fast and loop results differ by more than 1e-6 relative")
 
