@@ -223,6 +223,7 @@ class RenderedDataset(Dataset[Sample]):
         generate: render the dataset when ``root`` has no matching cache; with ``False`` that is an error.
         num_workers: render processes (see :func:`generate`).
         progress: show a progress bar while rendering.
+        views_per_scene: camera views rendered per room (fewer views: more rooms for the same image count).
 
     Items: ``image`` float32 ``[3, H, W]`` in [0, 1], ``depth`` float32 ``[1, H, W]`` metres (0 = invalid),
     ``focal`` (pixels), ``name``.
@@ -246,10 +247,11 @@ class RenderedDataset(Dataset[Sample]):
         generate: bool = True,
         num_workers: int | None = None,
         progress: bool = True,
+        views_per_scene: int = VIEWS_PER_SCENE,
     ) -> None:
         if split not in SPLITS:
             raise ValueError(f"split={split!r}: expected one of {SPLITS}")
-        params = _check_params(size, num_train, num_test, seed, VIEWS_PER_SCENE)
+        params = _check_params(size, num_train, num_test, seed, views_per_scene)
         self.root = Path(root)
         self.split = split
         self.transform = transform
@@ -260,7 +262,7 @@ class RenderedDataset(Dataset[Sample]):
                     f"root={str(self.root)!r} holds no complete rendered dataset: {problem}; "
                     "pass generate=True (or run `imde data render`) to render it"
                 )
-            _generate(self.root, size, num_train, num_test, seed, VIEWS_PER_SCENE, num_workers, progress)
+            _generate(self.root, size, num_train, num_test, seed, views_per_scene, num_workers, progress)
         with np.load(self.root / f"{split}.npz") as data:
             self.images = data["image"]
             self.depth_mm = data["depth_mm"]
