@@ -51,9 +51,9 @@ def _settings(session: Any, max_batches: int | None) -> Any:
                         max_batches=max_batches, progress=True)
 
 
-def _preset(session: Any) -> str:
-    preset = session.config.loss.preset
-    return preset if isinstance(preset, str) else getattr(session.model, "depth_preset", "nyu")
+def _preset(session: Any) -> Any:
+    """The training config's depth-bin preset, else the model's declared one."""
+    return session.config.loss.preset or session.model.depth_preset
 
 
 def _train_responses(session: Any, layers: list[str], max_batches: int | None) -> Any:

@@ -36,7 +36,7 @@ def test_results_json_follows_the_public_schema(smoke: tuple[Path, list[str]]) -
     run, _ = smoke
     results = json.loads((run / "results.json").read_text())
     assert {"random_baseline", "models", "correction", "ablation", "claims", "seconds"} <= set(results)
-    assert 1 / 3 < results["random_baseline"] < 0.35  # Eq. 3 for 16 bins
+    assert 1 / 3 < results["random_baseline"] < 0.35  # Eq. 3 for 8 bins
     assert set(results["models"]) == {"baseline", "assign", "reg"}
     for entry in results["models"].values():
         assert set(entry["selectivity"]) == {"train", "test"}
@@ -47,8 +47,8 @@ def test_results_json_follows_the_public_schema(smoke: tuple[Path, list[str]]) -
         for when in ("before", "after"):
             assert {"delta1", "rms"} <= set(entry[when]) and all(is_number(v) for v in entry[when].values())
     for entry in results["ablation"].values():
-        assert entry["units"] == [0, 6, 12, 16]  # 16 units of D, ablated 6 at a time
-        assert len(entry["most_selective_first"]) == len(entry["least_selective_first"]) == 4
+        assert entry["units"] == [0, 2, 4, 6, 8]  # 8 units of D, ablated 2 at a time
+        assert len(entry["most_selective_first"]) == len(entry["least_selective_first"]) == 5
         assert entry["most_selective_first"][0] == entry["least_selective_first"][0]  # nothing ablated yet
     assert len(results["claims"]) == 9
     assert all(set(c) >= {"claim", "holds", "value"} and isinstance(c["holds"], bool) for c in results["claims"])
@@ -64,7 +64,7 @@ def test_results_agree_with_the_step_files(smoke: tuple[Path, list[str]]) -> Non
         dissect = json.loads((run / "dissect" / variant / "dissect.json").read_text())
         assert entry["selectivity"]["test"] == dissect["splits"]["test"]["selectivity"]
         layer = json.loads((run / "dissect" / variant / "test" / "D.json").read_text())
-        assert len(layer["response"]) == len(layer["ds"]) == 16 and len(layer["edges"]) == 17
+        assert len(layer["response"]) == len(layer["ds"]) == 8 and len(layer["edges"]) == 9
         metrics = json.loads((run / "eval" / f"{variant}.json").read_text())["metrics"]
         assert entry["metrics"]["rms"] == metrics["rms"]
     correction = json.loads((run / "correction" / "assign.json").read_text())
@@ -93,5 +93,5 @@ def test_resuming_redoes_nothing_and_force_redoes_dependents(smoke: tuple[Path, 
 
 def test_a_changed_config_is_refused(smoke: tuple[Path, list[str]], capsys: pytest.CaptureFixture[str]) -> None:
     run, argv = smoke
-    assert main([*argv, "ablation.step=4"]) == EXIT_BAD_INPUT
+    assert main([*argv, "ablation.step=3"]) == EXIT_BAD_INPUT
     assert "another config (differs in ablation.step)" in capsys.readouterr().err

@@ -38,6 +38,14 @@ def _read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def declared_preset(model_name: str) -> str:
+    """The depth-bin preset a registered model declares (read from a weightless meta-device instance)."""
+    from imde.models import create
+
+    with torch.device("meta"):
+        return str(create(model_name).depth_preset)
+
+
 def report_layer_json(layer: Any, split: str) -> dict[str, Any]:
     """One layer's dissection in the per-layer form the report reads (``dissect/<variant>/<split>/<layer>.json``).
 
@@ -80,7 +88,7 @@ class StudySteps:
         self.layers = list(config.dissect.layers or reference.loss.layers)
         if not self.layers:
             raise ValueError("dissect.layers: empty, and the assign variant names no loss.layers to fall back on")
-        self.preset = reference.loss.preset if isinstance(reference.loss.preset, str) else "nyu"
+        self.preset = reference.loss.preset or declared_preset(reference.model.name)
         self.correction_layers = list(config.correction.layers or self.layers)
         self.ablation_layer = config.ablation.layer or self.layers[0]
         self.explain_layer = config.explain.layer or self.layers[0]
@@ -190,7 +198,7 @@ class StudySteps:
                  list(config.loss.layers), ", resuming" if resume else "")
         result = train(config, resume=resume)
         self._models.pop(variant, None)
-        return {"run_dir": config.run_dir, "result": to_jsonable(getattr(result, "summary", lambda: {})())}
+        return {"run_dir": config.run_dir, "result": to_jsonable(result.summary())}
 
     def dissect(self, variant: str) -> Mapping[str, Any]:
         """Dissect ``variant`` on every split (Eq. 1-2) and write the per-layer files the report reads."""
