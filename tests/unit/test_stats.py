@@ -127,3 +127,15 @@ def test_all_reduce_without_a_process_group_is_a_no_op() -> None:
     acc = _accumulate(activations, depth, [6])
     before = acc.sums.clone()
     assert acc.all_reduce() is acc and torch.equal(acc.sums, before)
+
+
+def test_finite_activations_whose_sum_overflows_are_accepted() -> None:
+    # the fast finiteness check sums the activations; a float32 sum that overflows must not be taken for inf
+    activations = torch.full((1, 1, 2, 2), 3e38)
+    assert not torch.isfinite(activations.sum())
+    acc = DepthResponse(1, EDGES)
+    acc.update(activations, torch.full((1, 1, 4, 4), 5.0))
+    assert acc.counts.sum() == 16 and torch.isfinite(acc.sums).all()
+    activations[0, 0, 1, 1] = float("nan")
+    with pytest.raises(ValueError, match="NaN or inf"):
+        acc.update(activations, torch.full((1, 1, 4, 4), 5.0))

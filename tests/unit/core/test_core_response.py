@@ -121,3 +121,17 @@ def test_bad_inputs_raise() -> None:
         response_sums(torch.zeros(2, 1, 2, 2), bins.float(), 2)
     with pytest.raises(ValueError, match="out of range"):
         response_sums(torch.zeros(2, 1, 2, 2), bins + 5, 2)
+
+
+@pytest.mark.parametrize(("feature_size", "depth_size"), [((12, 9), (5, 4)), ((6, 5), (14, 11))])
+def test_gradient_is_zero_on_rows_no_valid_pixel_reaches(monkeypatch, feature_size, depth_size) -> None:
+    # downsampling skips feature rows; invalid depth rows leave bands without columns: their gradient is 0
+    monkeypatch.setattr(response_module, "_TILE_PIXELS", 1)
+    activations = torch.randn(2, 3, *feature_size, dtype=torch.float64, requires_grad=True)
+    bins = torch.randint(0, 4, (2, *depth_size))
+    bins[:, : depth_size[0] // 2] = -1
+    weights = torch.randn(3, 4, dtype=torch.float64)
+    (grad,) = torch.autograd.grad((response_sums(activations, bins, 4)[0] * weights).sum(), activations)
+    (ref,) = torch.autograd.grad((loop_response_sums(activations, bins, 4)[0] * weights).sum(), activations)
+    assert ref[:, :, 0].abs().sum() == 0  # the case is exercised: the top rows get no gradient
+    assert torch.allclose(grad, ref, atol=1e-12)
