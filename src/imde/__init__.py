@@ -24,11 +24,14 @@ _EXPORTS: dict[str, str] = {
     "digitize": "imde.core.bins",
     "assign_bins": "imde.core.bins",
     "depth_selectivity": "imde.core.selectivity",
+    "dead_units": "imde.core.selectivity",
+    "preferred_bins": "imde.core.selectivity",
     "random_baseline": "imde.core.selectivity",
     "AssignLoss": "imde.core.losses",
     "SelectivityRegLoss": "imde.core.losses",
     "DepthResponse": "imde.stats",
     "LayerTap": "imde.probe",
+    "edit_layers": "imde.probe",
 }
 
 _SUBMODULES = {"core", "models", "data", "losses", "metrics", "evaluate", "training", "experiments", "viz", "cli"}
@@ -62,7 +65,10 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from imde.core.bins import uniform_edges as uniform_edges
     from imde.core.losses import AssignLoss as AssignLoss
     from imde.core.losses import SelectivityRegLoss as SelectivityRegLoss
+    from imde.core.selectivity import dead_units as dead_units
     from imde.core.selectivity import depth_selectivity as depth_selectivity
+    from imde.core.selectivity import preferred_bins as preferred_bins
     from imde.core.selectivity import random_baseline as random_baseline
     from imde.probe import LayerTap as LayerTap
+    from imde.probe import edit_layers as edit_layers
     from imde.stats import DepthResponse as DepthResponse
