@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from _distributed import free_port
 from _train_toy import ToyDepthNet, ToyDepthSet, toy_config
 
 from imde.evaluate import evaluate
@@ -54,11 +54,6 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 def _step_losses(run_dir: Path) -> list[float]:
     rows = read_metrics_csv(run_dir / "metrics.csv")
@@ -67,7 +62,7 @@ def _step_losses(run_dir: Path) -> list[float]:
 
 @pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="torch.distributed gloo missing")
 def test_two_processes_equal_one(tmp_path: Path) -> None:
-    mp.spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD_SIZE, join=True)
+    mp.spawn(_worker, args=(free_port(), str(tmp_path)), nprocs=WORLD_SIZE, join=True)
     config = toy_config(str(tmp_path / "single"), **SECTIONS)
     single = train(config, model=ToyDepthNet(), train_set=ToyDepthSet(16), test_set=ToyDepthSet(6, seed=1))
 

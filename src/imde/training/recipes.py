@@ -18,6 +18,18 @@ import copy
 import difflib
 from typing import Any
 
+# BTS as the authors train it: AdamW, weight decay on the encoder only, poly decay per step down to 1e-5
+_BTS_OPTIM: dict[str, Any] = {
+    "name": "adamw",
+    "lr": 1e-4,
+    "weight_decay": 0.0,
+    "encoder_weight_decay": 1e-2,
+    "eps": 1e-6,
+    "schedule": "poly",
+    "poly_power": 0.9,
+    "min_lr": 1e-5,
+}
+
 RECIPES: dict[str, dict[str, Any]] = {
     "mff": {
         "model": {"name": "mff_resnet50"},
@@ -31,16 +43,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "model": {"name": "bts_densenet161_nyu"},
         "data": {"name": "nyu_bts", "transform": "bts_nyu", "batch_size": 4},
         "loss": {"layers": ["upconv3", "upconv2"], "preset": "nyu"},
-        "optim": {
-            "name": "adamw",
-            "lr": 1e-4,
-            "weight_decay": 0.0,
-            "encoder_weight_decay": 1e-2,
-            "eps": 1e-6,
-            "schedule": "poly",
-            "poly_power": 0.9,
-            "min_lr": 1e-5,
-        },
+        "optim": dict(_BTS_OPTIM),
         "train": {"epochs": 30, "best_metric": "delta1", "best_mode": "max"},
         "eval": {"max_depth": 10.0},
     },
@@ -48,16 +51,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "model": {"name": "bts_densenet161_kitti"},
         "data": {"name": "kitti_eigen", "transform": "bts_kitti", "batch_size": 16},
         "loss": {"layers": ["upconv3", "upconv2"], "preset": "kitti"},
-        "optim": {
-            "name": "adamw",
-            "lr": 1e-4,
-            "weight_decay": 0.0,
-            "encoder_weight_decay": 1e-2,
-            "eps": 1e-6,
-            "schedule": "poly",
-            "poly_power": 0.9,
-            "min_lr": 1e-5,
-        },
+        "optim": dict(_BTS_OPTIM),
         "train": {"epochs": 20, "best_metric": "delta1", "best_mode": "max"},
         "eval": {"crop": "garg", "max_depth": 80.0},
     },
