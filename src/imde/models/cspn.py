@@ -71,7 +71,8 @@ def cspn_propagate(guidance: torch.Tensor, blur: torch.Tensor, sparse: torch.Ten
                    steps: int = CSPN_STEPS) -> torch.Tensor:
     """Convolutional spatial propagation with 3x3 affinities and '8sum' normalisation (CSPN, Eq. 1-2).
 
-    The 8 neighbour affinities (channel order: the 3x3 neighbours in row-major order, centre skipped) are divided
+    The 8 neighbour affinities (channel order: the 3x3 neighbours in row-major order, centre skipped -- an
+    assumption: the original propagation code was not available to check it against) are divided
     by the sum of their absolute values; the centre keeps ``1 - sum(w)`` of the initial depth ``blur``. Each step:
     ``d = sum_n w_n * d(neighbour n) + (1 - sum(w)) * blur`` with zero padding; then pixels with a non-zero sparse
     input are reset to ``blur`` (the original code's behaviour, not the measurement).
