@@ -101,11 +101,10 @@ def cmd_data_show(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """``imde train``."""
-    from imde.study.config import load_config_file
     from imde.training import TrainConfig, train
 
     overrides = [*args.overrides, *([f"device={args.device}"] if args.device else [])]
-    config = TrainConfig.from_yaml_dict(load_config_file(args.config), overrides)
+    config = TrainConfig.from_yaml(args.config, overrides)
     result = train(config, resume=args.resume)
     print(json.dumps(result.summary(), indent=2, default=str))
     return 0

@@ -343,14 +343,57 @@ def apply_overrides(data: Mapping[str, Any], overrides: Iterable[str]) -> dict[s
     return result
 
 
-def load_yaml(path: str | os.PathLike[str], overrides: Iterable[str] = ()) -> dict[str, Any]:
-    """Read a YAML mapping from ``path`` and apply ``key=value`` overrides.
+_MAX_BASE_DEPTH = 16
+
+
+def load_yaml(
+    path: str | os.PathLike[str], overrides: Iterable[str] = (), *, path_keys: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Read a YAML config, resolve its ``base:`` inheritance, then apply ``key=value`` overrides.
+
+    A file may inherit: ``base: other.yaml`` (a path relative to the file, or a list of them) is loaded first
+    and the file's own keys are merged over it, section by section (:func:`deep_merge`).
+
+    Args:
+        path: the YAML file.
+        overrides: ``a.b=value`` strings applied after inheritance.
+        path_keys: top-level keys holding a file name, resolved relative to the file that sets them.
 
     Raises:
-        FileNotFoundError: ``path`` does not exist.
-        ValueError: the file is not valid YAML or its top level is not a mapping (naming the file and line).
+        FileNotFoundError: the file, or one of its bases, does not exist (naming the file that refers to it).
+        ValueError: invalid YAML or a top level that is not a mapping (naming the file and line), ``base`` not
+            a string or list of strings, or an inheritance cycle.
     """
-    file = Path(path)
+    return apply_overrides(_resolve_bases(Path(path), (), tuple(path_keys)), overrides)
+
+
+def _resolve_bases(path: Path, chain: tuple[Path, ...], path_keys: tuple[str, ...]) -> dict[str, Any]:
+    path = path.resolve()
+    if path in chain or len(chain) > _MAX_BASE_DEPTH:
+        names = " -> ".join(str(p) for p in (*chain, path))
+        raise ValueError(f"config file {str(path)!r}: inheritance cycle or too deep ({names})")
+    data = _read_yaml_mapping(path)
+    for key in path_keys:
+        if isinstance(data.get(key), str) and data[key]:
+            data[key] = str(path.parent / data[key])
+    bases = data.pop("base", None)
+    if bases is None:
+        return data
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+        raise ValueError(f"config file {str(path)!r}: 'base' must be a file name or a list of them, got {bases!r}")
+    merged: dict[str, Any] = {}
+    for base in bases:
+        base_path = path.parent / base
+        if not base_path.is_file():
+            raise FileNotFoundError(f"config file {str(path)!r}: base {base!r} not found (looked at {base_path})")
+        merged = deep_merge(merged, _resolve_bases(base_path, (*chain, path), path_keys))
+    return deep_merge(merged, data)
+
+
+def _read_yaml_mapping(file: Path) -> dict[str, Any]:
+    """One YAML file's top-level mapping, with errors naming the file and line."""
     if not file.is_file():
         raise FileNotFoundError(f"config file {str(file)!r} not found")
     try:
@@ -363,7 +406,7 @@ def load_yaml(path: str | os.PathLike[str], overrides: Iterable[str] = ()) -> di
         data = {}
     if not isinstance(data, Mapping):
         raise ValueError(f"config file {str(file)!r}: expected a mapping at the top level, got {type(data).__name__}")
-    return apply_overrides(data, overrides)
+    return dict(data)
 
 
 def save_yaml(obj: Any, path: str | os.PathLike[str]) -> Path:

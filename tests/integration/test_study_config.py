@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from imde.config import load_yaml
 from imde.models import create, list_models
-from imde.study.config import load_config_file, load_study_config
+from imde.study.config import load_study_config
 from imde.study.steps import StudySteps
 from imde.training import TrainConfig
 
@@ -40,7 +41,7 @@ def test_the_configs_are_found() -> None:
 
 @pytest.mark.parametrize("path", TRAIN_CONFIGS, ids=lambda p: str(p.relative_to(CONFIGS)))
 def test_train_config_loads_and_names_real_layers(path: Path) -> None:
-    check_train_config(TrainConfig.from_yaml_dict(load_config_file(path)), str(path))
+    check_train_config(TrainConfig.from_yaml(path), str(path))
 
 
 @pytest.mark.parametrize("smoke", [False, True])
@@ -77,7 +78,7 @@ def test_base_inheritance_merges_sections_and_resolves_paths(tmp_path: Path) -> 
     (tmp_path / "root.yaml").write_text("a: {x: 1, y: 2}\nb: [1, 2]\ntrain_config: t.yaml\n")
     (tmp_path / "sub" / "mid.yaml").write_text("base: ../root.yaml\na: {y: 3}\n")
     (tmp_path / "sub" / "leaf.yaml").write_text("base: [mid.yaml]\nb: [9]\nc: 4\n")
-    data = load_config_file(tmp_path / "sub" / "leaf.yaml", ["a.x=7"])
+    data = load_yaml(tmp_path / "sub" / "leaf.yaml", ["a.x=7"], path_keys=("train_config",))
     assert data == {"a": {"x": 7, "y": 3}, "b": [9], "c": 4, "train_config": str(tmp_path / "t.yaml")}
 
 
@@ -85,13 +86,13 @@ def test_inheritance_errors_name_the_file(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text("base: b.yaml\n")
     (tmp_path / "b.yaml").write_text("base: a.yaml\n")
     with pytest.raises(ValueError, match="inheritance cycle"):
-        load_config_file(tmp_path / "a.yaml")
+        load_yaml(tmp_path / "a.yaml")
     (tmp_path / "c.yaml").write_text("base: missing.yaml\n")
     with pytest.raises(FileNotFoundError, match=r"c\.yaml.*base 'missing\.yaml' not found"):
-        load_config_file(tmp_path / "c.yaml")
+        load_yaml(tmp_path / "c.yaml")
     (tmp_path / "d.yaml").write_text("base: {x: 1}\n")
     with pytest.raises(ValueError, match="'base' must be a file name or a list"):
-        load_config_file(tmp_path / "d.yaml")
+        load_yaml(tmp_path / "d.yaml")
 
 
 def test_bad_study_keys_and_values_are_named() -> None:

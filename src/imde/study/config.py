@@ -22,48 +22,8 @@ from imde.config import apply_overrides, check_positive, deep_merge, from_dict, 
 
 #: Variant names with a fixed role in ``results.json``.
 REQUIRED_VARIANTS = ("baseline", "assign", "reg")
-_MAX_BASE_DEPTH = 16
 #: Keys holding a file name, resolved relative to the file that sets them.
 _PATH_KEYS = ("train_config",)
-
-
-def load_config_file(path: str | os.PathLike[str], overrides: Iterable[str] = ()) -> dict[str, Any]:
-    """Read a YAML config, resolving ``base:`` inheritance, then apply ``key=value`` overrides.
-
-    Args:
-        path: the YAML file.
-        overrides: ``a.b=value`` strings applied after inheritance.
-
-    Raises:
-        FileNotFoundError: the file, or one of its bases, does not exist (naming the file that refers to it).
-        ValueError: invalid YAML, ``base`` not a string or list of strings, or an inheritance cycle.
-    """
-    return apply_overrides(_resolve(Path(path), ()), overrides)
-
-
-def _resolve(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
-    path = path.resolve()
-    if path in chain or len(chain) > _MAX_BASE_DEPTH:
-        names = " -> ".join(str(p) for p in (*chain, path))
-        raise ValueError(f"config file {str(path)!r}: inheritance cycle or too deep ({names})")
-    data = load_yaml(path)
-    for key in _PATH_KEYS:
-        if isinstance(data.get(key), str) and data[key]:
-            data[key] = str(path.parent / data[key])
-    bases = data.pop("base", None)
-    if bases is None:
-        return data
-    if isinstance(bases, str):
-        bases = [bases]
-    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
-        raise ValueError(f"config file {str(path)!r}: 'base' must be a file name or a list of them, got {bases!r}")
-    merged: dict[str, Any] = {}
-    for base in bases:
-        base_path = path.parent / base
-        if not base_path.is_file():
-            raise FileNotFoundError(f"config file {str(path)!r}: base {base!r} not found (looked at {base_path})")
-        merged = deep_merge(merged, _resolve(base_path, (*chain, path)))
-    return deep_merge(merged, data)
 
 
 @dataclass(frozen=True)
@@ -246,10 +206,10 @@ def load_study_config(
         FileNotFoundError: the file or a base is missing.
         ValueError: an unknown key (with the closest valid one), or a value rejected by a section.
     """
-    data = load_config_file(path)
+    data = load_yaml(path, path_keys=_PATH_KEYS)
     if smoke:
         data = deep_merge(data, data.get("smoke") or {})
     data = apply_overrides(data, overrides)
     if data.get("train_config"):
-        data["train"] = deep_merge(load_config_file(data["train_config"]), data.get("train") or {})
+        data["train"] = deep_merge(load_yaml(data["train_config"]), data.get("train") or {})
     return from_dict(StudyConfig, data)

@@ -28,8 +28,6 @@ def load_train_config(source: str | os.PathLike[str], overrides: Iterable[str] =
         FileNotFoundError: ``source`` does not exist, or is a folder without ``config.yaml``.
         ValueError: an invalid config (unknown key, bad value).
     """
-    from imde.study.config import load_config_file
-
     path = Path(source)
     if path.is_dir():
         path = path / "config.yaml"
@@ -37,7 +35,7 @@ def load_train_config(source: str | os.PathLike[str], overrides: Iterable[str] =
             raise FileNotFoundError(f"source={str(source)!r}: a run directory needs config.yaml, none found")
     elif not path.is_file():
         raise FileNotFoundError(f"source={str(source)!r}: no such run directory or config file")
-    return TrainConfig.from_yaml_dict(load_config_file(path), overrides)
+    return TrainConfig.from_yaml(path, overrides)
 
 
 def checkpoint_path(config: TrainConfig, checkpoint: str) -> Path:

@@ -292,10 +292,10 @@ class TrainConfig:
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike[str], overrides: Iterable[str] = ()) -> TrainConfig:
-        """Read ``path`` (YAML) and resolve it with ``overrides`` (``key=value`` strings).
+        """Read ``path`` (YAML, ``base:`` inheritance resolved) and resolve it with ``overrides`` (``key=value``).
 
         Raises:
-            FileNotFoundError: ``path`` does not exist.
+            FileNotFoundError: ``path`` or one of its bases does not exist.
             ValueError: invalid YAML, an unknown key (with the closest valid one), or an invalid value.
         """
         return cls.from_yaml_dict(load_yaml(path), overrides)

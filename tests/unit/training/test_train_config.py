@@ -128,3 +128,14 @@ def test_diff_dicts_lists_nested_and_missing_keys() -> None:
     a = {"optim": {"lr": 1e-4, "name": "adam"}, "seed": 0, "x": 1}
     b = {"optim": {"lr": 1e-3, "name": "adam"}, "seed": 0, "y": 2}
     assert diff_dicts(a, b) == ["optim.lr", "x", "y"]
+
+
+def test_from_yaml_resolves_base_inheritance(tmp_path: Path) -> None:
+    """The public loader reads configs that inherit (``base:``), as every shipped training config does."""
+    (tmp_path / "_common.yaml").write_text("recipe: mff\nloss: {interp: assign, lam: 0.5}\n")
+    (tmp_path / "run.yaml").write_text("base: _common.yaml\nloss: {lam: 0.2}\nrun_dir: runs/x\n")
+    cfg = TrainConfig.from_yaml(tmp_path / "run.yaml", ["optim.lr=3e-4"])
+    assert (cfg.loss.interp, cfg.loss.lam, cfg.run_dir) == ("assign", 0.2, "runs/x")
+    assert cfg.optim.lr == pytest.approx(3e-4) and cfg.optim.name == "adam"  # recipe default kept
+    shipped = Path(__file__).resolve().parents[3] / "configs/train/mff/resnet50_assign_d_mff.yaml"
+    assert TrainConfig.from_yaml(shipped).model.name == "mff_resnet50"
