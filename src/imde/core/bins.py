@@ -143,11 +143,12 @@ def digitize(depth: Tensor, edges: Tensor) -> Tensor:
     edges = check_edges(edges).to(depth.device)
     values = depth.to(torch.float64)
     # right=False: index i with edges[i-1] < v <= edges[i], i.e. bin i-1 holds (e_{i-1}, e_i]. Index 0 means
-    # v <= e_0 (and e_0 >= 0 covers v <= 0), index N_b + 1 means v > e_{N_b} (+inf too); NaN is masked explicitly.
+    # v <= e_0 (and e_0 >= 0 covers v <= 0), index N_b + 1 means v > e_{N_b} (+inf too). One lookup turns the
+    # index into the label (two passes instead of a chain of masks); NaN is masked explicitly.
     index = torch.bucketize(values, edges, right=False)
-    num_bins = edges.numel() - 1
-    valid = (index >= 1) & (index <= num_bins) & ~torch.isnan(values)
-    return torch.where(valid, index - 1, torch.full_like(index, -1))
+    label_of_index = torch.arange(-1, edges.numel(), device=depth.device)
+    label_of_index[-1] = -1
+    return label_of_index[index].masked_fill_(torch.isnan(values), -1)
 
 
 def assign_bins(num_units: int, num_bins: int) -> Tensor:

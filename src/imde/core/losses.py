@@ -126,7 +126,9 @@ class _SelectivityLoss(nn.Module):
             bins = digitize(depth, dataset_edges((self.alpha, self.beta), num_bins, self.edges_kind))
             feats = [features[name] for name in names]
             stacked = feats[0] if len(feats) == 1 else torch.cat(feats, dim=1)
-            sums, counts = response_sums(stacked, bins, num_bins, abs_first=self.abs_mode == "authors")
+            sums, counts = response_sums(
+                stacked, bins, num_bins, abs_first=self.abs_mode == "authors", compute_dtype=None
+            )
             for name, layer_sums in zip(names, sums.split([f.shape[1] for f in feats]), strict=True):
                 result[name] = self._mean_selectivity(layer_sums, counts)
         return {name: result[name] for name in features}

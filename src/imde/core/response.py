@@ -20,19 +20,21 @@ every intermediate is a few MB and stays in cache (fresh buffers of tens of MB c
 the arithmetic). The loop runs over bands (``h / rows``, independent of the batch, the pixels' values and
 ``N_b``); inside a band everything is one vectorised pass.
 
-Exactness: the products and sums are float64 (each band's activations are converted to float64 right
-before its product), so the result equals upsample-then-sum up to float64 rounding. Measured alternative,
-not used: float32 products summed in float32 over chunks of at most 2048 pixels and in float64 across
-chunks halved the time of the product (22 ms instead of 43 ms for the dense ``S`` at B=8, K=64, one
-thread) but agreed with float64 only to 2.5e-7 relative per entry on ReLU activations (worse where signed
-activations cancel): inside the benchmark's 1e-6 but not the float64 accumulation ``spec.md`` requires.
-The backward pass (:class:`_BandedSums`) computes each band's gradient in the activations' dtype: each
-gradient element sums the few non-zero ``S`` entries of its pixel.
+Precision: :class:`imde.DepthResponse` (dissection, ``spec.md``'s float64 accumulation) uses the default
+``compute_dtype=torch.float64``: each band's activations are converted to float64 right before its product, so
+the result equals upsample-then-sum up to float64 rounding. The training losses pass ``compute_dtype=None``:
+the products run in the activations' own dtype (float32 for a float32 network, float64 under ``gradcheck``),
+as any PyTorch loss does, and only the per-band partial sums are accumulated in float64. In float32 that
+agrees with the float64 path to about 1e-7 relative on the benchmark (inside its 1e-6) and halves the cost
+of the products (no conversion, float32 ``bmm``). The backward pass (:class:`_BandedSums`) computes each
+band's gradient in the activations' dtype: each gradient element sums the few non-zero ``S`` entries of
+its pixel.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 
 import torch
 from torch import Tensor
@@ -60,7 +62,11 @@ def interp_taps(in_size: int, out_size: int, device: torch.device | str = "cpu")
 
 @functools.lru_cache(maxsize=16)
 def band_taps(
-    feature_size: tuple[int, int], depth_size: tuple[int, int], band_rows: int, device: torch.device
+    feature_size: tuple[int, int],
+    depth_size: tuple[int, int],
+    band_rows: int,
+    device: torch.device,
+    dtype: torch.dtype = torch.float64,
 ) -> tuple[tuple[int, int, int, int, Tensor, Tensor], ...]:
     """The four bilinear taps of every depth pixel, grouped by bands of ``band_rows`` feature rows (cached).
 
@@ -69,12 +75,13 @@ def band_taps(
         depth_size: ``(H, W)`` of the depth map.
         band_rows: feature rows per band (the last band may be shorter).
         device: where the tensors live.
+        dtype: dtype of the weights (the splat of :func:`splat_band` comes out in it).
 
     Returns:
         One ``(y_start, y_stop, row_start, row_stop, offsets, weights)`` per band: its feature rows
         ``[y_start, y_stop)``, the depth rows ``[row_start, row_stop)`` with a tap in it, and for those depth
-        rows int64 ``offsets [4, rows, W]`` (flat feature pixel within the band) and float64
-        ``weights [4, rows, W]`` (0 for a tap outside the band, so each tap counts in exactly one band).
+        rows int64 ``offsets [4, rows, W]`` (flat feature pixel within the band) and ``weights [4, rows, W]``
+        (0 for a tap outside the band, so each tap counts in exactly one band).
     """
     (h, w), (out_h, out_w) = feature_size, depth_size
     y0, y1, wy1 = interp_taps(h, out_h, device)
@@ -93,7 +100,8 @@ def band_taps(
         local_rows = (rows[:, start:stop] - y_start).clamp(0, y_stop - y_start - 1)
         offsets = (local_rows * w).view(2, 1, -1, 1) + cols
         weights = (row_weights[:, start:stop] * inside[:, start:stop]).view(2, 1, -1, 1) * col_weights
-        bands.append((y_start, y_stop, start, stop, offsets.reshape(4, -1, out_w), weights.reshape(4, -1, out_w)))
+        weights = weights.reshape(4, -1, out_w).to(dtype)
+        bands.append((y_start, y_stop, start, stop, offsets.reshape(4, -1, out_w), weights))
     return tuple(bands)
 
 
@@ -115,43 +123,85 @@ def check_bins(bins: Tensor, num_bins: int, batch: int) -> Tensor:
     return bins
 
 
-def splat_band(labels: Tensor, num_bins: int, offsets: Tensor, weights: Tensor, pixels: int) -> tuple[Tensor, Tensor]:
+class Scratch:
+    """Flat buffers reused from band to band within one call, one per name, grown on demand.
+
+    Every band needs the same few intermediates of a few hundred kB to a few MB. Fresh tensors of that size
+    are fresh pages on CPU (glibc maps them anew), and first-touch page faults cost more than the arithmetic
+    on them, so a call allocates each intermediate once and every band writes into a view of it.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.buffers: dict[str, Tensor] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
+        """An uninitialised ``shape`` view of buffer ``name`` (reallocated when too small or of another dtype)."""
+        numel = math.prod(shape)
+        buffer = self.buffers.get(name)
+        if buffer is None or buffer.numel() < numel or buffer.dtype != dtype:
+            buffer = self.buffers[name] = torch.empty(numel, dtype=dtype, device=self.device)
+        return buffer[:numel].view(shape)
+
+
+def splat_band(
+    labels: Tensor,
+    num_bins: int,
+    offsets: Tensor,
+    weights: Tensor,
+    pixels: int,
+    scratch: Scratch | None = None,
+    keep: bool = True,
+) -> tuple[Tensor, Tensor]:
     """Compact ``S`` of one band: the bin masks of ``labels`` splatted through the taps, over present bins only.
 
     Args:
         labels: int64 ``[B, rows, W]`` bin labels of the depth rows that reach the band, ``-1`` invalid.
         num_bins: ``N_b``.
         offsets: int64 ``[4, rows, W]`` flat feature pixel (within the band) of each tap.
-        weights: float64 ``[4, rows, W]`` interpolation weight of each tap (0 outside the band).
+        weights: ``[4, rows, W]`` interpolation weight of each tap (0 outside the band), float64 or float32.
         pixels: feature pixels in the band.
+        scratch: buffers shared by the bands of one call (default: fresh ones).
+        keep: return a splat of its own (it outlives the next band); ``False`` returns a view of ``scratch``,
+            overwritten by the next call.
 
     Returns:
-        ``(splat, bin_of_column)``: float64 ``[B, C, pixels]`` with ``C`` the largest number of bins present
-        in one image's band, ``splat[b, c, p]`` the total weight that feature pixel ``p`` gives to the depth
-        pixels of bin ``bin_of_column[b, c]`` (int64 ``[B, C]``; ``N_b`` for an unused column, all-zero).
+        ``(splat, bin_of_column)``: ``[B, C, pixels]`` in the weights' dtype, with ``C`` the largest number of
+        bins present in one image's band, ``splat[b, c, p]`` the total weight that feature pixel ``p`` gives to
+        the depth pixels of bin ``bin_of_column[b, c]`` (int64 ``[B, C]``; ``N_b`` for an unused column, all-zero).
     """
-    batch = labels.shape[0]
-    slots = labels + 1 + torch.arange(batch, device=labels.device).view(batch, 1, 1) * (num_bins + 1)
-    present = torch.bincount(slots.flatten(), minlength=batch * (num_bins + 1)).view(batch, -1)[:, 1:] > 0
+    batch, device = labels.shape[0], labels.device
+    scratch = scratch if scratch is not None else Scratch(device)
+    # slot of every depth pixel: b * (N_b + 1) + label + 1 (slot 0 of each image: invalid pixels)
+    first_slot = torch.arange(1, batch * (num_bins + 1), num_bins + 1, device=device).view(batch, 1, 1)
+    slots = torch.add(labels, first_slot, out=scratch.get("slots", labels.shape, torch.int64))
+    present = torch.bincount(slots.view(-1), minlength=batch * (num_bins + 1)).view(batch, -1) > 0
+    present[:, 0] = False  # invalid pixels go to the spare column C, which is dropped
     num_columns = int(present.sum(1).max())
-    local = torch.where(present, present.cumsum(1) - 1, num_columns)  # [B, N_b]; column C: absent bins
-    bin_of_column = torch.full((batch, num_columns + 1), num_bins, dtype=torch.int64, device=labels.device)
-    bin_of_column.scatter_(1, local, torch.arange(num_bins, device=labels.device).expand(batch, -1))
-    bin_of_column[:, num_columns] = num_bins
-    # column of every label, -1 first (it goes to the spare column C too), flat over [B, C + 1]
-    column = torch.cat([local.new_full((batch, 1), num_columns), local], 1)
-    column += torch.arange(batch, device=labels.device).view(batch, 1) * (num_columns + 1)
-    keys = (column.flatten()[slots] * pixels).unsqueeze(0) + offsets.unsqueeze(1)  # [4, B, rows, W]
-    tap_weights = weights.unsqueeze(1).expand(keys.shape).flatten()
-    size = batch * (num_columns + 1) * pixels
-    if labels.is_cpu:  # the fastest scatter on CPU; weighted bincount has no deterministic CUDA kernel
-        splat = torch.bincount(keys.flatten(), tap_weights, minlength=size)
-    else:
-        splat = torch.zeros(size, dtype=weights.dtype, device=labels.device).index_add_(0, keys.flatten(), tap_weights)
-    return splat.view(batch, num_columns + 1, pixels)[:, :num_columns], bin_of_column[:, :num_columns]
+    column = torch.where(present, present.cumsum(1) - 1, num_columns)  # [B, N_b + 1]: column of each slot
+    bin_of_column = torch.full((batch, num_columns + 1), num_bins, dtype=torch.int64, device=device)
+    bin_of_column.scatter_(1, column[:, 1:], torch.arange(num_bins, device=device).expand(batch, -1))
+    # flat start of each slot's row of the splat [B, C + 1, pixels]
+    column += torch.arange(0, batch * (num_columns + 1), num_columns + 1, device=device).view(batch, 1)
+    column *= pixels
+    row_start = scratch.get("rows", (slots.numel(),), torch.int64)
+    torch.index_select(column.view(-1), 0, slots.view(-1), out=row_start)
+    taps = (offsets.shape[0], *labels.shape)
+    keys = torch.add(row_start.view(1, *labels.shape), offsets.unsqueeze(1), out=scratch.get("keys", taps, torch.int64))
+    tap_weights = scratch.get("weights", taps, weights.dtype).copy_(weights.unsqueeze(1).expand(taps))
+    shape = (batch, num_columns + 1, pixels)
+    splat = weights.new_empty(shape) if keep else scratch.get("splat", shape, weights.dtype)
+    splat.view(-1).zero_().scatter_add_(0, keys.view(-1), tap_weights.view(-1))
+    return splat[:, :num_columns], bin_of_column[:, :num_columns]
 
 
-def response_sums(activations: Tensor, bins: Tensor, num_bins: int, abs_first: bool = False) -> tuple[Tensor, Tensor]:
+def response_sums(
+    activations: Tensor,
+    bins: Tensor,
+    num_bins: int,
+    abs_first: bool = False,
+    compute_dtype: torch.dtype | None = torch.float64,
+) -> tuple[Tensor, Tensor]:
     """Per-bin sums of the upsampled activations and per-bin pixel counts of one batch (Eq. 1, steps 1-2).
 
     Equal (up to float64 rounding) to upsampling every map to the depth resolution with
@@ -165,6 +215,8 @@ def response_sums(activations: Tensor, bins: Tensor, num_bins: int, abs_first: b
             for invalid pixels.
         num_bins: ``N_b``.
         abs_first: take ``|A|`` before upsampling (the authors' training convention).
+        compute_dtype: dtype of the products (float64: exact, the default; ``None``: the activations' own
+            dtype, for training losses; see the module docstring). Sums are accumulated in float64 either way.
 
     Returns:
         ``(sums [K, N_b]`` float64, ``counts [N_b]`` int64).
@@ -174,7 +226,8 @@ def response_sums(activations: Tensor, bins: Tensor, num_bins: int, abs_first: b
     batch, units, h, w = activations.shape
     bins = check_bins(bins, num_bins, batch)
     feats = activations.abs() if abs_first else activations
-    return _BandedSums.apply(feats, bins, num_bins), bin_counts(bins, num_bins)
+    dtype = feats.dtype if compute_dtype is None else compute_dtype
+    return _BandedSums.apply(feats, bins, num_bins, dtype), bin_counts(bins, num_bins)
 
 
 class _BandedSums(torch.autograd.Function):
@@ -188,21 +241,26 @@ class _BandedSums(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, activations: Tensor, bins: Tensor, num_bins: int) -> Tensor:  # noqa: D102 (see the class)
+    def forward(ctx, activations: Tensor, bins: Tensor, num_bins: int, dtype: torch.dtype) -> Tensor:  # noqa: D102
         batch, units, h, w = activations.shape
         band_rows = max(1, _TILE_PIXELS // w)
         sums = torch.zeros(units, num_bins + 1, dtype=torch.float64, device=activations.device)  # N_b: unused
         saved = []
+        scratch = Scratch(activations.device)
         for y_start, y_stop, start, stop, offsets, weights in band_taps(
-            (h, w), tuple(bins.shape[1:]), band_rows, bins.device
+            (h, w), tuple(bins.shape[1:]), band_rows, bins.device, dtype
         ):
             pixels = (y_stop - y_start) * w
-            splat, bin_of_column = splat_band(bins[:, start:stop], num_bins, offsets, weights, pixels)
+            splat, bin_of_column = splat_band(
+                bins[:, start:stop], num_bins, offsets, weights, pixels, scratch, keep=ctx.needs_input_grad[0]
+            )
             if splat.shape[1] == 0:  # no valid depth pixel reaches this band
                 continue
-            band = activations[:, :, y_start:y_stop].reshape(batch, units, pixels).to(torch.float64)
+            band = activations[:, :, y_start:y_stop].reshape(batch, units, pixels)
+            if dtype != activations.dtype:
+                band = scratch.get("band", (batch, units, pixels), dtype).copy_(band)
             partial = torch.bmm(band, splat.transpose(1, 2))  # [B, K, C]
-            sums.index_add_(1, bin_of_column.flatten(), partial.transpose(0, 1).reshape(units, -1))
+            sums.index_add_(1, bin_of_column.flatten(), partial.transpose(0, 1).reshape(units, -1).to(torch.float64))
             saved.append((y_start, y_stop, splat, bin_of_column))
         if ctx.needs_input_grad[0]:
             ctx.shape, ctx.dtype, ctx.saved_bands = activations.shape, activations.dtype, saved
@@ -210,7 +268,7 @@ class _BandedSums(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_sums: Tensor) -> tuple[Tensor, None, None]:  # noqa: D102 (see the class)
+    def backward(ctx, grad_sums: Tensor) -> tuple[Tensor, None, None, None]:  # noqa: D102 (see the class)
         batch, units, h, w = ctx.shape
         grad = torch.empty(ctx.shape, dtype=ctx.dtype, device=grad_sums.device)
         padded = torch.cat([grad_sums, grad_sums.new_zeros(units, 1)], 1).to(ctx.dtype)  # column N_b: padding
@@ -218,8 +276,8 @@ class _BandedSums(torch.autograd.Function):
         for y_start, y_stop, splat, bin_of_column in ctx.saved_bands:
             grad[:, :, covered:y_start] = 0  # rows that no valid depth pixel reaches
             grad_partial = padded[:, bin_of_column].transpose(0, 1)  # [B, K, C]
-            grad_band = torch.bmm(grad_partial, splat.to(ctx.dtype))  # [B, K, pixels]
-            grad[:, :, y_start:y_stop] = grad_band.view(batch, units, y_stop - y_start, w)
+            band = grad[:, :, y_start:y_stop].view(batch, units, (y_stop - y_start) * w)
+            torch.bmm(grad_partial, splat.to(ctx.dtype), out=band)  # written in place: no band-sized temporary
             covered = y_stop
         grad[:, :, covered:] = 0
-        return grad, None, None
+        return grad, None, None, None

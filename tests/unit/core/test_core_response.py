@@ -135,3 +135,47 @@ def test_gradient_is_zero_on_rows_no_valid_pixel_reaches(monkeypatch, feature_si
     (ref,) = torch.autograd.grad((loop_response_sums(activations, bins, 4)[0] * weights).sum(), activations)
     assert ref[:, :, 0].abs().sum() == 0  # the case is exercised: the top rows get no gradient
     assert torch.allclose(grad, ref, atol=1e-12)
+
+
+@pytest.mark.parametrize("tile_pixels", [16, 2048])
+def test_compute_dtype_none_runs_in_the_activations_dtype_and_sums_in_float64(monkeypatch, tile_pixels) -> None:
+    monkeypatch.setattr(response_module, "_TILE_PIXELS", tile_pixels)
+    activations = torch.relu(torch.randn(3, 5, 9, 11))
+    bins = digitize(torch.rand(3, 18, 22) * 10, sid_edges(6, 0.75, 10.0))
+    exact, counts = response_sums(activations, bins, 6)  # float64 products
+    fast, fast_counts = response_sums(activations, bins, 6, compute_dtype=None)  # float32 products
+    assert fast.dtype == torch.float64 and torch.equal(counts, fast_counts)
+    assert not torch.equal(fast, exact)  # float32 products differ in the last bits ...
+    assert torch.allclose(fast, exact, rtol=1e-6)  # ... and agree to float32 precision
+    # float64 activations: compute_dtype=None is the exact path
+    double = activations.double()
+    assert torch.equal(response_sums(double, bins, 6, compute_dtype=None)[0], response_sums(double, bins, 6)[0])
+
+
+def test_gradient_of_the_float32_path_equals_the_loop(monkeypatch) -> None:
+    monkeypatch.setattr(response_module, "_TILE_PIXELS", 24)
+    activations = torch.randn(2, 3, 6, 8, requires_grad=True)
+    bins = digitize(torch.rand(2, 12, 16) * 10, sid_edges(4, 0.75, 10.0))
+    weights = torch.randn(3, 4, dtype=torch.float64)
+    (grad,) = torch.autograd.grad(
+        (response_sums(activations, bins, 4, compute_dtype=None)[0] * weights).sum(), activations
+    )
+    (ref,) = torch.autograd.grad((loop_response_sums(activations, bins, 4)[0] * weights).sum(), activations)
+    assert grad.dtype == torch.float32
+    assert torch.allclose(grad, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_splat_into_shared_scratch_equals_a_fresh_splat_and_is_overwritten_by_the_next_band() -> None:
+    labels = torch.randint(-1, 5, (2, 6, 8))
+    bands = band_taps((3, 4), (6, 8), 1, torch.device("cpu"))
+    scratch = response_module.Scratch(torch.device("cpu"))
+    (y0, y1, s0, e0, off0, w0), (y2, y3, s1, e1, off1, w1) = bands[:2]
+    fresh, columns = splat_band(labels[:, s0:e0], 5, off0, w0, (y1 - y0) * 4)
+    shared, shared_columns = splat_band(labels[:, s0:e0], 5, off0, w0, (y1 - y0) * 4, scratch, keep=False)
+    assert torch.equal(fresh, shared) and torch.equal(columns, shared_columns)
+    snapshot = shared.clone()
+    next_band, _ = splat_band(labels[:, s1:e1], 5, off1, w1, (y3 - y2) * 4, scratch, keep=False)
+    assert next_band.data_ptr() == shared.data_ptr()  # the same memory, reused ...
+    assert not torch.equal(shared, snapshot)  # ... and overwritten
+    kept, _ = splat_band(labels[:, s0:e0], 5, off0, w0, (y1 - y0) * 4, scratch, keep=True)
+    assert kept.data_ptr() != next_band.data_ptr() and torch.equal(kept, snapshot)
