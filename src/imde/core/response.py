@@ -172,26 +172,21 @@ def splat_band(
     """
     batch, device = labels.shape[0], labels.device
     scratch = scratch if scratch is not None else Scratch(device)
-    # slot of every depth pixel: b * (N_b + 1) + label + 1 (slot 0 of each image: invalid pixels)
-    first_slot = torch.arange(1, batch * (num_bins + 1), num_bins + 1, device=device).view(batch, 1, 1)
-    slots = torch.add(labels, first_slot, out=scratch.get("slots", labels.shape, torch.int64))
-    present = torch.bincount(slots.view(-1), minlength=batch * (num_bins + 1)).view(batch, -1) > 0
-    present[:, 0] = False  # invalid pixels go to the spare column C, which is dropped
+    slots = torch.add(labels.view(batch, -1), 1, out=scratch.get("slots", (batch, labels[0].numel()), torch.int64))
+    present = torch.zeros(batch, num_bins + 1, dtype=torch.bool, device=device).scatter_(1, slots, True)
+    present[:, 0] = False  # slot 0, invalid pixels, goes to the spare column C, which is dropped
     num_columns = int(present.sum(1).max())
-    column = torch.where(present, present.cumsum(1) - 1, num_columns)  # [B, N_b + 1]: column of each slot
+    column = torch.where(present, present.cumsum(1) - 1, num_columns)  # [B, N_b + 1]: column of label + 1
     bin_of_column = torch.full((batch, num_columns + 1), num_bins, dtype=torch.int64, device=device)
     bin_of_column.scatter_(1, column[:, 1:], torch.arange(num_bins, device=device).expand(batch, -1))
-    # flat start of each slot's row of the splat [B, C + 1, pixels]
-    column += torch.arange(0, batch * (num_columns + 1), num_columns + 1, device=device).view(batch, 1)
-    column *= pixels
-    row_start = scratch.get("rows", (slots.numel(),), torch.int64)
-    torch.index_select(column.view(-1), 0, slots.view(-1), out=row_start)
-    taps = (offsets.shape[0], *labels.shape)
-    keys = torch.add(row_start.view(1, *labels.shape), offsets.unsqueeze(1), out=scratch.get("keys", taps, torch.int64))
-    tap_weights = scratch.get("weights", taps, weights.dtype).copy_(weights.unsqueeze(1).expand(taps))
+    column *= pixels  # start of the column's row in the image's flat splat [C + 1, pixels]
+    row_start = torch.gather(column, 1, slots, out=scratch.get("rows", slots.shape, torch.int64))
+    keys = scratch.get("keys", (batch, *offsets.shape), torch.int64)
+    torch.add(row_start.view(batch, 1, *labels.shape[1:]), offsets, out=keys)  # [B, 4, rows, W]
     shape = (batch, num_columns + 1, pixels)
     splat = weights.new_empty(shape) if keep else scratch.get("splat", shape, weights.dtype)
-    splat.view(-1).zero_().scatter_add_(0, keys.view(-1), tap_weights.view(-1))
+    # the taps' weights are the same for every image: an expanded view, not a copy
+    splat.view(batch, -1).zero_().scatter_add_(1, keys.view(batch, -1), weights.view(1, -1).expand(batch, -1))
     return splat[:, :num_columns], bin_of_column[:, :num_columns]
 
 
@@ -244,7 +239,7 @@ class _BandedSums(torch.autograd.Function):
     def forward(ctx, activations: Tensor, bins: Tensor, num_bins: int, dtype: torch.dtype) -> Tensor:  # noqa: D102
         batch, units, h, w = activations.shape
         band_rows = max(1, _TILE_PIXELS // w)
-        sums = torch.zeros(units, num_bins + 1, dtype=torch.float64, device=activations.device)  # N_b: unused
+        sums = torch.zeros(batch, units, num_bins + 1, dtype=torch.float64, device=activations.device)  # N_b: unused
         saved = []
         scratch = Scratch(activations.device)
         for y_start, y_stop, start, stop, offsets, weights in band_taps(
@@ -259,12 +254,12 @@ class _BandedSums(torch.autograd.Function):
             band = activations[:, :, y_start:y_stop].reshape(batch, units, pixels)
             if dtype != activations.dtype:
                 band = scratch.get("band", (batch, units, pixels), dtype).copy_(band)
-            partial = torch.bmm(band, splat.transpose(1, 2))  # [B, K, C]
-            sums.index_add_(1, bin_of_column.flatten(), partial.transpose(0, 1).reshape(units, -1).to(torch.float64))
+            partial = torch.bmm(band, splat.transpose(1, 2)).to(torch.float64)  # [B, K, C]
+            sums.scatter_add_(2, bin_of_column.unsqueeze(1).expand(partial.shape), partial)
             saved.append((y_start, y_stop, splat, bin_of_column))
         if ctx.needs_input_grad[0]:
             ctx.shape, ctx.dtype, ctx.saved_bands = activations.shape, activations.dtype, saved
-        return sums[:, :num_bins]
+        return sums[:, :, :num_bins].sum(0)
 
     @staticmethod
     @once_differentiable
