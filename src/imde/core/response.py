@@ -10,15 +10,17 @@ both steps are linear in ``A``,
 where ``M_d`` is the mask of bin ``d``: the bin masks "splatted" back through the interpolation weights.
 
 ``S`` is sparse in ``d``: a band of a few feature rows of one image only sees the bins of the depth pixels
-around it (7-10 of 64 on average on smooth NYU-like depth, about 25 at most). :func:`response_sums`
-therefore works band by band (whole feature rows, about ``_TILE_PIXELS`` pixels each). For each band it
-ranks the bins present in each image, splats the band's depth pixels against those ranks with one weighted
-``bincount`` (four taps per depth pixel), multiplies the band's activations by that compact ``S`` with one
-batched matrix product ``[B, K, pixels] x [B, pixels, present]`` and adds the columns back to their bins.
-Compared with one dense ``S [B, N_b, h*w]``, this does about 2.5x fewer multiply-adds (never more), and
-every intermediate is a few MB and stays in cache (fresh buffers of tens of MB cost more in page faults than
-the arithmetic). The loop runs over bands (``h / rows``, independent of the batch, the pixels' values and
-``N_b``); inside a band everything is one vectorised pass.
+around it (10-24 of 64 on the benchmark's synthetic depth, more on real scenes that span a wide range).
+:func:`response_sums` therefore works band by band (whole feature rows, about ``_TILE_PIXELS`` pixels each).
+For each band it ranks the bins present in each image, splats the band's depth pixels against those ranks
+with one ``scatter_add_`` (four taps per depth pixel, the taps' weights shared by every image), multiplies the
+band's activations by that compact ``S`` with one batched matrix product ``[B, K, pixels] x [B, pixels,
+present]`` and scatters the columns back to their bins. Compared with one dense ``S [B, N_b, h*w]``, this does
+several times fewer multiply-adds (never more), and every intermediate is a few MB. Those intermediates
+are written into buffers shared by the bands of a call (:class:`Scratch`): on CPU a fresh allocation of
+that size is fresh pages, and their first-touch page faults cost more than the arithmetic. The loop runs
+over bands (``h / rows``, independent of the batch, the pixels' values and ``N_b``); inside a band
+everything is one vectorised pass.
 
 Precision: :class:`imde.DepthResponse` (dissection, ``spec.md``'s float64 accumulation) uses the default
 ``compute_dtype=torch.float64``: each band's activations are converted to float64 right before its product, so
