@@ -25,9 +25,6 @@ FAR = 30.0
 MAX_DEPTH = 10.0
 """Depth beyond this (m) is marked invalid (0), like the NYU Depth V2 range."""
 
-_HEIGHT_RANGE = (0.8, 1.8)  # camera height above the floor (m)
-_PITCH_RANGE = (-35.0, 8.0)  # degrees, negative looks down
-_FOV_RANGE = (45.0, 70.0)  # vertical field of view (degrees)
 _ROOM_LENGTH = (3.0, 9.5)
 _ROOM_WIDTH = (2.5, 6.5)
 _ROOM_HEIGHT = (2.4, 3.3)
@@ -37,6 +34,31 @@ _STANDPOINTS = 2  # camera positions per room; views alternate between them
 _STAND_JITTER = 0.15  # views move this far (m) from their standpoint in x and y
 _CAMERA_CLEARANCE = 0.45  # free radius around each camera (m)
 _RANDOM_URDFS = 1000
+
+
+@dataclass(frozen=True)
+class CameraRig:
+    """Uniform ranges the pose and intrinsics of every view are drawn from (a range ``(a, a)`` fixes the value).
+
+    Attributes:
+        height: camera height above the floor (m); capped at 0.4 m below the ceiling.
+        pitch: pitch (degrees, negative looks down).
+        fov: vertical field of view (degrees).
+    """
+
+    height: tuple[float, float]
+    pitch: tuple[float, float]
+    fov: tuple[float, float]
+
+
+CAMERAS = {
+    # Every view its own height, pitch and lens: absolute scale is ambiguous from the image alone.
+    "varied": CameraRig(height=(0.8, 1.8), pitch=(-35.0, 8.0), fov=(45.0, 70.0)),
+    # One lens and one camera height, like a dataset shot with one sensor at eye level (NYU Depth V2's
+    # Kinect): the floor's image row then fixes metric depth, so scale is learnable from few images.
+    "fixed": CameraRig(height=(1.3, 1.3), pitch=(-25.0, 0.0), fov=(55.0, 55.0)),
+}
+"""Camera rigs by name: the ``camera`` option of :func:`render_scene` and the rendered dataset."""
 # Nominal largest extent (m) of bundled meshes at scale 1, used to draw objects at a chosen size.
 _MESH_OBJECTS = {
     "random": 0.12,
@@ -325,7 +347,7 @@ def _standpoints(rng: np.random.Generator, room: _Room) -> list[tuple[float, flo
 
 
 def _cameras(
-    rng: np.random.Generator, room: _Room, stands: list[tuple[float, float]], num_views: int
+    rng: np.random.Generator, room: _Room, stands: list[tuple[float, float]], num_views: int, rig: CameraRig
 ) -> list[tuple[list[float], list[float], float]]:
     """Camera poses ``(eye, target, fov_y_deg)``: views alternate between the standpoints, each with its own pose."""
     poses = []
@@ -333,14 +355,14 @@ def _cameras(
         sx, sy = stands[view % len(stands)]
         x = float(np.clip(sx + rng.uniform(-_STAND_JITTER, _STAND_JITTER), _WALL_MARGIN, room.length - _WALL_MARGIN))
         y = float(np.clip(sy + rng.uniform(-_STAND_JITTER, _STAND_JITTER), _WALL_MARGIN, room.width - _WALL_MARGIN))
-        z = rng.uniform(_HEIGHT_RANGE[0], min(_HEIGHT_RANGE[1], room.height - 0.4))
+        z = rng.uniform(rig.height[0], min(rig.height[1], room.height - 0.4))
         # Look roughly towards the farthest of a few random points of the room, so that most views span its depth.
         candidates = rng.uniform((0, 0), (room.length, room.width), size=(_TARGET_CANDIDATES, 2))
         tx, ty = candidates[np.argmax(np.hypot(candidates[:, 0] - x, candidates[:, 1] - y))]
         yaw = math.atan2(ty - y, tx - x) + math.radians(rng.uniform(-25, 25))
-        pitch = math.radians(rng.uniform(*_PITCH_RANGE))
+        pitch = math.radians(rng.uniform(*rig.pitch))
         direction = [math.cos(pitch) * math.cos(yaw), math.cos(pitch) * math.sin(yaw), math.sin(pitch)]
-        poses.append(([x, y, z], [x + direction[0], y + direction[1], z + direction[2]], rng.uniform(*_FOV_RANGE)))
+        poses.append(([x, y, z], [x + direction[0], y + direction[1], z + direction[2]], rng.uniform(*rig.fov)))
     return poses
 
 
@@ -387,7 +409,8 @@ def _render(pb: ModuleType, client: int, rng: np.random.Generator, pose: tuple, 
 
 
 def render_scene(
-    seed: int, size: tuple[int, int] = (128, 160), num_views: int = 8, client: int | None = None
+    seed: int, size: tuple[int, int] = (128, 160), num_views: int = 8, client: int | None = None,
+    camera: str = "varied",
 ) -> list[RenderedView]:
     """Build one random furnished room from ``seed`` and render it from ``num_views`` camera poses.
 
@@ -397,17 +420,21 @@ def render_scene(
         num_views: camera views rendered in this room.
         client: an open PyBullet client (reset before use), e.g. one per worker process; ``None`` opens
             and closes a private ``DIRECT`` client.
+        camera: name of the :data:`CAMERAS` rig the views are drawn from. The rigs draw the same random
+            numbers, so a room and its furniture do not depend on the rig, only the views do.
 
     Returns:
         ``num_views`` rendered views.
 
     Raises:
-        ValueError: on a non-positive size or number of views.
+        ValueError: on a non-positive size or number of views, or an unknown camera rig.
     """
     if len(size) != 2 or min(size) < 8:
         raise ValueError(f"size={size!r}: expected (height, width) of at least 8 pixels each")
     if num_views < 1:
         raise ValueError(f"num_views={num_views}: expected at least 1")
+    if camera not in CAMERAS:
+        raise ValueError(f"camera={camera!r}: expected one of {', '.join(CAMERAS)}")
     import pybullet as pb
     import pybullet_data
 
@@ -421,7 +448,7 @@ def render_scene(
         rng, camera_rng, light_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
         room = _Room(rng.uniform(*_ROOM_LENGTH), rng.uniform(*_ROOM_WIDTH), rng.uniform(*_ROOM_HEIGHT))
         stands = _standpoints(camera_rng, room)
-        poses = _cameras(camera_rng, room, stands, num_views)
+        poses = _cameras(camera_rng, room, stands, num_views, CAMERAS[camera])
         with tempfile.TemporaryDirectory(prefix="imde-textures-") as texture_dir:
             builder = _SceneBuilder(pb, client, rng, Path(texture_dir))
             clearance = _CAMERA_CLEARANCE + math.sqrt(2) * _STAND_JITTER

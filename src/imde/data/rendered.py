@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from imde.data._io import rgb_array_to_tensor
 from imde.data._listed import Sample, Transform
-from imde.data._scenes import MAX_DEPTH, RenderedView, render_scene
+from imde.data._scenes import CAMERAS, MAX_DEPTH, RenderedView, render_scene
 from imde.utils.io import atomic_path, atomic_write_json
 
 FORMAT_VERSION = 2
@@ -38,6 +38,8 @@ VIEWS_PER_SCENE = 8
 SPLITS = ("train", "test")
 _SPLIT_STREAM = {"train": 0, "test": 1}  # SeedSequence spawn keys: the splits never share a scene seed
 _MM_PER_METRE = 1000.0
+#: Parameters added to the index after its format was fixed: a cache written before holds their default.
+_ADDED_PARAMS = {"camera": "varied"}
 
 
 def scene_seeds(seed: int, split: str, num_scenes: int) -> list[int]:
@@ -53,7 +55,7 @@ def scene_seeds(seed: int, split: str, num_scenes: int) -> list[int]:
 
 
 def _check_params(
-    size: Sequence[int], num_train: int, num_test: int, seed: int, views_per_scene: int
+    size: Sequence[int], num_train: int, num_test: int, seed: int, views_per_scene: int, camera: str = "varied"
 ) -> dict[str, Any]:
     """Validate the generation parameters and return them as the index records them."""
     if len(size) != 2 or any(int(s) != s or s < 16 for s in size):
@@ -67,6 +69,8 @@ def _check_params(
             raise ValueError(f"{name}={value!r}: expected an integer >= {low}")
     if int(seed) != seed or seed < 0:
         raise ValueError(f"seed={seed!r}: expected a non-negative integer")
+    if camera not in CAMERAS:
+        raise ValueError(f"camera={camera!r}: expected one of {', '.join(CAMERAS)}")
     return {
         "version": FORMAT_VERSION,
         "size": [int(size[0]), int(size[1])],
@@ -74,6 +78,7 @@ def _check_params(
         "num_test": int(num_test),
         "seed": int(seed),
         "views_per_scene": int(views_per_scene),
+        "camera": camera,
     }
 
 
@@ -95,23 +100,23 @@ def _init_worker() -> None:
     _WORKER_CLIENT = pybullet.connect(pybullet.DIRECT)
 
 
-def _render_task(task: tuple[str, int, int, int], size: tuple[int, int]) -> list[RenderedView]:
-    return render_scene(task[2], size=size, num_views=task[3], client=_WORKER_CLIENT)
+def _render_task(task: tuple[str, int, int, int], size: tuple[int, int], camera: str) -> list[RenderedView]:
+    return render_scene(task[2], size=size, num_views=task[3], client=_WORKER_CLIENT, camera=camera)
 
 
 def _render_all(
-    tasks: list[tuple[str, int, int, int]], size: tuple[int, int], num_workers: int
+    tasks: list[tuple[str, int, int, int]], size: tuple[int, int], num_workers: int, camera: str
 ) -> Iterator[list[RenderedView]]:
     """Render the scenes of ``tasks`` in order, in this process (``num_workers == 0``) or in a process pool."""
     if num_workers == 0:
         for task in tasks:
-            yield render_scene(task[2], size=size, num_views=task[3])
+            yield render_scene(task[2], size=size, num_views=task[3], camera=camera)
         return
     # Linux forks (no `if __name__ == "__main__"` guard needed in user scripts; workers use only numpy and
     # PyBullet, and connect their own client after the fork); elsewhere fork is unsafe, so spawn.
     context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
     with context.Pool(num_workers, initializer=_init_worker) as pool:
-        yield from pool.imap(partial(_render_task, size=size), tasks)
+        yield from pool.imap(partial(_render_task, size=size, camera=camera), tasks)
 
 
 def _write_split(path: Path, views: list[RenderedView], scene_ids: np.ndarray) -> None:
@@ -136,6 +141,7 @@ def generate(
     views_per_scene: int = VIEWS_PER_SCENE,
     num_workers: int | None = None,
     progress: bool = True,
+    camera: str = "varied",
 ) -> Path:
     """Render both splits into ``root`` and write its index.
 
@@ -148,11 +154,13 @@ def generate(
         views_per_scene: camera views rendered per room.
         num_workers: render processes (``None``: the number of CPUs; ``0``: render in this process).
         progress: show a tqdm progress bar.
+        camera: camera rig of the views, a name in ``imde.data._scenes.CAMERAS`` (``"varied"``: random height,
+            pitch and field of view per view; ``"fixed"``: one lens and one camera height, see docs/rendered.md).
 
     Returns:
         Path of the written ``index.json``.
     """
-    params = _check_params(size, num_train, num_test, seed, views_per_scene)
+    params = _check_params(size, num_train, num_test, seed, views_per_scene, camera)
     if num_workers is not None and (int(num_workers) != num_workers or num_workers < 0):
         raise ValueError(f"num_workers={num_workers!r}: expected None or an integer >= 0")
     root = Path(root)
@@ -163,7 +171,7 @@ def generate(
     start = time.perf_counter()
     views: dict[str, list[RenderedView]] = {split: [] for split in SPLITS}
     with tqdm(total=num_train + num_test, desc=f"rendering rooms into {root}", unit="img", disable=not progress) as bar:
-        for task, scene_views in zip(tasks, _render_all(tasks, tuple(params["size"]), workers)):
+        for task, scene_views in zip(tasks, _render_all(tasks, tuple(params["size"]), workers, camera)):
             views[task[0]].extend(scene_views)
             bar.update(len(scene_views))
     splits = {}
@@ -199,7 +207,9 @@ def _cache_problem(root: Path, params: dict[str, Any]) -> str | None:
     except (OSError, json.JSONDecodeError) as err:
         return f"{path} is unreadable ({err})"
     differ = [
-        f"{key}={index.get(key)!r} (wanted {value!r})" for key, value in params.items() if index.get(key) != value
+        f"{key}={index.get(key, _ADDED_PARAMS.get(key))!r} (wanted {value!r})"
+        for key, value in params.items()
+        if index.get(key, _ADDED_PARAMS.get(key)) != value
     ]
     if differ:
         return f"{path} was generated with other parameters: {', '.join(differ)}"
@@ -224,6 +234,7 @@ class RenderedDataset(Dataset[Sample]):
         num_workers: render processes (see :func:`generate`).
         progress: show a progress bar while rendering.
         views_per_scene: camera views rendered per room (fewer views: more rooms for the same image count).
+        camera: camera rig, ``"varied"`` or ``"fixed"`` (see :func:`generate`).
 
     Items: ``image`` float32 ``[3, H, W]`` in [0, 1], ``depth`` float32 ``[1, H, W]`` metres (0 = invalid),
     ``focal`` (pixels), ``name``.
@@ -248,10 +259,11 @@ class RenderedDataset(Dataset[Sample]):
         num_workers: int | None = None,
         progress: bool = True,
         views_per_scene: int = VIEWS_PER_SCENE,
+        camera: str = "varied",
     ) -> None:
         if split not in SPLITS:
             raise ValueError(f"split={split!r}: expected one of {SPLITS}")
-        params = _check_params(size, num_train, num_test, seed, views_per_scene)
+        params = _check_params(size, num_train, num_test, seed, views_per_scene, camera)
         self.root = Path(root)
         self.split = split
         self.transform = transform
@@ -262,7 +274,7 @@ class RenderedDataset(Dataset[Sample]):
                     f"root={str(self.root)!r} holds no complete rendered dataset: {problem}; "
                     "pass generate=True (or run `imde data render`) to render it"
                 )
-            _generate(self.root, size, num_train, num_test, seed, views_per_scene, num_workers, progress)
+            _generate(self.root, size, num_train, num_test, seed, views_per_scene, num_workers, progress, camera)
         with np.load(self.root / f"{split}.npz") as data:
             self.images = data["image"]
             self.depth_mm = data["depth_mm"]

@@ -15,7 +15,7 @@ from PIL import Image
 pb = pytest.importorskip("pybullet")
 
 from imde.data import rendered  # noqa: E402
-from imde.data._scenes import FAR, NEAR, _render, focal_from_fov, render_scene, zbuffer_to_depth  # noqa: E402
+from imde.data._scenes import CAMERAS, FAR, NEAR, _render, focal_from_fov, render_scene, zbuffer_to_depth  # noqa: E402
 from imde.data.rendered import RenderedDataset, cue_statistics, generate, save_contact_sheet  # noqa: E402
 
 SIZE = (48, 64)
@@ -128,6 +128,19 @@ def test_render_scene_rejects_bad_arguments() -> None:
         render_scene(0, size=(4, 64))
     with pytest.raises(ValueError, match="num_views"):
         render_scene(0, size=SIZE, num_views=0)
+    with pytest.raises(ValueError, match="camera='tripod'"):
+        render_scene(0, size=SIZE, camera="tripod")
+
+
+def test_fixed_camera_rig_has_one_lens_and_varied_rig_does_not() -> None:
+    fixed = render_scene(21, size=SIZE, num_views=4, camera="fixed")
+    varied = render_scene(21, size=SIZE, num_views=4, camera="varied")
+    expected = focal_from_fov(SIZE[0], CAMERAS["fixed"].fov[0])
+    assert [view.focal for view in fixed] == pytest.approx([expected] * 4)
+    assert len({round(view.focal, 6) for view in varied}) == 4
+    # The rigs draw the same random numbers: the views differ, the default rig is unchanged.
+    np.testing.assert_array_equal(varied[0].depth, render_scene(21, size=SIZE, num_views=1)[0].depth)
+    assert not np.array_equal(fixed[0].depth, varied[0].depth)
 
 
 # --- dataset contract --------------------------------------------------------------------------------------------
@@ -210,6 +223,20 @@ def test_parameter_change_invalidates_the_cache(tiny_root: Path, tmp_path: Path)
     np.testing.assert_array_equal(_arrays(root, "test")["image"][:4], _arrays(tiny_root, "test")["image"])
 
 
+def test_camera_change_invalidates_the_cache_and_an_index_without_camera_is_varied(tiny_root: Path,
+                                                                                  tmp_path: Path) -> None:
+    root = _copy(tiny_root, tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"camera='varied' \(wanted 'fixed'\)"):
+        RenderedDataset(root, "test", **TINY, camera="fixed", generate=False)
+    index = json.loads((root / "index.json").read_text())
+    assert index["camera"] == "varied"
+    del index["camera"]  # a cache written before the option existed
+    (root / "index.json").write_text(json.dumps(index))
+    assert len(RenderedDataset(root, "test", **TINY, generate=False)) == 4
+    with pytest.raises(FileNotFoundError, match="camera"):
+        RenderedDataset(root, "test", **TINY, camera="fixed", generate=False)
+
+
 def test_version_change_invalidates_the_cache(tiny_root: Path, tmp_path: Path, monkeypatch) -> None:
     root = _copy(tiny_root, tmp_path)
     monkeypatch.setattr(rendered, "FORMAT_VERSION", rendered.FORMAT_VERSION + 1)
@@ -221,11 +248,11 @@ def test_interrupted_generation_leaves_no_complete_index(tiny_root: Path, tmp_pa
     root = _copy(tiny_root, tmp_path)  # a complete cache that a new render (other seed) replaces
     calls = []
 
-    def crash_on_second_scene(seed: int, size: tuple[int, int], num_views: int) -> list:
+    def crash_on_second_scene(seed: int, size: tuple[int, int], num_views: int, camera: str) -> list:
         calls.append(seed)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return render_scene(seed, size=size, num_views=num_views)
+        return render_scene(seed, size=size, num_views=num_views, camera=camera)
 
     monkeypatch.setattr(rendered, "render_scene", crash_on_second_scene)
     with pytest.raises(KeyboardInterrupt):
@@ -250,6 +277,7 @@ def test_missing_split_file_is_not_a_complete_cache(tiny_root: Path, tmp_path: P
         ({"size": (8, 64)}, "size"),
         ({"num_train": 0}, "num_train=0"),
         ({"seed": -1}, "seed=-1"),
+        ({"camera": "tripod"}, "camera='tripod'"),
     ],
 )
 def test_bad_arguments_are_rejected_before_rendering(tmp_path: Path, kwargs: dict, match: str) -> None:
