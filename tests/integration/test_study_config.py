@@ -71,6 +71,8 @@ def test_demo_trains_the_paper_layers_on_rendered_data() -> None:
     assert assign.loss.lam == reg.loss.lam  # L_assign and L_reg compared at the same weight
     smoke = StudySteps(load_study_config(CONFIGS / "demo.yaml", smoke=True)).train_configs["assign"]
     assert smoke.train.epochs == 1 and smoke.data.root != assign.data.root  # never overwrites the demo's cache
+    # one lens and camera height (absolute scale learnable in the budget, docs/cli.md), smoke run included
+    assert assign.data.options["camera"] == smoke.data.options["camera"] == "fixed"
 
 
 def test_base_inheritance_merges_sections_and_resolves_paths(tmp_path: Path) -> None:

@@ -155,7 +155,7 @@ def generate(
         num_workers: render processes (``None``: the number of CPUs; ``0``: render in this process).
         progress: show a tqdm progress bar.
         camera: camera rig of the views, a name in ``imde.data._scenes.CAMERAS`` (``"varied"``: random height,
-            pitch and field of view per view; ``"fixed"``: one lens and one camera height, see docs/rendered.md).
+            pitch and field of view per view; ``"fixed"``: one lens, one height, a near-level tilt; see ``CAMERAS``).
 
     Returns:
         Path of the written ``index.json``.
