@@ -146,50 +146,80 @@ class Scratch:
         return buffer[:numel].view(shape)
 
 
+def band_columns(
+    slots: Tensor, num_bins: int, bands: tuple[tuple[int, int, int, int, Tensor, Tensor], ...], width: int
+) -> list[tuple[int, Tensor, Tensor]]:
+    """The bins present in every band of every image, ranked into columns, for all bands in a few passes.
+
+    Args:
+        slots: int64 ``[B, H, W]`` bin labels plus one (0: invalid pixel).
+        num_bins: ``N_b``.
+        bands: :func:`band_taps` of the geometry.
+        width: ``w``, feature pixels per row.
+
+    Returns:
+        Per band ``(C, row_start, bin_of_column)``: ``C`` the most bins present in one image's band;
+        int64 ``row_start [B, N_b + 1]``, for each slot the start of its column's row in the image's flat splat
+        ``[C + 1, pixels]`` (absent bins and invalid pixels share the spare column ``C``, dropped later);
+        int64 ``bin_of_column [B, C]`` (``N_b`` for an unused column).
+    """
+    batch, height = slots.shape[:2]
+    device = slots.device
+    # presence of each slot in each depth row, cumulated over rows: a band's presence is one difference
+    in_rows = torch.zeros(batch, height + 1, num_bins + 1, dtype=torch.bool, device=device)
+    in_rows[:, 1:].scatter_(2, slots, True)
+    cumulated = in_rows.cumsum(1)
+    starts = torch.tensor([band[2] for band in bands], device=device)
+    stops = torch.tensor([band[3] for band in bands], device=device)
+    present = (cumulated.index_select(1, stops) - cumulated.index_select(1, starts)) > 0  # [B, bands, N_b + 1]
+    present[:, :, 0] = False
+    most = present.sum(2).amax(0)  # [bands]
+    column = torch.where(present, present.cumsum(2) - 1, most.view(1, -1, 1))
+    bin_of_column = torch.full((batch, len(bands), int(most.max()) + 1), num_bins, dtype=torch.int64, device=device)
+    bin_of_column.scatter_(2, column[:, :, 1:], torch.arange(num_bins, device=device).expand(batch, len(bands), -1))
+    pixels = torch.tensor([(band[1] - band[0]) * width for band in bands], device=device)
+    column *= pixels.view(1, -1, 1)
+    return [(c, column[:, j], bin_of_column[:, j, :c]) for j, c in enumerate(most.tolist())]
+
+
 def splat_band(
-    labels: Tensor,
-    num_bins: int,
+    slots: Tensor,
+    row_start: Tensor,
     offsets: Tensor,
     weights: Tensor,
+    num_columns: int,
     pixels: int,
     scratch: Scratch | None = None,
     keep: bool = True,
-) -> tuple[Tensor, Tensor]:
-    """Compact ``S`` of one band: the bin masks of ``labels`` splatted through the taps, over present bins only.
+) -> Tensor:
+    """Compact ``S`` of one band: the bin masks splatted through the taps, one column per present bin.
 
     Args:
-        labels: int64 ``[B, rows, W]`` bin labels of the depth rows that reach the band, ``-1`` invalid.
-        num_bins: ``N_b``.
+        slots: int64 ``[B, rows, W]`` bin labels plus one of the depth rows that reach the band.
+        row_start: int64 ``[B, N_b + 1]`` flat start of each slot's column row (:func:`band_columns`).
         offsets: int64 ``[4, rows, W]`` flat feature pixel (within the band) of each tap.
         weights: ``[4, rows, W]`` interpolation weight of each tap (0 outside the band), float64 or float32.
+        num_columns: ``C`` of the band.
         pixels: feature pixels in the band.
         scratch: buffers shared by the bands of one call (default: fresh ones).
         keep: return a splat of its own (it outlives the next band); ``False`` returns a view of ``scratch``,
             overwritten by the next call.
 
     Returns:
-        ``(splat, bin_of_column)``: ``[B, C, pixels]`` in the weights' dtype, with ``C`` the largest number of
-        bins present in one image's band, ``splat[b, c, p]`` the total weight that feature pixel ``p`` gives to
-        the depth pixels of bin ``bin_of_column[b, c]`` (int64 ``[B, C]``; ``N_b`` for an unused column, all-zero).
+        ``[B, C, pixels]`` in the weights' dtype: ``splat[b, c, p]`` is the total weight that feature pixel ``p``
+        gives to the depth pixels of the bin of column ``c``.
     """
-    batch, device = labels.shape[0], labels.device
-    scratch = scratch if scratch is not None else Scratch(device)
-    slots = torch.add(labels.view(batch, -1), 1, out=scratch.get("slots", (batch, labels[0].numel()), torch.int64))
-    present = torch.zeros(batch, num_bins + 1, dtype=torch.bool, device=device).scatter_(1, slots, True)
-    present[:, 0] = False  # slot 0, invalid pixels, goes to the spare column C, which is dropped
-    num_columns = int(present.sum(1).max())
-    column = torch.where(present, present.cumsum(1) - 1, num_columns)  # [B, N_b + 1]: column of label + 1
-    bin_of_column = torch.full((batch, num_columns + 1), num_bins, dtype=torch.int64, device=device)
-    bin_of_column.scatter_(1, column[:, 1:], torch.arange(num_bins, device=device).expand(batch, -1))
-    column *= pixels  # start of the column's row in the image's flat splat [C + 1, pixels]
-    row_start = torch.gather(column, 1, slots, out=scratch.get("rows", slots.shape, torch.int64))
+    batch = slots.shape[0]
+    scratch = scratch if scratch is not None else Scratch(slots.device)
+    flat = slots.reshape(batch, -1)  # a view: the band's rows are contiguous in each image
+    starts = torch.gather(row_start, 1, flat, out=scratch.get("rows", flat.shape, torch.int64))
     keys = scratch.get("keys", (batch, *offsets.shape), torch.int64)
-    torch.add(row_start.view(batch, 1, *labels.shape[1:]), offsets, out=keys)  # [B, 4, rows, W]
+    torch.add(starts.view(batch, 1, *slots.shape[1:]), offsets, out=keys)  # [B, 4, rows, W]
     shape = (batch, num_columns + 1, pixels)
     splat = weights.new_empty(shape) if keep else scratch.get("splat", shape, weights.dtype)
     # the taps' weights are the same for every image: an expanded view, not a copy
     splat.view(batch, -1).zero_().scatter_add_(1, keys.view(batch, -1), weights.view(1, -1).expand(batch, -1))
-    return splat[:, :num_columns], bin_of_column[:, :num_columns]
+    return splat[:, :num_columns]
 
 
 def response_sums(
@@ -244,15 +274,17 @@ class _BandedSums(torch.autograd.Function):
         sums = torch.zeros(batch, units, num_bins + 1, dtype=torch.float64, device=activations.device)  # N_b: unused
         saved = []
         scratch = Scratch(activations.device)
-        for y_start, y_stop, start, stop, offsets, weights in band_taps(
-            (h, w), tuple(bins.shape[1:]), band_rows, bins.device, dtype
+        bands = band_taps((h, w), tuple(bins.shape[1:]), band_rows, bins.device, dtype)
+        slots = bins + 1
+        for (y_start, y_stop, start, stop, offsets, weights), (num_columns, row_start, bin_of_column) in zip(
+            bands, band_columns(slots, num_bins, bands, w), strict=True
         ):
-            pixels = (y_stop - y_start) * w
-            splat, bin_of_column = splat_band(
-                bins[:, start:stop], num_bins, offsets, weights, pixels, scratch, keep=ctx.needs_input_grad[0]
-            )
-            if splat.shape[1] == 0:  # no valid depth pixel reaches this band
+            if num_columns == 0:  # no valid depth pixel reaches this band
                 continue
+            pixels = (y_stop - y_start) * w
+            splat = splat_band(
+                slots[:, start:stop], row_start, offsets, weights, num_columns, pixels, scratch, ctx.needs_input_grad[0]
+            )
             band = activations[:, :, y_start:y_stop].reshape(batch, units, pixels)
             if dtype != activations.dtype:
                 band = scratch.get("band", (batch, units, pixels), dtype).copy_(band)

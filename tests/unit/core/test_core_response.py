@@ -9,7 +9,7 @@ import torch.nn.functional as F
 import imde.core.response as response_module
 from _reference import loop_response_sums
 from imde.core.bins import digitize, sid_edges
-from imde.core.response import band_taps, interp_taps, response_sums, splat_band
+from imde.core.response import band_columns, band_taps, interp_taps, response_sums, splat_band
 
 
 @pytest.mark.parametrize(("in_size", "out_size"), [(4, 8), (5, 13), (7, 7), (9, 4), (1, 5), (3, 1)])
@@ -24,10 +24,26 @@ def test_splat_of_a_single_pixel_is_the_transposed_interpolation_weight() -> Non
     # depth 4x4 from features 2x2: pixel (1, 2) of bin 1 pulls weights wy=(0.75, 0.25) x wx=(0.25, 0.75)
     labels = torch.full((1, 4, 4), -1, dtype=torch.int64)
     labels[0, 1, 2] = 1
-    ((_, _, start, stop, offsets, weights),) = band_taps((2, 2), (4, 4), 2, torch.device("cpu"))
-    splat, bin_of_column = splat_band(labels[:, start:stop], 2, offsets, weights, 4)
-    assert bin_of_column.tolist() == [[1]]  # only bin 1 is present: one column
+    bands = band_taps((2, 2), (4, 4), 2, torch.device("cpu"))
+    ((_, _, start, stop, offsets, weights),) = bands
+    ((num_columns, row_start, bin_of_column),) = band_columns(labels + 1, 2, bands, 2)
+    assert num_columns == 1 and bin_of_column.tolist() == [[1]]  # only bin 1 is present: one column
+    splat = splat_band((labels + 1)[:, start:stop], row_start, offsets, weights, num_columns, 4)
     assert splat.view(2, 2).tolist() == [[0.75 * 0.25, 0.75 * 0.75], [0.25 * 0.25, 0.25 * 0.75]]
+
+
+def test_band_columns_rank_the_bins_present_in_each_image_band() -> None:
+    # 2 feature rows -> 4 depth rows, one band per feature row: band 0 reaches depth rows 0-2, band 1 rows 0-3
+    # (row 0 reads feature row 1 with weight 0, align_corners=False clamps it: a column may be all-zero)
+    labels = torch.tensor([[[0, 0], [3, -1], [3, 3], [2, 2]], [[-1, -1], [-1, -1], [1, 1], [1, 1]]])
+    bands = band_taps((2, 1), (4, 2), 1, torch.device("cpu"))
+    assert [(band[2], band[3]) for band in bands] == [(0, 3), (0, 4)]
+    (c0, start0, bins0), (c1, start1, bins1) = band_columns(labels + 1, 4, bands, 1)
+    assert (c0, c1) == (2, 3)  # image 0 has bins {0, 3} then {0, 2, 3}; image 1 has {1} in both bands
+    assert bins0.tolist() == [[0, 3], [1, 4]] and bins1.tolist() == [[0, 2, 3], [1, 4, 4]]  # 4 = N_b: unused
+    # the spare column C takes invalid pixels (slot 0) and absent bins; a band row has 1 feature pixel here
+    assert start0.tolist() == [[2, 0, 2, 2, 1], [2, 2, 0, 2, 2]]
+    assert start1.tolist() == [[3, 0, 3, 1, 2], [3, 3, 0, 3, 3]]
 
 
 @pytest.mark.parametrize(("feature_size", "depth_size"), [((6, 8), (12, 16)), ((5, 7), (13, 11)), ((10, 12), (6, 5))])
@@ -166,16 +182,22 @@ def test_gradient_of_the_float32_path_equals_the_loop(monkeypatch) -> None:
 
 
 def test_splat_into_shared_scratch_equals_a_fresh_splat_and_is_overwritten_by_the_next_band() -> None:
-    labels = torch.randint(-1, 5, (2, 6, 8))
+    slots = torch.randint(-1, 5, (2, 6, 8)) + 1
     bands = band_taps((3, 4), (6, 8), 1, torch.device("cpu"))
+    columns = band_columns(slots, 5, bands, 4)
     scratch = response_module.Scratch(torch.device("cpu"))
-    (y0, y1, s0, e0, off0, w0), (y2, y3, s1, e1, off1, w1) = bands[:2]
-    fresh, columns = splat_band(labels[:, s0:e0], 5, off0, w0, (y1 - y0) * 4)
-    shared, shared_columns = splat_band(labels[:, s0:e0], 5, off0, w0, (y1 - y0) * 4, scratch, keep=False)
-    assert torch.equal(fresh, shared) and torch.equal(columns, shared_columns)
+
+    def splat(index: int, **kwargs) -> torch.Tensor:
+        y_start, y_stop, start, stop, offsets, weights = bands[index]
+        num_columns, row_start, _ = columns[index]
+        pixels = (y_stop - y_start) * 4
+        return splat_band(slots[:, start:stop], row_start, offsets, weights, num_columns, pixels, **kwargs)
+
+    fresh, shared = splat(0), splat(0, scratch=scratch, keep=False)
+    assert torch.equal(fresh, shared)
     snapshot = shared.clone()
-    next_band, _ = splat_band(labels[:, s1:e1], 5, off1, w1, (y3 - y2) * 4, scratch, keep=False)
+    next_band = splat(1, scratch=scratch, keep=False)
     assert next_band.data_ptr() == shared.data_ptr()  # the same memory, reused ...
     assert not torch.equal(shared, snapshot)  # ... and overwritten
-    kept, _ = splat_band(labels[:, s0:e0], 5, off0, w0, (y1 - y0) * 4, scratch, keep=True)
+    kept = splat(0, scratch=scratch, keep=True)
     assert kept.data_ptr() != next_band.data_ptr() and torch.equal(kept, snapshot)
