@@ -69,8 +69,9 @@ def cmd_data_render(args: argparse.Namespace) -> int:
     from imde.data import create
     from imde.data.rendered import generate, save_contact_sheet
 
-    generate(args.root, size=tuple(args.size), num_train=args.num_train, num_test=args.num_test, seed=args.seed)
-    options = {"size": tuple(args.size), "num_train": args.num_train, "num_test": args.num_test, "seed": args.seed}
+    options = {"size": tuple(args.size), "num_train": args.num_train, "num_test": args.num_test, "seed": args.seed,
+               "camera": args.camera}
+    generate(args.root, **options)
     sheet = save_contact_sheet(create("rendered", args.root, "test", **options), Path(args.root) / "contact_sheet.png",
                                n=min(16, args.num_test))
     print(f"rendered {args.num_train} train + {args.num_test} test images into {args.root}; contact sheet {sheet}")

@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--num-train", type=int, default=2000, help="training images (default: 2000)")
     render.add_argument("--num-test", type=int, default=300, help="test images (default: 300)")
     render.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    render.add_argument("--camera", choices=("varied", "fixed"), default="varied",
+                        help="camera rig: 'varied' height/tilt/lens per view (default) or 'fixed' (the demo's)")
     show = _add_command(data_sub, "show", h.cmd_data_show, "summarise a dataset and save a contact sheet",
                         "  imde data show rendered data/rendered --split test --out sheet.png\n"
                         "  imde data show nyu_bts /data/nyu list_file=/data/nyu/test.txt")

@@ -79,3 +79,16 @@ def test_study_list_shows_the_steps_in_order(tmp_path: Path, capsys: pytest.Capt
     assert names[:4] == ["render", "train_baseline", "train_assign", "train_reg"]
     assert names.index("dissect_assign") < names.index("correct_assign") < names.index("results")
     assert names[-1] == "report"
+
+
+def test_data_render_passes_the_camera_rig(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    root = tmp_path / "fixed"
+    argv = ["data", "render", "--root", str(root), "--size", "24", "32", "--num-train", "8", "--num-test", "8"]
+    assert main([*argv, "--camera", "fixed"]) == 0
+    assert json.loads((root / "index.json").read_text())["camera"] == "fixed"
+    assert (root / "contact_sheet.png").is_file()
+    with pytest.raises(SystemExit):
+        main([*argv, "--camera", "tilted"])  # argparse: not a rig
+    assert "invalid choice: 'tilted'" in capsys.readouterr().err
