@@ -109,11 +109,6 @@ def band_taps(
     return tuple(bands)
 
 
-def bin_counts(bins: Tensor, num_bins: int) -> Tensor:
-    """int64 ``[N_b]`` number of valid pixels of each bin (the denominator of Eq. 1)."""
-    return torch.bincount(bins.flatten() + 1, minlength=num_bins + 1)[1 : num_bins + 1]  # slot 0: invalid (-1)
-
-
 def check_bins(bins: Tensor, num_bins: int, batch: int) -> Tensor:
     """Return ``bins`` as ``[B, H, W]`` int64, accepting ``[B, 1, H, W]``; raise ``ValueError`` otherwise."""
     if bins.ndim == 4 and bins.shape[1] == 1:
@@ -256,7 +251,9 @@ def response_sums(
     bins = check_bins(bins, num_bins, batch)
     feats = activations.abs() if abs_first else activations
     dtype = feats.dtype if compute_dtype is None else compute_dtype
-    return _BandedSums.apply(feats, bins, num_bins, dtype), bin_counts(bins, num_bins)
+    slots = bins + 1  # 0: invalid pixel, d + 1: bin d
+    counts = torch.bincount(slots.view(-1), minlength=num_bins + 1)[1:]  # the denominator of Eq. 1
+    return _BandedSums.apply(feats, slots, num_bins, dtype), counts
 
 
 class _BandedSums(torch.autograd.Function):
@@ -270,14 +267,13 @@ class _BandedSums(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, activations: Tensor, bins: Tensor, num_bins: int, dtype: torch.dtype) -> Tensor:  # noqa: D102
+    def forward(ctx, activations: Tensor, slots: Tensor, num_bins: int, dtype: torch.dtype) -> Tensor:  # noqa: D102
         batch, units, h, w = activations.shape
         band_rows = max(1, _TILE_PIXELS // w)
         sums = torch.zeros(batch, units, num_bins + 1, dtype=torch.float64, device=activations.device)  # N_b: unused
         saved = []
         scratch = Scratch(activations.device)
-        bands = band_taps((h, w), tuple(bins.shape[1:]), band_rows, bins.device, dtype)
-        slots = bins + 1
+        bands = band_taps((h, w), tuple(slots.shape[1:]), band_rows, slots.device, dtype)
         for (y_start, y_stop, start, stop, offsets, weights), (num_columns, row_start, bin_of_column) in zip(
             bands, band_columns(slots, num_bins, bands, w), strict=True
         ):
