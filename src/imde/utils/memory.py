@@ -3,9 +3,11 @@
 A fresh CPU tensor of tens of MB is fresh memory: glibc maps it anew and the kernel faults it in 4 KiB page
 by page on first touch. Where transparent huge pages are in ``madvise`` mode (the default of many Linux
 distributions), advising the range ``MADV_HUGEPAGE`` before the first touch makes that 2 MiB at a time.
-On the 2-core VM of ``docs/benchmarks.md``, allocating and filling a 35 MB float32 tensor took 20.9 ms
-plainly and 4.8 ms advised. The advice is only a hint: where it is refused or meaningless (THP ``never``
-or ``always``, another OS, another device) the tensor is an ordinary ``torch.empty``.
+On the 2-core VM of ``docs/benchmarks.md``, in a fresh process, allocating and filling a 35 MB float32
+tensor took about 20 ms plainly and 4-5 ms advised; where glibc hands back memory that is already faulted
+in (as in ``benchmarks/bench_core.py``, after its loops ran) it makes no difference. The advice is only a
+hint: where it is refused or meaningless (THP ``never`` or ``always``, another OS, another device) the tensor
+is an ordinary ``torch.empty``.
 """
 
 from __future__ import annotations
