@@ -25,12 +25,12 @@ from imde.config import (
     load_yaml,
     to_dict,
 )
+from imde.core.bins import DEPTH_PRESETS
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 INTERP_TERMS = ("none", "assign", "reg")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("none", "step", "poly", "plateau")
-DEPTH_PRESET_NAMES = ("nyu", "kitti")
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,8 @@ class LossConfig:
         layers: layer names the term applies to (declared names such as ``"D"`` or dotted module paths).
         lam: the weight lambda (the term is ``-lam * sum over layers of mean selectivity``).
         num_bins: requested number of depth bins (``min(num_bins, K)`` per layer).
-        preset: depth-bin preset, ``"nyu"``, ``"kitti"`` or ``[alpha, beta]`` (``None``: the model's preset).
+        preset: depth-bin preset (a key of ``imde.core.bins.DEPTH_PRESETS``: ``"nyu"``, ``"kitti"``,
+            ``"rendered"``) or ``[alpha, beta]`` (``None``: the model's preset).
         absent_bins: ``"skip"`` (the paper: units whose assigned bin is absent from the batch are left out) or
             ``"authors"`` (the authors' code: counted as 0); see ``imde.core.losses``.
         abs_mode: ``"paper"`` (``|mean A|``) or ``"authors"`` (``mean |A|``, the authors' code).
@@ -125,7 +126,7 @@ class LossConfig:
         if self.interp != "none" and not self.layers:
             raise ValueError(f"layers=[]: interp={self.interp!r} needs at least one layer name, e.g. layers=[D,MFF]")
         if isinstance(self.preset, str):
-            check_choice("preset", self.preset, DEPTH_PRESET_NAMES)
+            check_choice("preset", self.preset, tuple(DEPTH_PRESETS))
         elif self.preset is not None and not 0 < self.preset[0] < self.preset[1]:
             raise ValueError(f"preset={list(self.preset)}: expected [alpha, beta] with 0 < alpha < beta")
 

@@ -14,6 +14,7 @@ from PIL import Image
 
 pb = pytest.importorskip("pybullet")
 
+from imde.core.bins import dataset_edges, digitize  # noqa: E402
 from imde.data import rendered  # noqa: E402
 from imde.data._scenes import CAMERAS, FAR, NEAR, _render, focal_from_fov, render_scene, zbuffer_to_depth  # noqa: E402
 from imde.data.rendered import RenderedDataset, cue_statistics, generate, save_contact_sheet  # noqa: E402
@@ -141,6 +142,25 @@ def test_fixed_camera_rig_has_one_lens_and_varied_rig_does_not() -> None:
     # The rigs draw the same random numbers: the views differ, the default rig is unchanged.
     np.testing.assert_array_equal(varied[0].depth, render_scene(21, size=SIZE, num_views=1)[0].depth)
     assert not np.array_equal(fixed[0].depth, varied[0].depth)
+
+
+@pytest.mark.parametrize("camera", ["fixed", "varied"])
+def test_rendered_depth_preset_leaves_no_bin_rare_where_nyu_does(camera: str) -> None:
+    # 6 scenes x 8 views: under NYU's range the nearest of 8 SID bins holds ~0.3 % of the pixels, under the
+    # rendered preset every bin holds a few percent and few pixels fall above beta (docs/rendered.md).
+    depth = np.concatenate([view.depth.ravel() for seed in range(6)
+                            for view in render_scene(seed, size=SIZE, num_views=8, camera=camera)])
+    depth = torch.from_numpy(depth.astype(np.float64))
+
+    def bin_fractions(preset: str) -> tuple[torch.Tensor, float]:
+        bins = digitize(depth, dataset_edges(preset, 8))
+        return torch.bincount(bins[bins >= 0], minlength=8).double() / bins.numel(), float((bins < 0).double().mean())
+
+    rendered_fractions, above_beta = bin_fractions("rendered")
+    nyu_fractions, _ = bin_fractions("nyu")
+    assert rendered_fractions.min() >= 0.02
+    assert nyu_fractions.min() < 0.005
+    assert above_beta < 0.03
 
 
 # --- dataset contract --------------------------------------------------------------------------------------------
