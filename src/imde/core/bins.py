@@ -94,8 +94,29 @@ def log_edges(num_bins: int, alpha: float, beta: float) -> Tensor:
 _EDGE_FUNCTIONS = {"sid": sid_edges, "uniform": uniform_edges, "log": log_edges}
 
 
+def preset_range(preset: str | tuple[float, float]) -> tuple[float, float]:
+    """``(alpha, beta)`` of a preset name (a key of :data:`DEPTH_PRESETS`) or of an explicit pair.
+
+    Raises:
+        ValueError: an unknown name, or something that is not a pair of numbers.
+
+    Example:
+        >>> preset_range("rendered")
+        (1.3, 7.0)
+    """
+    if isinstance(preset, str):
+        if preset not in DEPTH_PRESETS:
+            raise ValueError(f"preset={preset!r}: expected one of {', '.join(DEPTH_PRESETS)} or an (alpha, beta) pair")
+        return DEPTH_PRESETS[preset]
+    try:
+        alpha, beta = (float(v) for v in preset)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"preset={preset!r}: expected a preset name or an (alpha, beta) pair") from err
+    return alpha, beta
+
+
 def dataset_edges(preset: str | tuple[float, float], num_bins: int = 64, kind: str = "sid") -> Tensor:
-    """Edges for a dataset preset (``"nyu"``, ``"kitti"``) or an explicit ``(alpha, beta)`` pair.
+    """Edges for a dataset preset (a key of :data:`DEPTH_PRESETS`) or an explicit ``(alpha, beta)`` pair.
 
     Example:
         >>> dataset_edges("kitti", 2).tolist()
@@ -103,16 +124,7 @@ def dataset_edges(preset: str | tuple[float, float], num_bins: int = 64, kind: s
     """
     if kind not in _EDGE_FUNCTIONS:
         raise ValueError(f"kind={kind!r}: expected one of {', '.join(EDGE_KINDS)}")
-    if isinstance(preset, str):
-        if preset not in DEPTH_PRESETS:
-            raise ValueError(f"preset={preset!r}: expected one of {', '.join(DEPTH_PRESETS)} or an (alpha, beta) pair")
-        alpha, beta = DEPTH_PRESETS[preset]
-    else:
-        try:
-            alpha, beta = (float(v) for v in preset)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"preset={preset!r}: expected a preset name or an (alpha, beta) pair") from err
-    return _EDGE_FUNCTIONS[kind](num_bins, alpha, beta)
+    return _EDGE_FUNCTIONS[kind](num_bins, *preset_range(preset))
 
 
 def check_edges(edges: Tensor, name: str = "edges") -> Tensor:

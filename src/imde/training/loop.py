@@ -232,13 +232,13 @@ def _check_not_empty(dataset: Dataset[dict[str, Any]] | None, split: str) -> Dat
 
 
 def _interp_loss(state: RunState) -> nn.Module | None:
-    from imde.core.bins import DEPTH_PRESETS
+    from imde.core.bins import preset_range
     from imde.core.losses import AssignLoss, SelectivityRegLoss
 
     loss = state.config.loss
     if loss.interp == "none":
         return None
-    alpha, beta = DEPTH_PRESETS[state.preset] if isinstance(state.preset, str) else state.preset
+    alpha, beta = preset_range(state.preset)
     cls = AssignLoss if loss.interp == "assign" else SelectivityRegLoss
     return cls(num_bins=loss.num_bins, alpha=alpha, beta=beta, lam=loss.lam, absent_bins=loss.absent_bins,
                abs_mode=loss.abs_mode)

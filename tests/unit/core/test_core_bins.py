@@ -17,6 +17,7 @@ from imde.core.bins import (
     dataset_edges,
     digitize,
     log_edges,
+    preset_range,
     sid_edges,
     uniform_edges,
 )
@@ -57,6 +58,15 @@ def test_dataset_edges_presets_tuples_and_kinds() -> None:
         dataset_edges("nyu", kind="cubic")
     with pytest.raises(ValueError, match="preset"):
         dataset_edges((1.0,))
+
+
+def test_preset_range_resolves_names_and_pairs() -> None:
+    assert preset_range("rendered") == (1.3, 7.0) and preset_range("kitti") == (3.0, 80.0)
+    assert preset_range([1, "2.5"]) == (1.0, 2.5)
+    with pytest.raises(ValueError, match=r"preset='sun': expected one of nyu, kitti, rendered"):
+        preset_range("sun")
+    with pytest.raises(ValueError, match="expected a preset name or an"):
+        preset_range(3.0)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("make", [sid_edges, uniform_edges, log_edges])
