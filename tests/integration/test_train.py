@@ -33,7 +33,8 @@ def test_training_reduces_loss_and_writes_the_run(tmp_path: Path) -> None:
     step_losses = [r for r in rows if r["kind"] == "step" and r["name"] == "loss"]
     assert [r["step"] for r in step_losses] == list(range(1, 25))
     assert {r["name"] for r in rows if r["kind"] == "eval"} >= {"delta1", "rms", "silog"}
-    assert {r["name"] for r in rows if r["kind"] == "dissect"} == {"feat", "feat_assigned"}
+    assert {r["name"] for r in rows if r["kind"] == "dissect"} == {"feat", "feat_assigned", "feat_dead"}
+    assert [h["dissect/feat_dead"] for h in result.history] == [0.0] * 6
     best = load_checkpoint(run / "checkpoints" / "best.pt")
     assert best["epoch"] == result.best["epoch"] and result.best["metric"] == "delta1"
     assert best["best"]["value"] == max(h["eval/delta1"] for h in result.history)
@@ -51,6 +52,16 @@ def test_assign_term_increases_selectivity(tmp_path: Path) -> None:
     # on the held-out split (Eq. 5 form, dissection): up with the term, well above the baseline's
     assert assign.history[-1]["dissect/feat_assigned"] > assign.history[0]["dissect/feat_assigned"] + 0.2
     assert assign.history[-1]["dissect/feat_assigned"] > baseline.history[-1]["dissect/feat_assigned"] + 0.2
+
+
+def test_dissection_counts_dead_units_every_epoch(tmp_path: Path) -> None:
+    model = ToyDepthNet()
+    with torch.no_grad():  # unit 0 of ``feat`` never fires: no input reaches it and its bias is negative
+        model.feat.weight[0].zero_()
+        model.feat.bias[0] = -1.0
+    result = train(toy_config(str(tmp_path / "run"), train={"epochs": 2}), model=model,
+                   train_set=ToyDepthSet(16, seed=0), test_set=ToyDepthSet(8, seed=1))
+    assert [h["dissect/feat_dead"] for h in result.history] == [1.0, 1.0]
 
 
 def test_resume_is_exact(tmp_path: Path) -> None:

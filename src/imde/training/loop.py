@@ -411,13 +411,16 @@ def evaluate_epoch(state: RunState) -> dict[str, float]:
 
 
 def dissect_epoch(state: RunState) -> dict[str, float]:
-    """Layer selectivity (Eq. 2 with the free max; Eq. 5 with the assignment) of the held-out split.
+    """Layer selectivity (Eq. 2 with the free max; Eq. 5 with the assignment) and dead units of the held-out split.
+
+    ``dissect/<layer>_dead`` counts the units whose response is 0 in every observed bin, so a run shows when
+    units die (or revive) during training.
 
     The responses are all-reduced over processes by ``compute_responses``; a layer whose units see fewer
     than 2 depth bins gets NaN (and a warning).
     """
     from imde.core.bins import assign_bins
-    from imde.core.selectivity import depth_selectivity
+    from imde.core.selectivity import dead_units, depth_selectivity
     from imde.experiments.dissect import compute_responses
 
     cfg = state.config
@@ -432,9 +435,10 @@ def dissect_epoch(state: RunState) -> dict[str, float]:
             out[f"dissect/{name}"] = float(depth_selectivity(mean).nanmean())
             assigned = assign_bins(mean.shape[0], mean.shape[1]).to(mean.device)
             out[f"dissect/{name}_assigned"] = float(depth_selectivity(mean, assigned).nanmean())
+            out[f"dissect/{name}_dead"] = float(dead_units(mean).sum())
         except ValueError as exc:
             log.warning("dissection of %s: %s", name, exc)
-            out[f"dissect/{name}"] = out[f"dissect/{name}_assigned"] = math.nan
+            out[f"dissect/{name}"] = out[f"dissect/{name}_assigned"] = out[f"dissect/{name}_dead"] = math.nan
     return out
 
 
