@@ -199,7 +199,8 @@ class LoopConfig:
         amp: mixed precision (used on CUDA only; ignored elsewhere).
         grad_clip: clip the global gradient norm to this value (``None``: no clipping).
         eval_every_epoch: evaluate on the held-out split after every epoch.
-        dissect_every_epoch: dissect ``dissect_layers`` on the held-out split after every epoch.
+        dissect_every_epoch: dissect ``dissect_layers`` on the held-out split after every epoch (logged as
+            ``dissect/<layer>``, ``dissect/<layer>_assigned`` and the dead-unit count ``dissect/<layer>_dead``).
         dissect_layers: layers to dissect (``None``: ``loss.layers``, or every declared layer for a baseline).
         dissect_max_batches: limit the per-epoch dissection to this many batches (``None``: the whole split).
         eval_max_batches: limit the per-epoch evaluation to this many batches (``None``: the whole split).
