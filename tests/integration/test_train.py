@@ -64,6 +64,24 @@ def test_dissection_counts_dead_units_every_epoch(tmp_path: Path) -> None:
     assert [h["dissect/feat_dead"] for h in result.history] == [1.0, 1.0]
 
 
+class _NoisyToySet(ToyDepthSet):
+    """The toy with training-time noise drawn from the global torch generator, like random augmentation."""
+
+    def __getitem__(self, index: int) -> dict:
+        sample = super().__getitem__(index)
+        return {**sample, "image": sample["image"] + 0.01 * torch.rand(sample["image"].shape)}
+
+
+def test_held_out_passes_leave_the_training_random_stream_alone(tmp_path: Path) -> None:
+    losses = {}
+    for held_out in (False, True):
+        config = toy_config(str(tmp_path / str(held_out)), train={"epochs": 3, "dissect_every_epoch": held_out,
+                                                                 "eval_every_epoch": held_out})
+        result = train(config, model=ToyDepthNet(), train_set=_NoisyToySet(16, seed=0), test_set=ToyDepthSet(8, seed=1))
+        losses[held_out] = [h["loss"] for h in result.history]
+    assert losses[True] == losses[False]
+
+
 def test_resume_is_exact(tmp_path: Path) -> None:
     straight = _run(tmp_path / "straight", loss={"interp": "assign"}, train={"epochs": 2})
     _run(tmp_path / "split", loss={"interp": "assign"}, train={"epochs": 1})

@@ -65,7 +65,12 @@ def train_loader(dataset: Dataset[dict[str, Any]], data: DataConfig, info: DistI
 
 
 def eval_loader(dataset: Dataset[dict[str, Any]], data: DataConfig, info: DistInfo) -> DataLoader:
-    """Ordered held-out loader; each process gets its own non-overlapping shard."""
+    """Ordered held-out loader; each process gets its own non-overlapping shard.
+
+    The loader has its own random generator: starting an iteration draws a seed from it rather than from the
+    global one, so evaluating or dissecting between epochs leaves the training run's random stream (shuffling,
+    augmentation) exactly as it would be without them.
+    """
     sampler = ShardSampler(len(dataset), info.rank, info.world_size)  # type: ignore[arg-type]
     return DataLoader(
         dataset,
@@ -73,4 +78,5 @@ def eval_loader(dataset: Dataset[dict[str, Any]], data: DataConfig, info: DistIn
         sampler=sampler,
         num_workers=data.num_workers,
         pin_memory=torch.cuda.is_available(),
+        generator=torch.Generator(),
     )
