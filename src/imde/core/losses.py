@@ -17,6 +17,11 @@ Conventions, and the switches that give the authors' code:
   batch* only, and a unit whose assigned bin has no valid pixel in the batch is left out of its layer's
   mean. ``"authors"``: the mean of the others runs over all ``N_b - 1`` other bins with empty bins as a
   zero response, and a unit whose assigned bin is empty gets ``DS = 0`` but still counts (mean over ``K``).
+- ``eps`` (default 0, the paper) is added to the denominator of DS: ``(R_d - R_o) / (R_d + R_o + eps)``.
+  Eq. 5 is scale-free, so nothing stops a unit's response from shrinking towards 0 while its DS stays high,
+  and its gradient with respect to ``R_o`` grows as ``1 / (R_d + R_o)`` on the way; with ``eps > 0`` a
+  fading unit scores lower (``DS -> 0`` as its response vanishes) and is pushed to respond more on its bin
+  (``dDS/dR_d = (2 R_o + eps) / (R_d + R_o + eps)^2 > 0``). Dissection (Eq. 2) never uses it.
 - A layer with no unit left (e.g. a batch whose valid depth falls in fewer than 2 bins with ``"skip"``)
   contributes 0 (with a zero gradient) rather than failing the training step.
 """
@@ -48,8 +53,11 @@ class _SelectivityLoss(nn.Module):
         absent_bins: str = "skip",
         abs_mode: str = "paper",
         edges_kind: str = "sid",
+        eps: float = 0.0,
     ) -> None:
         super().__init__()
+        if not eps >= 0:
+            raise ValueError(f"eps={eps}: expected a non-negative number (0 is the paper's Eq. 5)")
         if absent_bins not in ABSENT_BIN_MODES:
             raise ValueError(f"absent_bins={absent_bins!r}: expected one of {', '.join(ABSENT_BIN_MODES)}")
         if abs_mode not in ABS_MODES:
@@ -59,12 +67,14 @@ class _SelectivityLoss(nn.Module):
         dataset_edges((alpha, beta), num_bins, edges_kind)  # validates num_bins, alpha, beta early
         self.num_bins, self.alpha, self.beta, self.lam = num_bins, float(alpha), float(beta), float(lam)
         self.absent_bins, self.abs_mode, self.edges_kind = absent_bins, abs_mode, edges_kind
+        self.eps = float(eps)
         self.last_breakdown: dict[str, float] = {}
 
     def extra_repr(self) -> str:
         return (
             f"num_bins={self.num_bins}, alpha={self.alpha}, beta={self.beta}, lam={self.lam}, "
-            f"absent_bins={self.absent_bins!r}, abs_mode={self.abs_mode!r}, edges_kind={self.edges_kind!r}"
+            f"absent_bins={self.absent_bins!r}, abs_mode={self.abs_mode!r}, edges_kind={self.edges_kind!r}, "
+            f"eps={self.eps}"
         )
 
     def _check(self, features: dict[str, Tensor], depth: Tensor) -> Tensor:
@@ -96,7 +106,8 @@ class _SelectivityLoss(nn.Module):
         abs_response = (sums / counts.clamp_min(1)).abs()
         assigned = assign_bins(units, num_bins).to(sums.device) if self.uses_assignment else None
         authors = self.absent_bins == "authors"
-        selectivity = selectivity_from_abs(abs_response, observed.new_ones(()) if authors else observed, assigned)
+        selectivity = selectivity_from_abs(abs_response, observed.new_ones(()) if authors else observed, assigned,
+                                           self.eps)
         if assigned is not None:
             counted = observed[assigned]
             if authors:  # absent assigned bin: DS := 0, still divided by K
@@ -160,6 +171,7 @@ class AssignLoss(_SelectivityLoss):
         absent_bins: ``"skip"`` (paper/spec) or ``"authors"``; see the module docstring.
         abs_mode: ``"paper"`` (``|mean A|``) or ``"authors"`` (``mean |A|``).
         edges_kind: ``"sid"``, ``"uniform"`` or ``"log"``.
+        eps: added to the denominator of DS (0: the paper); see the module docstring.
 
     Example:
         >>> loss_fn = AssignLoss(num_bins=2, alpha=1.0, beta=2.0)

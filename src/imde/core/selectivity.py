@@ -11,18 +11,22 @@ from torch import Tensor
 EMPTY_BIN_MODES = ("skip", "zero")
 
 
-def selectivity_from_abs(abs_response: Tensor, observed: Tensor, assigned: Tensor | None = None) -> Tensor:
+def selectivity_from_abs(
+    abs_response: Tensor, observed: Tensor, assigned: Tensor | None = None, eps: float = 0.0
+) -> Tensor:
     """Differentiable core of Eq. 2 / Eq. 5 on a finite, non-negative ``|R|``.
 
-    ``DS_k = (top_k - mean_others_k) / (top_k + mean_others_k)`` where ``top_k`` is the largest observed
+    ``DS_k = (top_k - mean_others_k) / (top_k + mean_others_k + eps)`` where ``top_k`` is the largest observed
     ``|R[k, d]|`` (Eq. 2) or ``|R[k, d_k]|`` for an assignment (Eq. 5), and ``mean_others_k`` averages the
-    other observed bins. A unit whose ``top + mean_others`` is 0 (a dead unit) gets 0.
+    other observed bins. A unit whose ``top + mean_others`` is 0 (a dead unit) gets 0. ``eps = 0`` is the
+    paper's formula; the training losses may use ``eps > 0`` (see :class:`imde.core.losses.AssignLoss`).
 
     Args:
         abs_response: ``[K, N_b]`` finite ``|R|`` (any value where not observed; it is ignored).
         observed: bool, broadcastable to ``[K, N_b]``: the bins that take part. Every unit needs at
             least 2 observed bins for a meaningful result (the callers check it).
         assigned: optional int64 ``[K]`` assigned bins ``d_k``.
+        eps: non-negative constant added to the denominator, in the units of ``|R|``.
 
     Returns:
         ``[K]`` in the dtype of ``abs_response`` (``[0, 1]`` for Eq. 2, ``[-1, 1]`` for Eq. 5).
@@ -34,7 +38,7 @@ def selectivity_from_abs(abs_response: Tensor, observed: Tensor, assigned: Tenso
     others = (masked.sum(-1) - top) / (num_observed - 1).clamp_min(1)
     if assigned is None:  # mean of the others <= max; rounding in the subtraction must not make DS < 0
         others = torch.minimum(others, top)
-    denom = top + others
+    denom = top + others + eps
     alive = denom > 0
     return torch.where(alive, (top - others) / torch.where(alive, denom, torch.ones_like(denom)), torch.zeros_like(top))
 

@@ -105,6 +105,8 @@ class LossConfig:
         absent_bins: ``"skip"`` (the paper: units whose assigned bin is absent from the batch are left out) or
             ``"authors"`` (the authors' code: counted as 0); see ``imde.core.losses``.
         abs_mode: ``"paper"`` (``|mean A|``) or ``"authors"`` (``mean |A|``, the authors' code).
+        eps: added to the denominator of every unit's DS in the term, in units of the layer's activations
+            (0: the paper's Eq. 4-5); ``eps > 0`` keeps units from fading out (``imde.core.losses``).
     """
 
     interp: str = "none"
@@ -114,12 +116,14 @@ class LossConfig:
     preset: str | tuple[float, float] | None = None
     absent_bins: str = "skip"
     abs_mode: str = "paper"
+    eps: float = 0.0
 
     def __post_init__(self) -> None:
         check_choice("interp", self.interp, INTERP_TERMS)
         check_choice("absent_bins", self.absent_bins, ("skip", "authors"))
         check_choice("abs_mode", self.abs_mode, ("paper", "authors"))
         check_positive("lam", self.lam, allow_zero=True)
+        check_positive("eps", self.eps, allow_zero=True)
         check_positive("num_bins", self.num_bins)
         if self.num_bins < 2:
             raise ValueError(f"num_bins={self.num_bins}: expected at least 2 bins")

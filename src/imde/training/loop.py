@@ -241,7 +241,7 @@ def _interp_loss(state: RunState) -> nn.Module | None:
     alpha, beta = preset_range(state.preset)
     cls = AssignLoss if loss.interp == "assign" else SelectivityRegLoss
     return cls(num_bins=loss.num_bins, alpha=alpha, beta=beta, lam=loss.lam, absent_bins=loss.absent_bins,
-               abs_mode=loss.abs_mode)
+               abs_mode=loss.abs_mode, eps=loss.eps)
 
 
 def build_run(state: RunState) -> None:

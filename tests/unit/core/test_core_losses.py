@@ -26,6 +26,23 @@ def test_hand_computed_assign_loss_with_an_absent_bin() -> None:
     assert reg.breakdown({"L": feats}, depth) == pytest.approx({"L": (ds[0] + ds[1] + 0.0) / 3})
 
 
+def test_eps_lowers_the_score_of_a_fading_unit_and_rewards_its_assigned_response() -> None:
+    depth = torch.tensor([[[0.5, 1.5, 1.7]]])  # bins 0, 1, 1
+    feats = torch.tensor([[[[4.0, 1.0, 1.0]], [[1.0, 2.0, 3.0]]]])  # R = [[4, 1], [1, 2.5]]
+    with_eps = AssignLoss(num_bins=2, alpha=1.0, beta=3.0, edges_kind="uniform", eps=0.5)
+    assert with_eps.breakdown({"L": feats}, depth)["L"] == pytest.approx(((4 - 1) / 5.5 + (2.5 - 1) / 4.0) / 2)
+    paper = AssignLoss(num_bins=2, alpha=1.0, beta=3.0, edges_kind="uniform")
+    # Eq. 5 is scale-free: a unit shrunk 1000x keeps its DS; with eps it loses it, and its gradient says "grow"
+    for scale in (1.0, 1e-3):
+        assert paper.breakdown({"L": scale * feats}, depth)["L"] == pytest.approx(paper.breakdown({"L": feats}, depth)["L"])
+    assert with_eps.breakdown({"L": 1e-3 * feats}, depth)["L"] < 0.01
+    scale = torch.tensor(1e-3, requires_grad=True)
+    with_eps({"L": scale * feats}, depth).backward()
+    assert scale.grad < 0  # the loss falls as the responses grow back
+    with pytest.raises(ValueError, match="eps=-1"):
+        AssignLoss(eps=-1.0)
+
+
 def test_abs_modes_differ_only_for_signed_layers() -> None:
     feats = torch.tensor([[[[1.0, -1.0, 2.0, 2.0]], [[1.0, 1.0, 2.0, 2.0]]]])
     depth = torch.tensor([[[0.5, 0.5, 1.5, 1.5]]])

@@ -55,6 +55,7 @@ def test_unknown_key_suggests_closest_with_dotted_path() -> None:
         ("loss.preset=[5,1]", r"loss\.preset=\[5\.0, 1\.0\]: expected \[alpha, beta\]"),
         ("loss.preset=sunrgbd", r"loss\.preset='sunrgbd': expected one of 'nyu', 'kitti', 'rendered'"),
         ("data.batch_size=0", r"data\.batch_size=0: expected a number > 0"),
+        ("loss.eps=-0.1", r"loss\.eps=-0\.1: expected a number >= 0"),
         ("device=tpu", r"device='tpu': expected one of auto, cpu, cuda, mps"),
         ("train.amp=maybe", r"train\.amp='maybe': expected true or false"),
         ("optim.nesterov=true", r"optim\.nesterov=true: needs name='sgd'"),
