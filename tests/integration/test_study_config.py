@@ -68,7 +68,8 @@ def test_demo_trains_the_paper_layers_on_rendered_data() -> None:
     steps = StudySteps(load_study_config(CONFIGS / "demo.yaml"))
     assign, reg = steps.train_configs["assign"], steps.train_configs["reg"]
     assert (assign.data.name, assign.loss.layers) == ("rendered", ("D", "MFF"))
-    assert assign.loss.lam == reg.loss.lam  # L_assign and L_reg compared at the same weight
+    # L_assign and L_reg compared at the same weight and the same eps in DS
+    assert (assign.loss.lam, assign.loss.eps) == (reg.loss.lam, reg.loss.eps)
     smoke = StudySteps(load_study_config(CONFIGS / "demo.yaml", smoke=True)).train_configs["assign"]
     assert smoke.train.epochs == 1 and smoke.data.root != assign.data.root  # never overwrites the demo's cache
     # one lens and camera height (absolute scale learnable in the budget, docs/cli.md), smoke run included
