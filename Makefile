@@ -14,9 +14,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-# One intra-op thread per process by default (the tests run two pytest workers on two cores); the demo uses
-# two, the configuration its timing and numbers were measured with (`make demo DEMO_THREADS=1` takes ~1.7x as
-# long per training step).
+# One intra-op thread per process by default (the tests run two pytest workers on two cores). The demo gives
+# its process two, the configuration its timing was measured with: its three trainings run side by side with
+# DEMO_THREADS // 3 (at least one) thread each, the dissection and the experiments after them use both.
 OMP_NUM_THREADS ?= 1
 export OMP_NUM_THREADS
 DEMO_THREADS ?= 2

@@ -155,3 +155,37 @@ def test_registered_model_on_rendered_data_from_config_only(tmp_path: Path) -> N
     assert result.steps == 1 and result.epochs == 1
     assert math.isfinite(result.history[0]["loss"]) and math.isfinite(result.history[0]["eval/rms"])
     assert {"dissect/D", "dissect/MFF"} <= set(result.history[0])
+
+
+def test_channels_last_trains_the_same_model(tmp_path: Path) -> None:
+    """``train.channels_last`` changes the weights' memory layout, not the function they compute.
+
+    Only the first step's loss is compared tightly: with BatchNorm over a few pixels of the deepest stage, the
+    rounding differences of the two layouts' convolutions grow quickly from the first update on.
+    """
+    from imde.models import create
+
+    models, first_loss = {}, {}
+    for channels_last in (False, True):
+        torch.manual_seed(0)
+        model = create("mff_tiny", d_units=8)
+        initial = {name: value.clone() for name, value in model.state_dict().items()}
+        run = tmp_path / f"run{channels_last}"
+        config = TrainConfig.from_yaml_dict({
+            "run_dir": str(run), "device": "cpu", "model": {"name": "mff_tiny"},
+            "data": {"name": "rendered", "root": str(tmp_path / "data"), "transform": "simple",
+                     "options": {"size": [32, 40], "num_train": 4, "num_test": 2, "progress": False},
+                     "batch_size": 2, "num_workers": 0},
+            "loss": {"interp": "assign", "layers": ["D", "MFF"]},
+            "train": {"epochs": 1, "log_every": 1, "progress": False, "channels_last": channels_last,
+                      "eval_every_epoch": False, "dissect_every_epoch": False},
+        })
+        train(config, model=model)
+        models[channels_last] = model
+        first_loss[channels_last] = next(r["value"] for r in read_metrics_csv(run / "metrics.csv")
+                                         if r["kind"] == "step" and r["name"] == "loss")
+    conv = models[True].R.conv1.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    assert models[False].R.conv1.weight.is_contiguous()
+    assert not torch.allclose(conv, initial["R.conv1.weight"])  # and training moved them
+    assert first_loss[True] == pytest.approx(first_loss[False], rel=1e-5)

@@ -147,6 +147,8 @@ class StudyConfig:
         train_config: a training YAML (relative to the study file) whose values ``train`` starts from.
         train: the :class:`imde.training.TrainConfig` mapping shared by every variant.
         variants: ``{variant: overrides of train}``; must define ``baseline``, ``assign`` and ``reg``.
+        train_workers: train this many variants at once, each in its own process with an equal share of
+            PyTorch's intra-op threads (at least one); 1 trains them one after the other in this process.
         render: generation of the rendered dataset.
         dissect: dissection settings.
         correction: correction settings.
@@ -162,6 +164,7 @@ class StudyConfig:
     train_config: str = ""
     train: dict[str, Any] = field(default_factory=dict)
     variants: dict[str, Any] = field(default_factory=dict)
+    train_workers: int = 1
     render: RenderSection = RenderSection()
     dissect: DissectSection = DissectSection()
     correction: CorrectionSection = CorrectionSection()
@@ -171,6 +174,7 @@ class StudyConfig:
     smoke: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        check_positive("train_workers", self.train_workers)
         missing = [name for name in REQUIRED_VARIANTS if name not in self.variants]
         if missing:
             raise ValueError(f"variants: missing {missing}; a study trains {', '.join(REQUIRED_VARIANTS)}")

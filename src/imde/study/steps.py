@@ -83,6 +83,7 @@ class StudySteps:
         self.out = config.out
         self._models: dict[str, torch.nn.Module] = {}
         self._loaders: dict[str, Any] = {}
+        self._trainings: Any = None
         self.train_configs = {variant: self.train_config(variant) for variant in config.variants}
         reference = self.train_configs["assign"]
         self.layers = list(config.dissect.layers or reference.loss.layers)
@@ -189,16 +190,30 @@ class StudySteps:
         return {"images": sizes, "root": data.root}
 
     def train(self, variant: str) -> Mapping[str, Any]:
-        """Train ``variant`` (resuming from ``last.pt`` when an earlier attempt was interrupted)."""
-        from imde.training import train
+        """Train ``variant`` (resuming from ``last.pt`` when an earlier attempt was interrupted).
 
-        config = self.train_configs[variant]
-        resume = (Path(config.run_dir) / "checkpoints" / "last.pt").is_file()
-        log.info("training %s (%s, interp=%s, layers=%s)%s", variant, config.model.name, config.loss.interp,
-                 list(config.loss.layers), ", resuming" if resume else "")
-        result = train(config, resume=resume)
+        With ``train_workers`` > 1 the first training step starts every unfinished variant at once
+        (:mod:`imde.study.parallel`) and each step collects its own.
+        """
+        from imde.study.parallel import train_variant
+
+        if self.config.train_workers > 1:
+            summary = self._parallel_trainings().result(variant)
+        else:
+            summary = train_variant(variant, self.train_configs[variant])
         self._models.pop(variant, None)
-        return {"run_dir": config.run_dir, "result": to_jsonable(result.summary())}
+        return summary
+
+    def _parallel_trainings(self) -> Any:
+        """The pool training every variant whose ``train_<variant>`` step has not finished (started once)."""
+        from imde.study.parallel import ParallelTrainings
+
+        if self._trainings is None:
+            runner = StepRunner(self.out)
+            todo = {v: c for v, c in self.train_configs.items() if runner.record(f"train_{v}") is None}
+            workers = self.config.train_workers
+            self._trainings = ParallelTrainings(todo, workers, threads=max(1, torch.get_num_threads() // workers))
+        return self._trainings
 
     def dissect(self, variant: str) -> Mapping[str, Any]:
         """Dissect ``variant`` on every split (Eq. 1-2) and write the per-layer files the report reads."""

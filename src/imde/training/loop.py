@@ -263,7 +263,8 @@ def build_run(state: RunState) -> None:
     state.schedule = LRSchedule(state.optimizer, cfg.optim, total, mode=cfg.train.best_mode)
     state.scaler = torch.amp.GradScaler("cuda", enabled=state.amp)
     resume_step = _restore(state) if state.saved is not None else None
-    model.to(state.device)
+    memory_format = torch.channels_last if cfg.train.channels_last else torch.preserve_format
+    model.to(state.device, memory_format=memory_format)
     if state.info.distributed:
         if cfg.train.sync_bn:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)

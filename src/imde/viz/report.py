@@ -395,7 +395,8 @@ def _number(entry: Any, *keys: str) -> float | None:
 
 def results_tables(results: Mapping[str, Any] | None) -> dict[str, Table]:
     """Tables 1-3 of the paper from ``results.json``: ``table1`` (selectivity and metrics per model),
-    ``table2`` (L_reg vs L_assign) and ``table3`` (correction before -> after); absent pieces are left out."""
+    ``layers`` (Table 1's selectivity split by layer, when a model has several), ``table2`` (L_reg vs
+    L_assign) and ``table3`` (correction before -> after); absent pieces are left out."""
     if not results:
         return {}
     models = results.get("models", {})
@@ -411,6 +412,9 @@ def results_tables(results: Mapping[str, Any] | None) -> dict[str, Table]:
                                fmt(chance, SELECTIVITY_DECIMALS)] + ["–"] * len(METRICS))
             table.best.append([False] * len(table.header))
         tables["table1"] = table
+        layers = _layer_table(models, variants, chance)
+        if layers is not None:
+            tables["layers"] = layers
     if "reg" in models and "assign" in models:
         tables["table2"] = _model_table(
             models, ["reg", "assign"], "Table 2 · Regularising selectivity (Eq. 4) vs assigning depth (Eq. 5)",
@@ -431,6 +435,23 @@ def _model_table(models: Mapping[str, Any], variants: list[str], title: str, cap
     flags = _best_flags(shown, [1, 1] + [s for _, _, s, _ in METRICS])  # ties at the shown precision all bold
     return Table(title, caption, ["Model", "Sel. train ↑", "Sel. test ↑"] + [t for _, t, *_ in METRICS], rows,
                  [[False] + f for f in flags])
+
+
+def _layer_table(models: Mapping[str, Any], variants: list[str], chance: float | None) -> Table | None:
+    """Test-split selectivity of each dissected layer (Table 1's mean, split up); ``None`` for a single layer."""
+    names = list(dict.fromkeys(name for v in variants for name in models[v].get("layers", {}).get("test", {})))
+    if len(names) < 2:
+        return None
+    columns = [[_number(models[v], "layers", "test", name) for v in variants] for name in names]
+    rows = [[VARIANT_LABELS.get(v, v)] + [fmt(col[i], SELECTIVITY_DECIMALS) for col in columns]
+            for i, v in enumerate(variants)]
+    flags = [[False] + f for f in _best_flags([[round(v, SELECTIVITY_DECIMALS) if v is not None else None
+                                                 for v in col] for col in columns], [1] * len(columns))]
+    if chance is not None:
+        rows.append(["Random units (Eq. 3)"] + [fmt(chance, SELECTIVITY_DECIMALS)] * len(names))
+        flags.append([False] * (len(names) + 1))
+    return Table("Selectivity per layer", "Test split; each layer's mean DS (Table 1 averages them over the units).",
+                 ["Model"] + [f"{name} ↑" for name in names], rows, flags)
 
 
 def _correction_table(correction: Mapping[str, Any]) -> Table:

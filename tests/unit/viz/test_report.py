@@ -87,6 +87,16 @@ def test_table1_has_every_number_of_results_json(built: tuple[Path, str]) -> Non
     assert [text for text, _ in table["Random units (Eq. 3)"]][:2] == ["0.3511", "0.3511"]
 
 
+def test_layer_table_splits_the_selectivity_by_layer(built: tuple[Path, str]) -> None:
+    run, html = built
+    table = _tables(html)["layers"]
+    assert table["Baseline"] == [("0.5311", False), ("0.2893", False)]
+    assert table["Interpretable (L_assign)"] == [("0.7605", True), ("0.7923", True)]
+    assert table["Regularised (L_reg)"] == [("–", False), ("–", False)]  # results.json has no layers for it
+    assert [text for text, _ in table["Random units (Eq. 3)"]] == ["0.3511", "0.3511"]
+    assert "| Baseline | 0.5311 | 0.2893 |" in (run / "results.md").read_text(encoding="utf-8")
+
+
 def test_table2_compares_reg_and_assign_and_table3_shows_before_after(built: tuple[Path, str]) -> None:
     _, html = built
     tables = _tables(html)

@@ -26,9 +26,11 @@ RESULTS: dict[str, Any] = {
     "random_baseline": RANDOM_BASELINE,
     "models": {
         "baseline": {"selectivity": {"train": 0.4217, "test": 0.4102},
+                     "layers": {"test": {"D": 0.5311, "MFF": 0.2893}},
                      "metrics": {"delta1": 0.8123, "delta2": 0.9541, "delta3": 0.9877, "rms": 0.5312,
                                  "rel": 0.1421, "log10": 0.0612}},
         "assign": {"selectivity": {"train": 0.8342, "test": 0.7764},
+                   "layers": {"test": {"D": 0.7605, "MFF": 0.7923}},
                    "metrics": {"delta1": 0.8187, "delta2": 0.9566, "delta3": 0.9881, "rms": 0.5208,
                                "rel": 0.1398, "log10": 0.0598}},
         "reg": {"selectivity": {"train": 0.5521, "test": 0.5304},

@@ -1,0 +1,55 @@
+"""``train_workers``: the study's variants trained side by side in worker processes, as in one process."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from imde.study.config import load_study_config
+from imde.study.runner import StepRunner
+from imde.study.steps import StudySteps
+from imde.training.checkpoint import load_checkpoint
+
+DEMO = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
+
+
+@pytest.fixture
+def threads() -> Iterator[None]:
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def _train_steps(root: Path, workers: int, *overrides: str) -> tuple[StudySteps, StepRunner]:
+    config = load_study_config(DEMO, [f"run_dir={root}", f"train.data.root={root.parent / 'data'}",
+                                      f"train_workers={workers}", *overrides], smoke=True)
+    steps = StudySteps(config, device="cpu")
+    runner = StepRunner(config.out)
+    runner.run([step for step in steps.plan() if step.name == "render" or step.name.startswith("train_")])
+    return steps, runner
+
+
+def test_workers_train_the_same_models_as_one_process(tmp_path: Path, threads: None) -> None:
+    torch.set_num_threads(1)  # one thread here, and 2 // 2 = 1 per worker below: the same arithmetic
+    _train_steps(tmp_path / "serial", 1)
+    torch.set_num_threads(2)
+    steps, runner = _train_steps(tmp_path / "parallel", 2)
+    assert not steps._trainings._running  # every worker has finished and been joined
+    for variant in ("baseline", "assign", "reg"):
+        assert runner.record(f"train_{variant}").summary["result"]["steps"] == 6  # 48 images, batch 8
+        serial = load_checkpoint(tmp_path / "serial" / "models" / variant / "checkpoints" / "last.pt")["model"]
+        parallel = load_checkpoint(tmp_path / "parallel" / "models" / variant / "checkpoints" / "last.pt")["model"]
+        assert all(torch.equal(serial[name], parallel[name]) for name in serial), variant
+    assert not load_checkpoint(tmp_path / "parallel" / "models" / "reg" / "checkpoints" / "last.pt")[
+        "config"]["train"]["progress"]  # bars off in the workers
+
+
+def test_a_failing_worker_reports_its_error_and_leaves_no_marker(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="loss.layers: unknown layer 'nope'") as failure:
+        _train_steps(tmp_path / "run", 3, "variants.baseline.loss.interp=assign",
+                     "variants.baseline.loss.layers=[nope]")
+    assert "while training variant 'baseline'" in str(failure.value.__notes__)
+    assert not list((tmp_path / "run" / "steps").glob("train_*.done"))  # the other workers were stopped too
