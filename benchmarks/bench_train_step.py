@@ -97,7 +97,8 @@ def main() -> None:
         layout = "channels_last" if channels_last else "contiguous"
         for threads in sorted({1, args.threads}):
             rate = _steps_per_second({**common, "channels_last": channels_last, "threads": threads})
-            rows.append({"layout": layout, "setup": f"1 process x {threads} threads", "img_per_s": rate * args.batch})
+            setup = f"1 process x {threads} thread{'s' * (threads > 1)}"
+            rows.append({"layout": layout, "setup": setup, "img_per_s": rate * args.batch})
         jobs = [{**common, "channels_last": channels_last, "threads": 1}] * args.processes
         with multiprocessing.get_context("spawn").Pool(args.processes) as pool:
             rates = pool.map(_steps_per_second, jobs)
