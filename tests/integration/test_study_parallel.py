@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from imde.study.config import load_study_config
+from imde.study.parallel import ParallelTrainings
 from imde.study.runner import StepRunner
 from imde.study.steps import StudySteps
 from imde.training.checkpoint import load_checkpoint
@@ -53,3 +54,16 @@ def test_a_failing_worker_reports_its_error_and_leaves_no_marker(tmp_path: Path)
                      "variants.baseline.loss.layers=[nope]")
     assert "while training variant 'baseline'" in str(failure.value.__notes__)
     assert not list((tmp_path / "run" / "steps").glob("train_*.done"))  # the other workers were stopped too
+
+
+def test_a_worker_killed_without_a_result_is_an_error(tmp_path: Path) -> None:
+    config = load_study_config(DEMO, [f"run_dir={tmp_path / 'run'}", f"train.data.root={tmp_path / 'data'}",
+                                      "train.train.epochs=1000"], smoke=True)
+    configs = StudySteps(config, device="cpu").train_configs
+    trainings = ParallelTrainings({"baseline": configs["baseline"], "reg": configs["reg"]}, workers=2, threads=1)
+    trainings._running["baseline"].kill()
+    with pytest.raises(RuntimeError, match=r"variant 'baseline' exited with code -9 without reporting a result"):
+        trainings.result("baseline")
+    assert not trainings._running  # the other worker was stopped too
+    with pytest.raises(KeyError, match="'reg' is not being trained here"):
+        trainings.result("reg")

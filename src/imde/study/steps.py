@@ -20,6 +20,7 @@ from imde.experiments._evaluate import EvalSettings
 from imde.experiments._results import safe_name, to_jsonable, write_json
 from imde.study.claims import claims_to_json, measure_claims
 from imde.study.config import StudyConfig
+from imde.study.parallel import ParallelTrainings, train_variant
 from imde.study.runner import Step, StepRunner
 from imde.study.session import build_loader, build_model
 from imde.training.config import TrainConfig
@@ -83,7 +84,7 @@ class StudySteps:
         self.out = config.out
         self._models: dict[str, torch.nn.Module] = {}
         self._loaders: dict[str, Any] = {}
-        self._trainings: Any = None
+        self._trainings: ParallelTrainings | None = None
         self.train_configs = {variant: self.train_config(variant) for variant in config.variants}
         reference = self.train_configs["assign"]
         self.layers = list(config.dissect.layers or reference.loss.layers)
@@ -195,8 +196,6 @@ class StudySteps:
         With ``train_workers`` > 1 the first training step starts every unfinished variant at once
         (:mod:`imde.study.parallel`) and each step collects its own.
         """
-        from imde.study.parallel import train_variant
-
         if self.config.train_workers > 1:
             summary = self._parallel_trainings().result(variant)
         else:
@@ -204,10 +203,8 @@ class StudySteps:
         self._models.pop(variant, None)
         return summary
 
-    def _parallel_trainings(self) -> Any:
-        """The pool training every variant whose ``train_<variant>`` step has not finished (started once)."""
-        from imde.study.parallel import ParallelTrainings
-
+    def _parallel_trainings(self) -> ParallelTrainings:
+        """The trainings of every variant whose ``train_<variant>`` step has not finished (started once)."""
         if self._trainings is None:
             runner = StepRunner(self.out)
             todo = {v: c for v, c in self.train_configs.items() if runner.record(f"train_{v}") is None}
