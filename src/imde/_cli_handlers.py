@@ -70,7 +70,7 @@ def cmd_data_render(args: argparse.Namespace) -> int:
     from imde.data.rendered import generate, save_contact_sheet
 
     options = {"size": tuple(args.size), "num_train": args.num_train, "num_test": args.num_test, "seed": args.seed,
-               "camera": args.camera}
+               "camera": args.camera, "materials": args.materials}
     generate(args.root, **options)
     sheet = save_contact_sheet(create("rendered", args.root, "test", **options), Path(args.root) / "contact_sheet.png",
                                n=min(16, args.num_test))
@@ -152,10 +152,11 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     from imde.viz.plots import plot_ablation, save_figure
 
     session = _session(args)
-    layer = _default_layer(session, args.layer)
-    order_by = _train_responses(session, [layer], args.max_batches).layers["train"][layer].selectivity
+    layers = args.layers or list(session.config.loss.layers) or [_default_layer(session, None)]
+    dissected = _train_responses(session, layers, args.max_batches).layers["train"]
+    order_by = {layer: dissected[layer].selectivity for layer in layers}
     out = _out(args, session.config, "ablation")
-    result = run_ablation(session.model, session.loader("test"), layer, order_by, step=args.step,
+    result = run_ablation(session.model, session.loader("test"), order_by, step=args.step,
                           settings=_settings(session, args.max_batches), out_dir=out)
     save_figure(plot_ablation(result), out / "ablation.png")
     for units, most, least in zip(result.units, result.most_selective_first, result.least_selective_first):

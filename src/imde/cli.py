@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     render.add_argument("--camera", choices=("varied", "fixed"), default="varied",
                         help="camera rig: 'varied' height/tilt/lens per view (default) or 'fixed' (the demo's)")
+    render.add_argument("--materials", choices=("random", "indoor"), default="random",
+                        help="surfaces: 'random' pattern and colour on each (default) or 'indoor' (wooden floors, "
+                             "painted walls, plaster ceilings; the demo's)")
     show = _add_command(data_sub, "show", h.cmd_data_show, "summarise a dataset and save a contact sheet",
                         "  imde data show rendered data/rendered --split test --out sheet.png\n"
                         "  imde data show nyu_bts /data/nyu list_file=/data/nyu/test.txt")
@@ -114,9 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_out(dissect, "dissect")
 
     ablate = _add_command(sub, "ablate", h.cmd_ablate, "ablate units by selectivity, both orders (Fig. 2)",
-                          "  imde ablate runs/demo/models/baseline --layer D --step 4")
+                          "  imde ablate runs/demo/models/baseline --layers D MFF --step 4")
     _add_source(ablate)
-    ablate.add_argument("--layer", default=None, help="layer to ablate (default: the first trained layer)")
+    ablate.add_argument("--layers", nargs="+", default=None, metavar="LAYER",
+                        help="layers whose units are ranked together and ablated (default: the trained layers)")
     ablate.add_argument("--step", type=int, default=4, help="units ablated between evaluations (default: 4)")
     _add_out(ablate, "ablation")
 

@@ -81,13 +81,21 @@ def test_study_list_shows_the_steps_in_order(tmp_path: Path, capsys: pytest.Capt
     assert names[-1] == "report"
 
 
-def test_data_render_passes_the_camera_rig(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_data_render_passes_the_camera_rig_and_materials(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import json
+
+    from imde.data._scenes import CAMERAS
+    from imde.data._textures import MATERIALS
 
     root = tmp_path / "fixed"
     argv = ["data", "render", "--root", str(root), "--size", "24", "32", "--num-train", "8", "--num-test", "8"]
-    assert main([*argv, "--camera", "fixed"]) == 0
-    assert json.loads((root / "index.json").read_text())["camera"] == "fixed"
+    assert main([*argv, "--camera", "fixed", "--materials", "indoor"]) == 0
+    index = json.loads((root / "index.json").read_text())
+    assert (index["camera"], index["materials"]) == ("fixed", "indoor")
+    with pytest.raises(SystemExit):
+        main(["data", "render", "--help"])
+    usage = capsys.readouterr().out
+    assert f"{{{','.join(CAMERAS)}}}" in usage and f"{{{','.join(MATERIALS)}}}" in usage  # choices = the constants
     assert (root / "contact_sheet.png").is_file()
     with pytest.raises(SystemExit):
         main([*argv, "--camera", "tilted"])  # argparse: not a rig

@@ -50,7 +50,7 @@ def test_dissect_correct_ablate_explain(model, tmp_path, device):
     correction = run_correction(model, dissection, test, ["Rconv0"], settings=settings)
     assert correction.before["rms"] != correction.after["rms"]  # random weights: delta1 is 0 either way
 
-    ablation = run_ablation(model, test, "Rconv0", layer.selectivity, step=[0, 8, 16], metric="rms",
+    ablation = run_ablation(model, test, {"Rconv0": layer.selectivity}, step=[0, 8, 16], metric="rms",
                             settings=settings)
     assert ablation.units == [0, 8, 16]
     assert ablation.most_selective_first[0] == ablation.least_selective_first[0] == correction.before["rms"]

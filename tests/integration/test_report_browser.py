@@ -86,6 +86,8 @@ def test_page_loads_without_errors_or_network(page: Page) -> None:
     assert len(widths) >= 4 and all(w > 0 for w in widths), widths
     assert page.page.locator("#ds-hist svg path.hist").count() == 6  # 2 layers x 3 models
     assert page.page.locator("#ablation-charts svg polyline").count() == 4  # 2 models x 2 orders
+    titles = page.page.locator("#ablation-charts h4").all_inner_texts()
+    assert [t.endswith("(units of D & MFF)") for t in titles] == [True, False]  # the assign entry names no layers
 
 
 def test_unit_browser_switches_units(page: Page, report: Path) -> None:

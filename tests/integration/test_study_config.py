@@ -52,7 +52,7 @@ def test_study_config_loads_and_names_real_layers(path: Path, smoke: bool) -> No
     for variant, train_config in steps.train_configs.items():
         check_train_config(train_config, f"{path} variant {variant}")
     declared = declared_layers(steps.train_configs["assign"].model.name)
-    used = {*steps.layers, *steps.correction_layers, steps.ablation_layer, steps.explain_layer}
+    used = {*steps.layers, *steps.correction_layers, *steps.ablation_layers, steps.explain_layer}
     assert used <= declared
     assert {v: c.loss.interp for v, c in steps.train_configs.items()} == {
         "baseline": "none", "assign": "assign", "reg": "reg"}
@@ -74,6 +74,8 @@ def test_demo_trains_the_paper_layers_on_rendered_data() -> None:
     assert smoke.train.epochs == 1 and smoke.data.root != assign.data.root  # never overwrites the demo's cache
     # one lens and camera height (absolute scale learnable in the budget, docs/cli.md), smoke run included
     assert assign.data.options["camera"] == smoke.data.options["camera"] == "fixed"
+    # rooms with the usual look of their floors, walls and ceilings (docs/cli.md, "Indoor materials")
+    assert assign.data.options["materials"] == smoke.data.options["materials"] == "indoor"
 
 
 def test_base_inheritance_merges_sections_and_resolves_paths(tmp_path: Path) -> None:
@@ -107,3 +109,16 @@ def test_bad_study_keys_and_values_are_named() -> None:
         load_study_config(CONFIGS / "demo.yaml", ["variants={baseline: {}, assign: {}}"])
     with pytest.raises(ValueError, match="train config of variant 'baseline': .*optim"):
         StudySteps(load_study_config(CONFIGS / "demo.yaml", ["train.optim.nme=sgd"]))
+
+
+def test_experiment_layers_must_be_dissected_and_ablation_defaults_to_all_of_them() -> None:
+    # correction and ablation read the training-set dissection of their layers: an undissected one is named up
+    # front, not a KeyError after the trainings
+    with pytest.raises(ValueError, match=r"ablation\.layers: \['Rconv0'\] are not dissected \(dissect\.layers: "
+                                         r"\['D', 'MFF'\]\)"):
+        StudySteps(load_study_config(CONFIGS / "demo.yaml", ["ablation.layers=[Rconv0, D]"]))
+    with pytest.raises(ValueError, match=r"correction\.layers: \['Rconv1'\] are not dissected"):
+        StudySteps(load_study_config(CONFIGS / "demo.yaml", ["correction.layers=[Rconv1]"]))
+    # Fig. 2 ranks the units of D and MFF together: the default ablates every dissected layer
+    assert StudySteps(load_study_config(CONFIGS / "demo.yaml")).ablation_layers == ["D", "MFF"]
+    assert StudySteps(load_study_config(CONFIGS / "demo.yaml", ["ablation.layers=[MFF]"])).ablation_layers == ["MFF"]

@@ -47,8 +47,9 @@ def test_results_json_follows_the_public_schema(smoke: tuple[Path, list[str]]) -
         for when in ("before", "after"):
             assert {"delta1", "rms"} <= set(entry[when]) and all(is_number(v) for v in entry[when].values())
     for entry in results["ablation"].values():
-        assert entry["units"] == [0, 2, 4, 6, 8]  # 8 units of D, ablated 2 at a time
-        assert len(entry["most_selective_first"]) == len(entry["least_selective_first"]) == 5
+        assert entry["layers"] == ["D", "MFF"]
+        assert entry["units"] == list(range(0, 17, 2))  # the 8 + 8 units of D and MFF, ranked together, 2 at a time
+        assert len(entry["most_selective_first"]) == len(entry["least_selective_first"]) == 9
         assert entry["most_selective_first"][0] == entry["least_selective_first"][0]  # nothing ablated yet
     assert len(results["claims"]) == 9
     assert all(set(c) >= {"claim", "holds", "value"} and isinstance(c["holds"], bool) for c in results["claims"])

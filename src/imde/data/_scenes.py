@@ -16,7 +16,7 @@ from types import ModuleType
 import numpy as np
 from PIL import Image
 
-from imde.data._textures import random_texture
+from imde.data._textures import MATERIALS, surface_texture
 
 NEAR = 0.05
 """Near clipping plane of the camera (m)."""
@@ -119,19 +119,21 @@ class _Room:
 class _SceneBuilder:
     """Adds textured geometry to one PyBullet client, keeping the floor footprints to avoid overlaps."""
 
-    def __init__(self, pb: ModuleType, client: int, rng: np.random.Generator, texture_dir: Path) -> None:
+    def __init__(self, pb: ModuleType, client: int, rng: np.random.Generator, texture_dir: Path,
+                 materials: str = "random") -> None:
         self.pb = pb
         self.client = client
         self.rng = rng
         self.texture_dir = texture_dir
+        self.materials = materials
         self.footprints: list[tuple[float, float, float]] = []
         self._num_textures = 0
 
-    def texture(self) -> int:
-        """Draw a procedural texture, write it to the scene's folder and load it into the renderer."""
+    def texture(self, surface: str = "object") -> int:
+        """Draw the texture of a ``surface`` kind, write it to the scene's folder and load it into the renderer."""
         path = self.texture_dir / f"tex{self._num_textures:03d}.png"
         self._num_textures += 1
-        Image.fromarray(random_texture(self.rng)).save(path)
+        Image.fromarray(surface_texture(self.rng, surface, self.materials)).save(path)
         return self.pb.loadTexture(str(path), physicsClientId=self.client)
 
     def quad(self, corners: np.ndarray, tile: float, texture: int) -> None:
@@ -211,9 +213,9 @@ def _build_room(b: _SceneBuilder, room: _Room) -> None:
     """Floor, ceiling and four walls as inward-facing textured quads, with doors and pictures on the walls."""
     lx, ly, lz = room.length, room.width, room.height
     floor = np.array([[0, 0, 0], [lx, 0, 0], [lx, ly, 0], [0, ly, 0]], dtype=float)
-    b.quad(floor, b.rng.uniform(0.3, 1.2), b.texture())
-    b.quad(floor[::-1] + [0, 0, lz], b.rng.uniform(0.5, 2.0), b.texture())
-    wall_textures = [b.texture() for _ in range(int(b.rng.integers(1, 3)))]
+    b.quad(floor, b.rng.uniform(0.3, 1.2), b.texture("floor"))
+    b.quad(floor[::-1] + [0, 0, lz], b.rng.uniform(0.5, 2.0), b.texture("ceiling"))
+    wall_textures = [b.texture("wall") for _ in range(int(b.rng.integers(1, 3)))]
     corners = [(0, 0), (lx, 0), (lx, ly), (0, ly)]
     for i in range(4):
         (x0, y0), (x1, y1) = corners[i], corners[(i + 1) % 4]
@@ -410,7 +412,7 @@ def _render(pb: ModuleType, client: int, rng: np.random.Generator, pose: tuple, 
 
 def render_scene(
     seed: int, size: tuple[int, int] = (128, 160), num_views: int = 8, client: int | None = None,
-    camera: str = "varied",
+    camera: str = "varied", materials: str = "random",
 ) -> list[RenderedView]:
     """Build one random furnished room from ``seed`` and render it from ``num_views`` camera poses.
 
@@ -422,12 +424,16 @@ def render_scene(
             and closes a private ``DIRECT`` client.
         camera: name of the :data:`CAMERAS` rig the views are drawn from. The rigs draw the same random
             numbers, so a room and its furniture do not depend on the rig, only the views do.
+        materials: the room's surface materials, a name in ``imde.data._textures.MATERIALS`` (``"random"``:
+            any pattern and colour on every surface; ``"indoor"``: wooden floors, painted walls, plaster
+            ceilings). The room's size and the camera poses do not depend on it; the furniture does (it is
+            drawn from the same random stream as the textures, which keeps ``"random"`` rooms as they were).
 
     Returns:
         ``num_views`` rendered views.
 
     Raises:
-        ValueError: on a non-positive size or number of views, or an unknown camera rig.
+        ValueError: on a non-positive size or number of views, an unknown camera rig or material set.
     """
     if len(size) != 2 or min(size) < 8:
         raise ValueError(f"size={size!r}: expected (height, width) of at least 8 pixels each")
@@ -435,6 +441,8 @@ def render_scene(
         raise ValueError(f"num_views={num_views}: expected at least 1")
     if camera not in CAMERAS:
         raise ValueError(f"camera={camera!r}: expected one of {', '.join(CAMERAS)}")
+    if materials not in MATERIALS:
+        raise ValueError(f"materials={materials!r}: expected one of {', '.join(MATERIALS)}")
     import pybullet as pb
     import pybullet_data
 
@@ -450,7 +458,7 @@ def render_scene(
         stands = _standpoints(camera_rng, room)
         poses = _cameras(camera_rng, room, stands, num_views, CAMERAS[camera])
         with tempfile.TemporaryDirectory(prefix="imde-textures-") as texture_dir:
-            builder = _SceneBuilder(pb, client, rng, Path(texture_dir))
+            builder = _SceneBuilder(pb, client, rng, Path(texture_dir), materials)
             clearance = _CAMERA_CLEARANCE + math.sqrt(2) * _STAND_JITTER
             builder.footprints = [(x, y, clearance) for x, y in stands]
             _build_room(builder, room)

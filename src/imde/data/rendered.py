@@ -29,6 +29,7 @@ from tqdm import tqdm
 from imde.data._io import rgb_array_to_tensor
 from imde.data._listed import Sample, Transform
 from imde.data._scenes import CAMERAS, MAX_DEPTH, RenderedView, render_scene
+from imde.data._textures import MATERIALS
 from imde.utils.io import atomic_path, atomic_write_json
 
 FORMAT_VERSION = 2
@@ -39,7 +40,7 @@ SPLITS = ("train", "test")
 _SPLIT_STREAM = {"train": 0, "test": 1}  # SeedSequence spawn keys: the splits never share a scene seed
 _MM_PER_METRE = 1000.0
 #: Parameters added to the index after its format was fixed: a cache written before holds their default.
-_ADDED_PARAMS = {"camera": "varied"}
+_ADDED_PARAMS = {"camera": "varied", "materials": "random"}
 
 
 def scene_seeds(seed: int, split: str, num_scenes: int) -> list[int]:
@@ -55,7 +56,8 @@ def scene_seeds(seed: int, split: str, num_scenes: int) -> list[int]:
 
 
 def _check_params(
-    size: Sequence[int], num_train: int, num_test: int, seed: int, views_per_scene: int, camera: str = "varied"
+    size: Sequence[int], num_train: int, num_test: int, seed: int, views_per_scene: int, camera: str = "varied",
+    materials: str = "random",
 ) -> dict[str, Any]:
     """Validate the generation parameters and return them as the index records them."""
     if len(size) != 2 or any(int(s) != s or s < 16 for s in size):
@@ -71,6 +73,8 @@ def _check_params(
         raise ValueError(f"seed={seed!r}: expected a non-negative integer")
     if camera not in CAMERAS:
         raise ValueError(f"camera={camera!r}: expected one of {', '.join(CAMERAS)}")
+    if materials not in MATERIALS:
+        raise ValueError(f"materials={materials!r}: expected one of {', '.join(MATERIALS)}")
     return {
         "version": FORMAT_VERSION,
         "size": [int(size[0]), int(size[1])],
@@ -79,6 +83,7 @@ def _check_params(
         "seed": int(seed),
         "views_per_scene": int(views_per_scene),
         "camera": camera,
+        "materials": materials,
     }
 
 
@@ -100,23 +105,26 @@ def _init_worker() -> None:
     _WORKER_CLIENT = pybullet.connect(pybullet.DIRECT)
 
 
-def _render_task(task: tuple[str, int, int, int], size: tuple[int, int], camera: str) -> list[RenderedView]:
-    return render_scene(task[2], size=size, num_views=task[3], client=_WORKER_CLIENT, camera=camera)
+def _render_task(task: tuple[str, int, int, int], size: tuple[int, int], look: dict[str, str]) -> list[RenderedView]:
+    return render_scene(task[2], size=size, num_views=task[3], client=_WORKER_CLIENT, **look)
 
 
 def _render_all(
-    tasks: list[tuple[str, int, int, int]], size: tuple[int, int], num_workers: int, camera: str
+    tasks: list[tuple[str, int, int, int]], size: tuple[int, int], num_workers: int, look: dict[str, str]
 ) -> Iterator[list[RenderedView]]:
-    """Render the scenes of ``tasks`` in order, in this process (``num_workers == 0``) or in a process pool."""
+    """Render the scenes of ``tasks`` in order, in this process (``num_workers == 0``) or in a process pool.
+
+    ``look`` holds :func:`render_scene`'s ``camera`` and ``materials``.
+    """
     if num_workers == 0:
         for task in tasks:
-            yield render_scene(task[2], size=size, num_views=task[3], camera=camera)
+            yield render_scene(task[2], size=size, num_views=task[3], **look)
         return
     # Linux forks (no `if __name__ == "__main__"` guard needed in user scripts; workers use only numpy and
     # PyBullet, and connect their own client after the fork); elsewhere fork is unsafe, so spawn.
     context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
     with context.Pool(num_workers, initializer=_init_worker) as pool:
-        yield from pool.imap(partial(_render_task, size=size, camera=camera), tasks)
+        yield from pool.imap(partial(_render_task, size=size, look=look), tasks)
 
 
 def _write_split(path: Path, views: list[RenderedView], scene_ids: np.ndarray) -> None:
@@ -142,6 +150,7 @@ def generate(
     num_workers: int | None = None,
     progress: bool = True,
     camera: str = "varied",
+    materials: str = "random",
 ) -> Path:
     """Render both splits into ``root`` and write its index.
 
@@ -156,11 +165,13 @@ def generate(
         progress: show a tqdm progress bar.
         camera: camera rig of the views, a name in ``imde.data._scenes.CAMERAS`` (``"varied"``: random height,
             pitch and field of view per view; ``"fixed"``: one lens, one height, a near-level tilt; see ``CAMERAS``).
+        materials: surface materials, a name in ``imde.data._textures.MATERIALS`` (``"random"``: any pattern
+            and colour on every surface; ``"indoor"``: wooden floors, painted walls, plaster ceilings).
 
     Returns:
         Path of the written ``index.json``.
     """
-    params = _check_params(size, num_train, num_test, seed, views_per_scene, camera)
+    params = _check_params(size, num_train, num_test, seed, views_per_scene, camera, materials)
     if num_workers is not None and (int(num_workers) != num_workers or num_workers < 0):
         raise ValueError(f"num_workers={num_workers!r}: expected None or an integer >= 0")
     root = Path(root)
@@ -171,7 +182,8 @@ def generate(
     start = time.perf_counter()
     views: dict[str, list[RenderedView]] = {split: [] for split in SPLITS}
     with tqdm(total=num_train + num_test, desc=f"rendering rooms into {root}", unit="img", disable=not progress) as bar:
-        for task, scene_views in zip(tasks, _render_all(tasks, tuple(params["size"]), workers, camera)):
+        for task, scene_views in zip(tasks, _render_all(tasks, tuple(params["size"]), workers,
+                                                             {"camera": camera, "materials": materials})):
             views[task[0]].extend(scene_views)
             bar.update(len(scene_views))
     splits = {}
@@ -235,6 +247,7 @@ class RenderedDataset(Dataset[Sample]):
         progress: show a progress bar while rendering.
         views_per_scene: camera views rendered per room (fewer views: more rooms for the same image count).
         camera: camera rig, ``"varied"`` or ``"fixed"`` (see :func:`generate`).
+        materials: surface materials, ``"random"`` or ``"indoor"`` (see :func:`generate`).
 
     Items: ``image`` float32 ``[3, H, W]`` in [0, 1], ``depth`` float32 ``[1, H, W]`` metres (0 = invalid),
     ``focal`` (pixels), ``name``.
@@ -260,10 +273,11 @@ class RenderedDataset(Dataset[Sample]):
         progress: bool = True,
         views_per_scene: int = VIEWS_PER_SCENE,
         camera: str = "varied",
+        materials: str = "random",
     ) -> None:
         if split not in SPLITS:
             raise ValueError(f"split={split!r}: expected one of {SPLITS}")
-        params = _check_params(size, num_train, num_test, seed, views_per_scene, camera)
+        params = _check_params(size, num_train, num_test, seed, views_per_scene, camera, materials)
         self.root = Path(root)
         self.split = split
         self.transform = transform
@@ -274,7 +288,8 @@ class RenderedDataset(Dataset[Sample]):
                     f"root={str(self.root)!r} holds no complete rendered dataset: {problem}; "
                     "pass generate=True (or run `imde data render`) to render it"
                 )
-            _generate(self.root, size, num_train, num_test, seed, views_per_scene, num_workers, progress, camera)
+            _generate(self.root, size, num_train, num_test, seed, views_per_scene, num_workers, progress, camera,
+                      materials)
         with np.load(self.root / f"{split}.npz") as data:
             self.images = data["image"]
             self.depth_mm = data["depth_mm"]

@@ -1,8 +1,9 @@
-"""Successive ablation of a layer's units ordered by depth selectivity (Fig. 2; spec "Ablation")."""
+"""Successive ablation of units ordered by depth selectivity (Fig. 2; spec "Ablation"), one layer or several."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,91 +45,110 @@ class AblationResult:
     """Accuracy as units are ablated most- or least-selective first (Fig. 2).
 
     Attributes:
-        layer: the ablated layer.
+        layers: the ablated layers; their units are ranked together.
         units: number of ablated units at each evaluation.
         most_selective_first: delta1 after ablating the ``units[i]`` most selective units.
         least_selective_first: delta1 after ablating the ``units[i]`` least selective units.
         metrics_most: every metric at each step of the most-selective-first order.
         metrics_least: every metric at each step of the least-selective-first order.
-        order: unit indices sorted from most to least selective.
+        order: ``(layer, unit)`` pairs sorted from most to least selective.
         files: files written (empty without ``out_dir``).
     """
 
-    layer: str
+    layers: list[str]
     units: list[int]
     most_selective_first: list[float]
     least_selective_first: list[float]
     metrics_most: list[dict[str, float]]
     metrics_least: list[dict[str, float]]
-    order: list[int]
+    order: list[tuple[str, int]]
     files: list[Path] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able curves (``units`` and the two delta1 lists are the demo's ``results.json`` contract)."""
         return {
-            "layer": self.layer,
+            "layers": self.layers,
             "units": self.units,
             "most_selective_first": self.most_selective_first,
             "least_selective_first": self.least_selective_first,
             "metrics_most": self.metrics_most,
             "metrics_least": self.metrics_least,
-            "order": self.order,
+            "order": [[layer, unit] for layer, unit in self.order],
         }
+
+
+def _check_order_by(order_by: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``order_by`` as ``{layer: 1-D finite CPU selectivities}``, or a ValueError naming the bad layer."""
+    if not isinstance(order_by, Mapping) or not order_by:
+        raise ValueError("order_by: expected {layer name: per-unit selectivity [K]} for at least one layer, "
+                         f"got {type(order_by).__name__}")
+    checked = {}
+    for layer, selectivity in order_by.items():
+        if (not isinstance(selectivity, torch.Tensor) or selectivity.ndim != 1 or selectivity.numel() < 1
+                or not torch.isfinite(selectivity).all()):
+            shape = tuple(selectivity.shape) if isinstance(selectivity, torch.Tensor) else type(selectivity).__name__
+            raise ValueError(f"order_by[{layer!r}]: expected a finite per-unit selectivity [K], got {shape}")
+        checked[layer] = selectivity.detach().cpu().double()
+    return checked
 
 
 def run_ablation(
     model: torch.nn.Module,
     loader: Iterable[Mapping[str, Any]],
-    layer: str,
-    order_by: torch.Tensor,
+    order_by: Mapping[str, torch.Tensor],
     *,
     step: int | Sequence[int] = 1,
     metric: str = "delta1",
     settings: EvalSettings | None = None,
     out_dir: str | Path | None = None,
 ) -> AblationResult:
-    """Ablate (zero) ``layer``'s units successively in both selectivity orders and evaluate after each step.
+    """Ablate (zero) units successively in both selectivity orders and evaluate after each step.
 
-    The unablated model (0 units) and the fully ablated one (K units) are the same in both orders and are
-    evaluated once; every other count costs one evaluation per order.
+    The units of every layer in ``order_by`` are ranked together: the paper's Fig. 2 sorts "the 128 units" of
+    layers D and MFF (64 each) as one list; with one layer this is the spec's per-layer ablation. Ties keep
+    the layers' order, then the unit index. The unablated model (0 units) and the fully ablated one are the
+    same in both orders and are evaluated once; every other count costs one evaluation per order.
 
     Args:
         model: the network (edited through ``imde.probe.edit_layers`` hooks only).
         loader: evaluation loader.
-        layer: the layer to ablate.
-        order_by: per-unit training-set selectivity ``[K]`` (Eq. 2); higher = ablated earlier in the first order.
+        order_by: ``{layer: per-unit training-set selectivity [K]}`` (Eq. 2); higher = ablated earlier in the
+            first order.
         step: ablate ``step`` more units per evaluation, or an explicit list of unit counts.
         metric: the metric reported in the two curves.
         settings: evaluation protocol (device, crop, depth caps, ``max_batches``).
         out_dir: when given, ``ablation.json`` is written there.
     """
-    if order_by.ndim != 1 or order_by.numel() < 1 or not torch.isfinite(order_by).all():
-        raise ValueError(f"order_by: expected a finite per-unit selectivity [K], got shape {tuple(order_by.shape)}")
+    selectivity = _check_order_by(order_by)
     settings = settings or EvalSettings()
-    num_units = order_by.numel()
-    counts = ablation_counts(num_units, step)
-    order = torch.argsort(order_by.detach().cpu(), descending=True, stable=True)
-    reverse = torch.argsort(order_by.detach().cpu(), descending=False, stable=True)
+    sizes = {layer: values.numel() for layer, values in selectivity.items()}
+    units_of = [(layer, unit) for layer, size in sizes.items() for unit in range(size)]
+    scores = torch.cat(list(selectivity.values()))
+    counts = ablation_counts(scores.numel(), step)
+    order = torch.argsort(scores, descending=True, stable=True)
+    reverse = torch.argsort(scores, descending=False, stable=True)
 
-    def ablate(units: torch.Tensor) -> Any:
+    def zero(layer: str, units: torch.Tensor) -> Any:
         def edit(output: torch.Tensor) -> torch.Tensor:
-            if output.ndim < 2 or output.shape[1] != num_units:
-                raise ValueError(f"order_by: {num_units} selectivities, but layer {layer!r} outputs "
-                                 f"{tuple(output.shape)}; expected [B, {num_units}, ...]")
+            if output.ndim < 2 or output.shape[1] != sizes[layer]:
+                raise ValueError(f"order_by[{layer!r}]: {sizes[layer]} selectivities, but the layer outputs "
+                                 f"{tuple(output.shape)}; expected [B, {sizes[layer]}, ...]")
             return zero_units(output, units)
 
         return edit
 
-    def evaluate_without(units: torch.Tensor) -> dict[str, float]:
-        with edit_layers(model, {layer: ablate(units)}):
-            return evaluate_metrics(model, loader, settings)
-
     cache: dict[tuple[int, ...], dict[str, float]] = {}
 
-    def metrics_for(units: torch.Tensor) -> dict[str, float]:
-        key = tuple(sorted(units.tolist()))
+    def metrics_for(ranked: torch.Tensor) -> dict[str, float]:
+        key = tuple(sorted(ranked.tolist()))
         if key not in cache:
-            cache[key] = evaluate_without(units) if key else evaluate_metrics(model, loader, settings)
+            per_layer: dict[str, list[int]] = {}
+            for index in key:
+                layer, unit = units_of[index]
+                per_layer.setdefault(layer, []).append(unit)
+            edits = {layer: zero(layer, torch.tensor(units)) for layer, units in per_layer.items()}
+            with edit_layers(model, edits) if edits else nullcontext():
+                cache[key] = evaluate_metrics(model, loader, settings)
         return cache[key]
 
     intact = metrics_for(order[:0])
@@ -137,13 +157,13 @@ def run_ablation(
     metrics_most = [metrics_for(order[:n]) for n in counts]
     metrics_least = [metrics_for(reverse[:n]) for n in counts]
     result = AblationResult(
-        layer=layer,
+        layers=list(sizes),
         units=counts,
         most_selective_first=[m[metric] for m in metrics_most],
         least_selective_first=[m[metric] for m in metrics_least],
         metrics_most=metrics_most,
         metrics_least=metrics_least,
-        order=order.tolist(),
+        order=[units_of[i] for i in order.tolist()],
     )
     if out_dir is not None:
         result.files = [write_json(out_dir, "ablation.json", result)]

@@ -83,13 +83,14 @@ class AblationSection:
     """Successive ablation by selectivity (Fig. 2).
 
     Attributes:
-        layer: the ablated layer; empty means the first dissected layer.
+        layers: the ablated layers, their units ranked together (the paper's Fig. 2 ranks the 128 units of D
+            and MFF as one list); empty means every dissected layer.
         step: units ablated between two evaluations.
         variants: models ablated.
         max_batches: test batches per evaluation (``None``: the whole test split).
     """
 
-    layer: str = ""
+    layers: tuple[str, ...] = ()
     step: int = 4
     variants: tuple[str, ...] = ("baseline", "assign")
     max_batches: int | None = None

@@ -20,9 +20,11 @@ FIGURE_IMAGE = 0
 def _ablation_result(entry: dict[str, Any]) -> Any:
     from imde.experiments.ablate import AblationResult
 
-    keys = ("layer", "units", "most_selective_first", "least_selective_first", "metrics_most", "metrics_least",
+    keys = ("layers", "units", "most_selective_first", "least_selective_first", "metrics_most", "metrics_least",
             "order")
-    return AblationResult(**{key: entry[key] for key in keys})
+    fields = {key: entry[key] for key in keys}
+    fields["order"] = [(layer, unit) for layer, unit in fields["order"]]
+    return AblationResult(**fields)
 
 
 def pick_units(assign: LayerDissection, other: LayerDissection, depth: torch.Tensor) -> tuple[int, int, int]:

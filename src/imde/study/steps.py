@@ -92,7 +92,12 @@ class StudySteps:
             raise ValueError("dissect.layers: empty, and the assign variant names no loss.layers to fall back on")
         self.preset = reference.loss.preset or declared_preset(reference.model.name)
         self.correction_layers = list(config.correction.layers or self.layers)
-        self.ablation_layer = config.ablation.layer or self.layers[0]
+        self.ablation_layers = list(config.ablation.layers or self.layers)
+        for key, names in (("correction.layers", self.correction_layers), ("ablation.layers", self.ablation_layers)):
+            undissected = [name for name in names if name not in self.layers]
+            if undissected:
+                raise ValueError(f"{key}: {undissected} are not dissected (dissect.layers: {self.layers}); both "
+                                 "experiments use the training-set dissection of their layers")
         self.explain_layer = config.explain.layer or self.layers[0]
 
     # ------------------------------------------------------------------ configuration and shared objects
@@ -260,11 +265,13 @@ class StudySteps:
         from imde.experiments.ablate import run_ablation
 
         cfg = self.config.ablation
-        order_by = self.dissection(variant).layers[TRAIN][self.ablation_layer].selectivity
-        if cfg.step >= order_by.numel():
-            raise ValueError(f"ablation.step={cfg.step}: layer {self.ablation_layer!r} has {order_by.numel()} units; "
+        dissected = self.dissection(variant).layers[TRAIN]
+        order_by = {layer: dissected[layer].selectivity for layer in self.ablation_layers}
+        num_units = sum(values.numel() for values in order_by.values())
+        if cfg.step >= num_units:
+            raise ValueError(f"ablation.step={cfg.step}: layers {self.ablation_layers} have {num_units} units; "
                              "a step below that is needed for a curve with intermediate points")
-        result = run_ablation(self.model(variant), self.loader(TEST), self.ablation_layer, order_by,
+        result = run_ablation(self.model(variant), self.loader(TEST), order_by,
                               step=cfg.step, settings=self.settings(cfg.max_batches))
         write_json(self.out / "ablation", f"{variant}.json", result)
         return {"steps": len(result.units)}
@@ -354,7 +361,7 @@ class StudySteps:
         for variant in cfg.ablation.variants:
             entry = _read_json(self.out / "ablation" / f"{variant}.json")
             ablation[variant] = {key: entry[key] for key in
-                                 ("layer", "units", "most_selective_first", "least_selective_first")}
+                                 ("layers", "units", "most_selective_first", "least_selective_first")}
         results: dict[str, Any] = {
             "name": cfg.name,
             "random_baseline": random_baselines[0],

@@ -184,7 +184,7 @@ def plot_ablation(results: AblationResult | Mapping[str, AblationResult], metric
         ax.plot(run.units, least, color=color, linestyle="--", marker="s", markersize=3,
                 label=f"{prefix}least selective first")
     first = next(iter(runs.values()))
-    ax.set_xlabel(f"ablated units of {first.layer}")
+    ax.set_xlabel(f"ablated units of {' & '.join(first.layers)}")
     ax.set_ylabel(metric)
     ax.legend(fontsize=7)
     return fig

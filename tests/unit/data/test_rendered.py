@@ -17,6 +17,7 @@ pb = pytest.importorskip("pybullet")
 from imde.core.bins import dataset_edges, digitize  # noqa: E402
 from imde.data import rendered  # noqa: E402
 from imde.data._scenes import CAMERAS, FAR, NEAR, _render, focal_from_fov, render_scene, zbuffer_to_depth  # noqa: E402
+from imde.data._textures import random_texture, surface_texture  # noqa: E402
 from imde.data.rendered import RenderedDataset, cue_statistics, generate, save_contact_sheet  # noqa: E402
 
 SIZE = (48, 64)
@@ -131,6 +132,41 @@ def test_render_scene_rejects_bad_arguments() -> None:
         render_scene(0, size=SIZE, num_views=0)
     with pytest.raises(ValueError, match="camera='tripod'"):
         render_scene(0, size=SIZE, camera="tripod")
+    with pytest.raises(ValueError, match="materials='marble'"):
+        render_scene(0, size=SIZE, materials="marble")
+    with pytest.raises(ValueError, match="surface='door'"):
+        surface_texture(np.random.default_rng(0), "door")
+
+
+def _texture(seed: int, surface: str, materials: str) -> np.ndarray:
+    return surface_texture(np.random.default_rng(seed), surface, materials).astype(float) / 255
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_indoor_materials_give_rooms_their_usual_look_and_random_ones_are_unchanged(seed: int) -> None:
+    # "random": every surface draws exactly random_texture's numbers (rooms rendered before the option are kept)
+    for surface in ("floor", "wall", "ceiling", "object"):
+        expected = random_texture(np.random.default_rng(seed))
+        np.testing.assert_array_equal(surface_texture(np.random.default_rng(seed), surface, "random"), expected)
+    np.testing.assert_array_equal(surface_texture(np.random.default_rng(seed), "object", "indoor"),
+                                  random_texture(np.random.default_rng(seed)))
+    # "indoor": wood floors are brown (R > G > B), walls and ceilings light and nearly grey; the brightness of
+    # ceilings varies least, that of the planked floors most
+    floor, wall, ceiling = (_texture(seed, s, "indoor") for s in ("floor", "wall", "ceiling"))
+    red, green, blue = floor.reshape(-1, 3).mean(axis=0)
+    assert red > green > blue
+    for surface in (wall, ceiling):
+        assert surface.mean() > 0.55
+        assert np.ptp(surface.reshape(-1, 3).mean(axis=0)) < 0.13
+    brightness_spread = [surface.mean(axis=2).std() for surface in (ceiling, wall, floor)]
+    assert brightness_spread == sorted(brightness_spread)
+
+
+def test_materials_change_the_surfaces_not_the_camera() -> None:
+    indoor = render_scene(5, size=SIZE, num_views=2, camera="fixed", materials="indoor")
+    plain = render_scene(5, size=SIZE, num_views=2, camera="fixed", materials="random")
+    assert [v.focal for v in indoor] == [v.focal for v in plain]
+    assert all(not np.array_equal(a.image, b.image) for a, b in zip(indoor, plain))
 
 
 def test_fixed_camera_rig_has_one_lens_and_varied_rig_does_not() -> None:
@@ -257,6 +293,17 @@ def test_camera_change_invalidates_the_cache_and_an_index_without_camera_is_vari
         RenderedDataset(root, "test", **TINY, camera="fixed", generate=False)
 
 
+def test_materials_change_invalidates_the_cache_and_an_index_without_materials_is_random(tiny_root: Path,
+                                                                                        tmp_path: Path) -> None:
+    root = _copy(tiny_root, tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"materials='random' \(wanted 'indoor'\)"):
+        RenderedDataset(root, "test", **TINY, materials="indoor", generate=False)
+    index = json.loads((root / "index.json").read_text())
+    del index["materials"]  # a cache written before the option existed
+    (root / "index.json").write_text(json.dumps(index))
+    assert len(RenderedDataset(root, "test", **TINY, generate=False)) == 4
+
+
 def test_version_change_invalidates_the_cache(tiny_root: Path, tmp_path: Path, monkeypatch) -> None:
     root = _copy(tiny_root, tmp_path)
     monkeypatch.setattr(rendered, "FORMAT_VERSION", rendered.FORMAT_VERSION + 1)
@@ -268,11 +315,11 @@ def test_interrupted_generation_leaves_no_complete_index(tiny_root: Path, tmp_pa
     root = _copy(tiny_root, tmp_path)  # a complete cache that a new render (other seed) replaces
     calls = []
 
-    def crash_on_second_scene(seed: int, size: tuple[int, int], num_views: int, camera: str) -> list:
+    def crash_on_second_scene(seed: int, size: tuple[int, int], num_views: int, **look: str) -> list:
         calls.append(seed)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return render_scene(seed, size=size, num_views=num_views, camera=camera)
+        return render_scene(seed, size=size, num_views=num_views, **look)
 
     monkeypatch.setattr(rendered, "render_scene", crash_on_second_scene)
     with pytest.raises(KeyboardInterrupt):

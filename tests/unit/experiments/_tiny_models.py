@@ -40,6 +40,25 @@ class DepthInImage(nn.Module):
         return self.head(self.feat(self.mix(x) * (1 + self.gate(x))))
 
 
+class TwoBranchDepth(nn.Module):
+    """Two :class:`DepthInImage` halves whose predictions add up: layers ``left.feat`` and ``right.feat``.
+
+    With ``left + right`` contributions summing to 1, ablating any set of units of either layer scales the
+    prediction by ``1 - sum c_k`` over the ablated units, as in one ``DepthInImage``.
+    """
+
+    max_depth = 10.0
+    depth_preset = "nyu"
+
+    def __init__(self, left: list[float], right: list[float]) -> None:
+        super().__init__()
+        self.left = DepthInImage(left)
+        self.right = DepthInImage(right)
+
+    def forward(self, x: torch.Tensor, focal: torch.Tensor | None = None) -> torch.Tensor:
+        return self.left(x) + self.right(x)
+
+
 class StridedNet(nn.Module):
     """A random conv net with a stride-2 layer ``"enc.1"`` (signed, 5 units) and a ReLU layer ``"act"``."""
 

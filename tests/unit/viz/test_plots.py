@@ -78,13 +78,14 @@ def test_feature_maps_mask_the_units_bin():
 
 def test_ablation_lines_equal_the_curves():
     metrics = [{"delta1": v} for v in (0.9, 0.7, 0.2)]
-    result = AblationResult("D", [0, 1, 2], [0.9, 0.7, 0.2], [0.9, 0.85, 0.2], metrics,
-                            [{"delta1": v} for v in (0.9, 0.85, 0.2)], [1, 0])
+    result = AblationResult(["D", "MFF"], [0, 1, 2], [0.9, 0.7, 0.2], [0.9, 0.85, 0.2], metrics,
+                            [{"delta1": v} for v in (0.9, 0.85, 0.2)], [("MFF", 0), ("D", 0)])
     fig = plots.plot_ablation({"assign": result})
     (ax,) = fig.axes
     most, least = ax.lines
     assert list(most.get_ydata()) == [0.9, 0.7, 0.2] and list(least.get_ydata()) == [0.9, 0.85, 0.2]
     assert list(most.get_xdata()) == [0, 1, 2]
+    assert ax.get_xlabel() == "ablated units of D & MFF"
 
 
 def test_explain_figure_and_save(tmp_path):

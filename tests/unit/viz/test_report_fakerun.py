@@ -42,7 +42,7 @@ RESULTS: dict[str, Any] = {
         "assign": {"before": {"delta1": 0.8187, "rms": 0.5208}, "after": {"delta1": 0.9012, "rms": 0.4233}},
     },
     "ablation": {
-        "baseline": {"units": list(range(0, 17, 2)),
+        "baseline": {"layers": ["D", "MFF"], "units": list(range(0, 17, 2)),
                      "most_selective_first": [0.81, 0.74, 0.66, 0.55, 0.47, 0.38, 0.30, 0.22, 0.12],
                      "least_selective_first": [0.81, 0.80, 0.78, 0.75, 0.70, 0.61, 0.49, 0.33, 0.12]},
         "assign": {"units": list(range(0, 17, 2)),

@@ -122,7 +122,8 @@
     DATA.order.filter((v) => DATA.ablation[v]).forEach((variant) => {
       const a = DATA.ablation[variant];
       if (!a || !a.units || !a.units.length) return;
-      const card = chartCard(host, `${label(variant)}`);
+      const layers = Array.isArray(a.layers) ? ` (units of ${a.layers.join(" & ")})` : "";
+      const card = chartCard(host, `${label(variant)}${layers}`);
       const root = svg("svg", { viewBox: "0 0 420 220", role: "img", "aria-label": `ablation ${variant}` }, card);
       const box = { left: 44, right: 410, top: 10, bottom: 180 };
       const all = [...a.most_selective_first, ...a.least_selective_first].filter((v) => v !== null);
