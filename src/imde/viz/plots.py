@@ -183,7 +183,10 @@ def plot_ablation(results: AblationResult | Mapping[str, AblationResult], metric
                 label=f"{prefix}most selective first")
         ax.plot(run.units, least, color=color, linestyle="--", marker="s", markersize=3,
                 label=f"{prefix}least selective first")
+    from matplotlib.ticker import MaxNLocator
+
     first = next(iter(runs.values()))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # unit counts
     ax.set_xlabel(f"ablated units of {' & '.join(first.layers)}")
     ax.set_ylabel(metric)
     ax.legend(fontsize=7)

@@ -86,6 +86,7 @@ def test_ablation_lines_equal_the_curves():
     assert list(most.get_ydata()) == [0.9, 0.7, 0.2] and list(least.get_ydata()) == [0.9, 0.85, 0.2]
     assert list(most.get_xdata()) == [0, 1, 2]
     assert ax.get_xlabel() == "ablated units of D & MFF"
+    assert all(float(tick).is_integer() for tick in ax.get_xticks())
 
 
 def test_explain_figure_and_save(tmp_path):

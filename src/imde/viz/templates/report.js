@@ -34,7 +34,9 @@
   function niceTicks(lo, hi, n) {
     const step0 = (hi - lo) / Math.max(n, 1) || 1;
     const mag = Math.pow(10, Math.floor(Math.log10(step0)));
-    const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= step0) || step0;
+    // the nice step nearest to step0 (the first one above it can leave a single tick)
+    const step = [1, 2, 5, 10].map((m) => m * mag)
+      .reduce((best, s) => (Math.abs(Math.log(s / step0)) < Math.abs(Math.log(best / step0)) ? s : best));
     const ticks = [];
     for (let v = Math.ceil(lo / step) * step; v <= hi + 1e-9; v += step) ticks.push(+v.toFixed(10));
     return ticks;
