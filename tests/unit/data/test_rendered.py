@@ -279,29 +279,20 @@ def test_parameter_change_invalidates_the_cache(tiny_root: Path, tmp_path: Path)
     np.testing.assert_array_equal(_arrays(root, "test")["image"][:4], _arrays(tiny_root, "test")["image"])
 
 
-def test_camera_change_invalidates_the_cache_and_an_index_without_camera_is_varied(tiny_root: Path,
-                                                                                  tmp_path: Path) -> None:
+@pytest.mark.parametrize(("key", "default", "other"),
+                         [("camera", "varied", "fixed"), ("materials", "random", "indoor")])
+def test_a_look_change_invalidates_the_cache_and_an_index_without_the_key_has_the_default(
+        tiny_root: Path, tmp_path: Path, key: str, default: str, other: str) -> None:
     root = _copy(tiny_root, tmp_path)
-    with pytest.raises(FileNotFoundError, match=r"camera='varied' \(wanted 'fixed'\)"):
-        RenderedDataset(root, "test", **TINY, camera="fixed", generate=False)
+    with pytest.raises(FileNotFoundError, match=rf"{key}='{default}' \(wanted '{other}'\)"):
+        RenderedDataset(root, "test", **TINY, **{key: other}, generate=False)
     index = json.loads((root / "index.json").read_text())
-    assert index["camera"] == "varied"
-    del index["camera"]  # a cache written before the option existed
+    assert index[key] == default
+    del index[key]  # a cache written before the option existed
     (root / "index.json").write_text(json.dumps(index))
     assert len(RenderedDataset(root, "test", **TINY, generate=False)) == 4
-    with pytest.raises(FileNotFoundError, match="camera"):
-        RenderedDataset(root, "test", **TINY, camera="fixed", generate=False)
-
-
-def test_materials_change_invalidates_the_cache_and_an_index_without_materials_is_random(tiny_root: Path,
-                                                                                        tmp_path: Path) -> None:
-    root = _copy(tiny_root, tmp_path)
-    with pytest.raises(FileNotFoundError, match=r"materials='random' \(wanted 'indoor'\)"):
-        RenderedDataset(root, "test", **TINY, materials="indoor", generate=False)
-    index = json.loads((root / "index.json").read_text())
-    del index["materials"]  # a cache written before the option existed
-    (root / "index.json").write_text(json.dumps(index))
-    assert len(RenderedDataset(root, "test", **TINY, generate=False)) == 4
+    with pytest.raises(FileNotFoundError, match=key):
+        RenderedDataset(root, "test", **TINY, **{key: other}, generate=False)
 
 
 def test_version_change_invalidates_the_cache(tiny_root: Path, tmp_path: Path, monkeypatch) -> None:
