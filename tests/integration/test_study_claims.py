@@ -49,8 +49,8 @@ def test_all_claims_hold_with_their_measured_values() -> None:
     assert all(claim.holds for claim in claims)
     values = [round(claim.value, 6) for claim in claims]
     # assign 0.75; gain 0.32; 0.75-0.3341; 0.43-0.3341; delta1 -0.005; assign-reg 0.15;
-    # correction (0.90-0.795) - (0.78-0.80) = 0.125; ablation gaps mean([0.2]) for both models
-    assert values == [0.75, 0.32, 0.4159, 0.0959, -0.005, 0.15, 0.125, 0.2, 0.2]
+    # correction: min(gain 0.90-0.795 = 0.105, its margin 0.105 - (0.78-0.80) = 0.125); ablation gaps mean([0.2])
+    assert values == [0.75, 0.32, 0.4159, 0.0959, -0.005, 0.15, 0.105, 0.2, 0.2]
     rows = claims_to_json(claims)
     assert set(rows[0]) == {"claim", "holds", "value", "threshold"}
 
@@ -75,6 +75,15 @@ def test_correction_and_ablation_claims_fail_when_reversed() -> None:
     data["ablation"]["assign"]["most_selective_first"] = [0.795, 0.65, 0.1]  # less damage than least-first
     failing = [i for i, ok in enumerate(verdicts(data)) if not ok]
     assert failing == [6, 8]
+
+
+def test_a_correction_that_lowers_both_models_improves_nothing() -> None:
+    # the L_assign model loses less than the baseline (0.015 vs 0.10), but it loses: the claim fails on its gain
+    data = results()
+    data["correction"]["baseline"]["after"]["delta1"] = 0.70
+    data["correction"]["assign"]["after"]["delta1"] = 0.78
+    (claim,) = [c for c in measure_claims(data) if c.claim.startswith("correction")]
+    assert not claim.holds and claim.value == pytest.approx(-0.015)
 
 
 def test_ablation_gap_ignores_the_shared_end_points() -> None:

@@ -103,9 +103,12 @@ def measure_claims(results: Mapping[str, Any]) -> list[Claim]:
         Claim("L_assign gives higher test selectivity than L_reg",
               sel["assign"] > sel["reg"], sel["assign"] - sel["reg"], 0.0),
     ]
-    gain = _correction_gain(results, "assign") - _correction_gain(results, "baseline")
-    claims.append(Claim("correction improves delta1 of the L_assign model more than the baseline's",
-                        gain > 0.0, gain, 0.0))
+    # Sec. 5.2: correction largely improves the interpretable models, more than the baselines. Both must hold:
+    # a correction that lowers both models' delta1, the interpretable one's less, improves nothing.
+    gain = _correction_gain(results, "assign")
+    margin = min(gain, gain - _correction_gain(results, "baseline"))
+    claims.append(Claim("correction improves delta1 of the L_assign model, and more than the baseline's (the "
+                        "smaller of its gain and that gain minus the baseline's)", margin > 0.0, margin, 0.0))
     for variant in ("baseline", "assign"):
         entry = results["ablation"][variant]
         gap = ablation_gap(entry["most_selective_first"], entry["least_selective_first"])
