@@ -56,12 +56,17 @@ def _preset(session: Any) -> Any:
     return session.config.loss.preset or session.model.depth_preset
 
 
+def _num_bins(session: Any) -> int:
+    """The training config's requested ``N_b``: the bins Eq. 6 assigned the units to (an L_assign model)."""
+    return int(session.config.loss.num_bins)
+
+
 def _train_responses(session: Any, layers: list[str], max_batches: int | None) -> Any:
     """Training-set dissection of ``layers`` (what correction and ablation are based on)."""
     from imde.experiments import run_dissect
 
     return run_dissect(session.model, {"train": session.loader("train")}, layers, edges_preset=_preset(session),
-                       device=session.device, max_batches=max_batches, progress=True)
+                       num_bins=_num_bins(session), device=session.device, max_batches=max_batches, progress=True)
 
 
 def cmd_data_render(args: argparse.Namespace) -> int:
@@ -136,8 +141,8 @@ def cmd_dissect(args: argparse.Namespace) -> int:
     layers = args.layers or list(session.config.loss.layers) or [info.name for info in session.model.unit_info]
     out = _out(args, session.config, "dissect")
     result = run_dissect(session.model, {split: session.loader(split) for split in args.split}, layers,
-                         edges_preset=_preset(session), num_bins=args.num_bins, device=session.device,
-                         max_batches=args.max_batches, progress=True, out_dir=out)
+                         edges_preset=_preset(session), num_bins=args.num_bins or _num_bins(session),
+                         device=session.device, max_batches=args.max_batches, progress=True, out_dir=out)
     for split, per_layer in result.layers.items():
         for name, layer in per_layer.items():
             print(f"{split:>6} {name:>10}: selectivity {layer.mean_selectivity:.4f} (random baseline "
@@ -198,7 +203,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         responses = _train_responses(session, [layer], args.max_batches).layers["train"][layer]
     out = _out(args, session.config, "explain")
     result = run_explain(session.model, batch, layer=layer, epsilon=args.epsilon, responses=responses,
-                         edges_preset=_preset(session), device=session.device, out_dir=out)
+                         edges_preset=_preset(session), num_bins=_num_bins(session), device=session.device, out_dir=out)
     save_figure(plot_explain(result), out / "explain.png")
     for name, case in (("clean", result.clean), ("adversarial", result.adversarial)):
         print(f"{name:>11}: {100 * case.error_fraction:.1f}% error pixels, top bin {case.top_bin}, units {case.units}")

@@ -113,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_source(dissect)
     dissect.add_argument("--layers", nargs="+", default=None, help="layer names (default: the trained layers)")
     dissect.add_argument("--split", nargs="+", default=["test"], help="splits to dissect (default: test)")
-    dissect.add_argument("--num-bins", type=int, default=64, help="requested depth bins (default: 64)")
+    dissect.add_argument("--num-bins", type=int, default=None,
+                         help="requested depth bins (default: the training config's loss.num_bins, 64 unless set)")
     _add_out(dissect, "dissect")
 
     ablate = _add_command(sub, "ablate", h.cmd_ablate, "ablate units by selectivity, both orders (Fig. 2)",

@@ -122,3 +122,15 @@ def test_experiment_layers_must_be_dissected_and_ablation_defaults_to_all_of_the
     # Fig. 2 ranks the units of D and MFF together: the default ablates every dissected layer
     assert StudySteps(load_study_config(CONFIGS / "demo.yaml")).ablation_layers == ["D", "MFF"]
     assert StudySteps(load_study_config(CONFIGS / "demo.yaml", ["ablation.layers=[MFF]"])).ablation_layers == ["MFF"]
+
+
+def test_dissection_uses_the_bins_the_units_were_assigned_to() -> None:
+    # Eq. 6 assigns unit k to bin floor(k N_b / K) of the training's N_b: the dissection's "assigned" DS, the
+    # error analysis and the unit browser must use the same N_b, so it defaults to loss.num_bins
+    steps = StudySteps(load_study_config(CONFIGS / "demo.yaml", ["train.loss.num_bins=4"]))
+    assert steps.num_bins == 4
+    assert StudySteps(load_study_config(CONFIGS / "demo.yaml", ["dissect.num_bins=4", "train.loss.num_bins=4"])
+                      ).num_bins == 4
+    with pytest.raises(ValueError, match=r"dissect\.num_bins=64: the assign variant was trained with "
+                                         r"loss\.num_bins=4"):
+        StudySteps(load_study_config(CONFIGS / "demo.yaml", ["dissect.num_bins=64", "train.loss.num_bins=4"]))

@@ -25,12 +25,12 @@ everything is one vectorised pass.
 Precision: :class:`imde.DepthResponse` (dissection, ``spec.md``'s float64 accumulation) uses the default
 ``compute_dtype=torch.float64``: each band's activations are converted to float64 right before its product, so
 the result equals upsample-then-sum up to float64 rounding. The training losses pass ``compute_dtype=None``:
-the products run in the activations' own dtype (float32 for a float32 network, float64 under ``gradcheck``),
-as any PyTorch loss does, and only the per-band partial sums are accumulated in float64. In float32 that
-agrees with the float64 path to about 1e-7 relative on the benchmark (inside its 1e-6) and halves the cost
-of the products (no conversion, float32 ``bmm``). The backward pass (:class:`_BandedSums`) computes each
-band's gradient in the activations' dtype: each gradient element sums the few non-zero ``S`` entries of
-its pixel.
+the products run in the activations' own dtype (float32 for a float32 network, float64 under ``gradcheck``;
+float16 / bfloat16 ones in float32, as their precision would cost ~1e-4 relative), and only the per-band
+partial sums are accumulated in float64. In float32 that agrees with the float64 path to about 1e-7 relative
+on the benchmark (inside its 1e-6) and halves the cost of the products (no conversion, float32 ``bmm``). The
+backward pass (:class:`_BandedSums`) computes each band's gradient in the activations' dtype: each gradient
+element sums the few non-zero ``S`` entries of its pixel.
 """
 
 from __future__ import annotations
@@ -240,7 +240,8 @@ def response_sums(
         num_bins: ``N_b``.
         abs_first: take ``|A|`` before upsampling (the authors' training convention).
         compute_dtype: dtype of the products (float64: exact, the default; ``None``: the activations' own
-            dtype, for training losses; see the module docstring). Sums are accumulated in float64 either way.
+            dtype, at least float32, for training losses; see the module docstring). Sums are accumulated in
+            float64 either way.
 
     Returns:
         ``(sums [K, N_b]`` float64, ``counts [N_b]`` int64).
@@ -250,7 +251,7 @@ def response_sums(
     batch, units, h, w = activations.shape
     bins = check_bins(bins, num_bins, batch)
     feats = activations.abs() if abs_first else activations
-    dtype = feats.dtype if compute_dtype is None else compute_dtype
+    dtype = torch.promote_types(feats.dtype, torch.float32) if compute_dtype is None else compute_dtype
     slots = bins + 1  # 0: invalid pixel, d + 1: bin d
     counts = torch.bincount(slots.view(-1), minlength=num_bins + 1)[1:]  # the denominator of Eq. 1
     return _BandedSums.apply(feats, slots, num_bins, dtype), counts

@@ -34,10 +34,8 @@ def ablation_counts(num_units: int, step: int | Sequence[int]) -> list[int]:
 
 
 def zero_units(output: torch.Tensor, units: torch.Tensor) -> torch.Tensor:
-    """``output`` ``[B, K, ...]`` with the channels ``units`` set to 0 (one masked multiply)."""
-    keep = torch.ones(output.shape[1], dtype=output.dtype, device=output.device)
-    keep[units.to(output.device)] = 0
-    return output * keep.view(1, -1, *([1] * (output.ndim - 2)))
+    """``output`` ``[B, K, ...]`` with the channels ``units`` set to exactly 0 (also where they held inf or NaN)."""
+    return output.index_fill(1, units.to(output.device, torch.long), 0)
 
 
 @dataclass

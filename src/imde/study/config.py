@@ -46,19 +46,20 @@ class DissectSection:
     Attributes:
         layers: layer names; empty means the layers the variants were trained on (else the model's last two).
         splits: splits dissected.
-        num_bins: requested ``N_b`` (each layer uses ``min(N_b, K)``).
+        num_bins: requested ``N_b`` (each layer uses ``min(N_b, K)``); ``None``: the training's ``loss.num_bins``,
+            the bins Eq. 6 assigned the units to (any other value is refused, see ``StudySteps``).
         batch_size: images per forward pass.
         max_batches: per split, stop after this many batches (``None``: all).
     """
 
     layers: tuple[str, ...] = ()
     splits: tuple[str, ...] = ("train", "test")
-    num_bins: int = 64
+    num_bins: int | None = None
     batch_size: int = 32
     max_batches: int | None = None
 
     def __post_init__(self) -> None:
-        check_positive("dissect.num_bins", self.num_bins)
+        check_positive("dissect.num_bins", self.num_bins, allow_none=True)
         check_positive("dissect.batch_size", self.batch_size)
         check_positive("dissect.max_batches", self.max_batches, allow_none=True)
         if "train" not in self.splits or "test" not in self.splits:

@@ -91,6 +91,11 @@ class StudySteps:
         if not self.layers:
             raise ValueError("dissect.layers: empty, and the assign variant names no loss.layers to fall back on")
         self.preset = reference.loss.preset or declared_preset(reference.model.name)
+        self.num_bins = config.dissect.num_bins or reference.loss.num_bins
+        if self.num_bins != reference.loss.num_bins:
+            raise ValueError(f"dissect.num_bins={self.num_bins}: the assign variant was trained with loss.num_bins="
+                             f"{reference.loss.num_bins}, the bins Eq. 6 assigns its units to; leave dissect.num_bins "
+                             "unset (or set train.loss.num_bins) so that both use the same bins")
         self.correction_layers = list(config.correction.layers or self.layers)
         self.ablation_layers = list(config.ablation.layers or self.layers)
         for key, names in (("correction.layers", self.correction_layers), ("ablation.layers", self.ablation_layers)):
@@ -224,7 +229,7 @@ class StudySteps:
         cfg = self.config.dissect
         folder = self.out / "dissect" / variant
         result = run_dissect(self.model(variant), {s: self.loader(s, cfg.batch_size) for s in cfg.splits},
-                             self.layers, edges_preset=self.preset, num_bins=cfg.num_bins, device=self.device,
+                             self.layers, edges_preset=self.preset, num_bins=self.num_bins, device=self.device,
                              max_batches=cfg.max_batches, out_dir=folder)
         for split, layers in result.layers.items():
             for name, layer in layers.items():
@@ -290,7 +295,7 @@ class StudySteps:
         if self.train_configs[variant].loss.interp != "assign":  # no assignment: units go to their preferred bin
             responses = self.dissection(variant).layers[TRAIN][self.explain_layer]
         result = run_explain(self.model(variant), batch, layer=self.explain_layer, epsilon=cfg.epsilon,
-                             responses=responses, edges_preset=self.preset, num_bins=self.config.dissect.num_bins,
+                             responses=responses, edges_preset=self.preset, num_bins=self.num_bins,
                              device=self.device, out_dir=self.out / "explain" / variant)
         write_json(self.out / "explain", f"{variant}.json", result)
         save_figure(plot_explain(result), self.out / "figures" / f"explain_{variant}.png")
@@ -311,7 +316,7 @@ class StudySteps:
         samples = torch.utils.data.default_collate([dataset[i] for i in range(count)])
         folder = self.out / "atlas" / variant
         export_unit_atlas(self.model(variant), self.layers, samples, folder, device=self.device,
-                          edges_preset=self.preset, num_bins=self.config.dissect.num_bins)
+                          edges_preset=self.preset, num_bins=self.num_bins)
         return {"folder": str(folder.relative_to(self.out))}
 
     def report(self) -> Mapping[str, Any]:

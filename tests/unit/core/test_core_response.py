@@ -166,6 +166,12 @@ def test_compute_dtype_none_runs_in_the_activations_dtype_and_sums_in_float64(mo
     # float64 activations: compute_dtype=None is the exact path
     double = activations.double()
     assert torch.equal(response_sums(double, bins, 6, compute_dtype=None)[0], response_sums(double, bins, 6)[0])
+    # half-precision activations are multiplied in float32: the same sums as their float32 copy (in float16 the
+    # splat weights and products would be off by ~1e-4 relative)
+    for half in (torch.float16, torch.bfloat16):
+        low = activations.to(half)
+        assert torch.equal(response_sums(low, bins, 6, compute_dtype=None)[0],
+                           response_sums(low.float(), bins, 6, compute_dtype=None)[0])
 
 
 def test_gradient_of_the_float32_path_equals_the_loop(monkeypatch) -> None:

@@ -75,6 +75,10 @@ def test_counts_and_zeroing_helpers():
     assert ablation_counts(5, [3, 0, 3]) == [0, 3]
     out = zero_units(torch.ones(2, 4, 3, 3), torch.tensor([1, 3]))
     assert out[:, [0, 2]].eq(1).all() and out[:, [1, 3]].eq(0).all()
+    # an ablated unit is 0 whatever it held (a multiply by 0 would leave inf * 0 = NaN); the others are untouched
+    wild = torch.tensor([float("inf"), float("nan"), -float("inf"), 2.0]).view(1, 4, 1, 1).expand(2, 4, 3, 3)
+    out = zero_units(wild.contiguous(memory_format=torch.channels_last), torch.tensor([0, 1, 2]))
+    assert out[:, :3].eq(0).all() and out[:, 3].eq(2).all()
 
 
 def test_bad_arguments():
