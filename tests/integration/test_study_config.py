@@ -41,7 +41,9 @@ def test_the_configs_are_found() -> None:
 
 @pytest.mark.parametrize("path", TRAIN_CONFIGS, ids=lambda p: str(p.relative_to(CONFIGS)))
 def test_train_config_loads_and_names_real_layers(path: Path) -> None:
-    check_train_config(TrainConfig.from_yaml(path), str(path))
+    config = TrainConfig.from_yaml(path)
+    check_train_config(config, str(path))
+    assert config.model.pretrained, f"{path}: the paper's models start from ImageNet weights"
 
 
 @pytest.mark.parametrize("smoke", [False, True])
@@ -54,6 +56,8 @@ def test_study_config_loads_and_names_real_layers(path: Path, smoke: bool) -> No
     declared = declared_layers(steps.train_configs["assign"].model.name)
     used = {*steps.layers, *steps.correction_layers, *steps.ablation_layers, steps.explain_layer}
     assert used <= declared
+    # the paper's studies start from ImageNet weights; the demo's mff_tiny has none (it runs offline)
+    assert steps.train_configs["assign"].model.pretrained == (path.name != "demo.yaml")
     assert {v: c.loss.interp for v, c in steps.train_configs.items()} == {
         "baseline": "none", "assign": "assign", "reg": "reg"}
     # the three variants differ only in the interpretability term (same schedule, seed and data)

@@ -50,7 +50,8 @@ def create_timm_model(arch: str, tag: str | None, pretrained: bool, pretrained_f
             f"could not load the ImageNet weights {name!r} through timm ({type(err).__name__}: {err}). "
             f"Download them on a machine with network access (https://huggingface.co/timm/{name}, file "
             f"model.safetensors), and either put them in timm's cache ({hf_home}/hub, or {torch_home}/checkpoints "
-            f"for torchvision URLs) or pass pretrained_file=PATH to load the local file"
+            f"for torchvision URLs) or pass pretrained_file=PATH to load the local file (in a training config: "
+            f"model.kwargs.pretrained_file=PATH; model.pretrained=false trains from scratch instead)"
         ) from err
 
 

@@ -4,6 +4,10 @@ A recipe is a nested dict of :class:`~imde.training.config.TrainConfig` values. 
 one with ``recipe: <name>`` and overrides any of its values. The recipes follow the authors' code
 (AUTH) where it differs from the original papers, with these documented choices:
 
+- every recipe starts from the encoder's ImageNet weights (``model.pretrained: true``; CSPN: all but its
+  4-channel ``conv1_1``), loaded through timm. Offline, point ``model.kwargs.pretrained_file`` at a local copy
+  of the weights; ``model.pretrained=false`` trains from scratch (not the paper's scheme).
+
 - ``mff``: Adam, lr 1e-4, weight decay 1e-4, ×0.1 every 5 epochs (epochs counted from 0, as Hu et al.),
   20 epochs, batch 16, 228×304 input, assign term on D and MFF.
 - ``bts_nyu`` / ``bts_kitti``: AdamW (eps 1e-6), encoder weight decay 1e-2 and decoder 0, lr 1e-4 with
@@ -32,7 +36,7 @@ _BTS_OPTIM: dict[str, Any] = {
 
 RECIPES: dict[str, dict[str, Any]] = {
     "mff": {
-        "model": {"name": "mff_resnet50"},
+        "model": {"name": "mff_resnet50", "pretrained": True},
         "data": {"name": "nyu_hu_csv", "transform": "mff", "batch_size": 16},
         "loss": {"layers": ["D", "MFF"], "preset": "nyu"},
         "optim": {"name": "adam", "lr": 1e-4, "weight_decay": 1e-4, "schedule": "step", "step_every": 5, "gamma": 0.1},
@@ -40,7 +44,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "eval": {"max_depth": 10.0},
     },
     "bts_nyu": {
-        "model": {"name": "bts_densenet161_nyu"},
+        "model": {"name": "bts_densenet161_nyu", "pretrained": True},
         "data": {"name": "nyu_bts", "transform": "bts_nyu", "batch_size": 4},
         "loss": {"layers": ["upconv3", "upconv2"], "preset": "nyu"},
         "optim": dict(_BTS_OPTIM),
@@ -48,7 +52,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "eval": {"max_depth": 10.0},
     },
     "bts_kitti": {
-        "model": {"name": "bts_densenet161_kitti"},
+        "model": {"name": "bts_densenet161_kitti", "pretrained": True},
         "data": {"name": "kitti_eigen", "transform": "bts_kitti", "batch_size": 16},
         "loss": {"layers": ["upconv3", "upconv2"], "preset": "kitti"},
         "optim": dict(_BTS_OPTIM),
@@ -56,7 +60,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "eval": {"crop": "garg", "max_depth": 80.0},
     },
     "cspn": {
-        "model": {"name": "cspn_resnet50"},
+        "model": {"name": "cspn_resnet50", "pretrained": True},
         "data": {"name": "nyu_hu_csv", "transform": "cspn", "transform_kwargs": {"num_samples": 500}, "batch_size": 8},
         "loss": {"layers": ["layer3", "layer4"], "preset": "nyu"},
         "optim": {

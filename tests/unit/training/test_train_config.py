@@ -100,6 +100,7 @@ def test_every_recipe_is_a_valid_config(name: str) -> None:
     cfg = TrainConfig.from_yaml_dict({"recipe": name})
     assert to_dict(cfg)["recipe"] == name
     assert recipe_defaults(name) is not recipe_defaults(name)  # fresh copies
+    assert cfg.model.pretrained  # the original schemes all start from ImageNet weights (models-and-data.md)
 
 
 def test_bts_recipe_scheme() -> None:
