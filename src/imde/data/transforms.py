@@ -19,8 +19,9 @@ Recipes (``create_transform``), following ``models-and-data.md`` Sec. 5 and 7 (t
   normalise; ``variant="bts"``: rotate 1 deg (bilinear image), BTS augmentation with brightness U(0.9, 1.1).
   eval: KB crop, normalise.
 - ``cspn`` train: scale s ~ U(1, 1.5): resize to 240 s (depth / s), rotate U(-5, 5) deg nearest, ColorJitter,
-  centre crop 228x304, flip, sparse depth (Bernoulli, 500 points per 228x304 image), normalise.
-  eval: resize 240, centre crop 228x304, sparse depth, normalise.
+  centre crop 228x304, flip, sparse depth (Bernoulli, 500 points per 228x304 image), normalise, then CSPN's
+  ``ToPILImage`` / ``ToTensor`` round trip of the normalised image (``requantize=False`` leaves it out).
+  eval: resize 240, centre crop 228x304, sparse depth, normalise, the same round trip.
 - ``simple``: optional resize to ``size=(H, W)``, flip when training, normalise (the rendered demo data).
 """
 
@@ -311,6 +312,21 @@ class Normalize:
         return {**sample, "image": TF.normalize(sample["image"], self.mean, self.std)}
 
 
+class PILRoundTrip:
+    """CSPN's input quirk: its loaders pass the normalised image through ``ToPILImage`` and ``ToTensor`` again.
+
+    torchvision's ``ToPILImage`` multiplies a float image by 255 and casts it to uint8, which truncates toward 0
+    and wraps modulo 256 (a normalised -0.5 becomes 129 / 255); ``ToTensor`` divides by 255. The released CSPN
+    weights were trained and evaluated on these inputs in [0, 1], not on the normalised image
+    (``models-and-data.md`` Sec. 5). Written with ``remainder`` so that the wrap does not depend on a
+    platform's float-to-uint8 cast.
+    """
+
+    def __call__(self, sample: Sample) -> Sample:
+        codes = torch.remainder(torch.trunc(sample["image"] * 255), 256)
+        return {**sample, "image": codes / 255}
+
+
 class SparseDepthSample:
     """CSPN's sparse depth input: keep each depth pixel with probability p (Bernoulli), others 0 -> ``sparse_depth``.
 
@@ -345,60 +361,62 @@ VARIANTS = ("authors", "bts")
 
 def _mff(train: bool) -> list[Callable[[Sample], Sample]]:
     if not train:
-        return [Resize(240), CenterCrop(MFF_INPUT)]
+        return [Resize(240), CenterCrop(MFF_INPUT), Normalize()]
     return [Resize(240), RandomHorizontalFlip(), RandomRotate(5.0), CenterCrop(MFF_INPUT), DepthResize(MFF_OUTPUT),
-            Lighting(0.1), ColorJitter(0.4, 0.4, 0.4)]
+            Lighting(0.1), ColorJitter(0.4, 0.4, 0.4), Normalize()]
 
 
 def _bts_nyu(train: bool, variant: str = "authors") -> list[Callable[[Sample], Sample]]:
     if not train:
-        return []
+        return [Normalize()]
     if variant == "bts":
         return [FixedCrop(45, 43, 427, 565), RandomRotate(2.5, "bilinear"), RandomCrop(BTS_NYU_CROP),
-                RandomHorizontalFlip(), BTSAugment((0.75, 1.25))]
+                RandomHorizontalFlip(), BTSAugment((0.75, 1.25)), Normalize()]
     return [CenterCrop((427, 565)), RandomRotate(2.5), RandomCrop(BTS_NYU_CROP), RandomHorizontalFlip(),
-            ColorJitter(0.4, 0.4, 0.4)]
+            ColorJitter(0.4, 0.4, 0.4), Normalize()]
 
 
 def _bts_kitti(train: bool, variant: str = "authors") -> list[Callable[[Sample], Sample]]:
     if not train:
-        return [KBCrop()]
+        return [KBCrop(), Normalize()]
     if variant == "bts":
         return [KBCrop(), RandomRotate(1.0, "bilinear"), RandomCrop(BTS_KITTI_CROP), RandomHorizontalFlip(),
-                BTSAugment((0.9, 1.1))]
-    return [KBCrop(), RandomRotate(2.5), RandomCrop(BTS_KITTI_CROP), RandomHorizontalFlip(), ColorJitter(0.4, 0.4, 0.4)]
+                BTSAugment((0.9, 1.1)), Normalize()]
+    return [KBCrop(), RandomRotate(2.5), RandomCrop(BTS_KITTI_CROP), RandomHorizontalFlip(), ColorJitter(0.4, 0.4, 0.4),
+            Normalize()]
 
 
-def _cspn(train: bool, num_samples: int = 500) -> list[Callable[[Sample], Sample]]:
-    per_image = SparseDepthSample(num_samples)
+def _cspn(train: bool, num_samples: int = 500, requantize: bool = True) -> list[Callable[[Sample], Sample]]:
+    per_image = [SparseDepthSample(num_samples), Normalize(), *([PILRoundTrip()] if requantize else [])]
     if not train:
-        return [Resize(240), CenterCrop(MFF_INPUT), per_image]
+        return [Resize(240), CenterCrop(MFF_INPUT), *per_image]
     return [RandomScale(1.0, 1.5, 240), RandomRotate(5.0), ColorJitter(0.4, 0.4, 0.4), CenterCrop(MFF_INPUT),
-            RandomHorizontalFlip(), per_image]
+            RandomHorizontalFlip(), *per_image]
 
 
 def _simple(train: bool, size: Size | None = None) -> list[Callable[[Sample], Sample]]:
     resize = [Resize(_pair(size, "size"))] if size is not None else []
-    return resize + ([RandomHorizontalFlip()] if train else [])
+    return [*resize, *([RandomHorizontalFlip()] if train else []), Normalize()]
 
 
-# recipe -> (builder of the steps before normalisation, accepted keyword options)
+# recipe -> (builder of the steps, accepted keyword options)
 _RECIPES: dict[str, tuple[Callable[..., list[Callable[[Sample], Sample]]], set[str]]] = {
     "mff": (_mff, set()),
     "bts_nyu": (_bts_nyu, {"variant"}),
     "bts_kitti": (_bts_kitti, {"variant"}),
-    "cspn": (_cspn, {"num_samples"}),
+    "cspn": (_cspn, {"num_samples", "requantize"}),
     "simple": (_simple, {"size"}),
 }
 
 
 def create_transform(recipe: str, train: bool, **kw: Any) -> Compose:
-    """The training or evaluation transform of a model, ending with ImageNet normalisation (see module docs).
+    """The training or evaluation transform of a model, with ImageNet normalisation (see module docs).
 
     Args:
         recipe: one of ``mff``, ``bts_nyu``, ``bts_kitti``, ``cspn``, ``simple``.
         train: training augmentation (``True``) or evaluation preprocessing (``False``).
-        **kw: ``variant="authors"|"bts"`` for the BTS recipes; ``num_samples`` (500) for ``cspn``;
+        **kw: ``variant="authors"|"bts"`` for the BTS recipes; ``num_samples`` (500) and ``requantize``
+            (``True``: CSPN's ``ToPILImage`` round trip after normalisation, :class:`PILRoundTrip`) for ``cspn``;
             ``size=(H, W)`` (optional) for ``simple``.
     """
     if recipe not in _RECIPES:
@@ -409,4 +427,4 @@ def create_transform(recipe: str, train: bool, **kw: Any) -> Compose:
         raise ValueError(f"recipe {recipe!r} takes options {sorted(allowed)}, got unknown {sorted(unknown)}")
     if kw.get("variant", "authors") not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {kw['variant']!r}")
-    return Compose([*build(train, **kw), Normalize()])
+    return Compose(build(train, **kw))

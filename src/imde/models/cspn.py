@@ -67,15 +67,24 @@ class UnpoolConv(nn.Module):
         return self.conv1(unpool(x, size))
 
 
+# Guidance channel n weighs the neighbour at offset CSPN_NEIGHBOURS[n] = (dy, dx): the original pads and shifts
+# every affinity map together with the depth map it multiplies, so channel 0 carries the bottom-right neighbour,
+# channel 7 the top-left one, and each affinity is read at its neighbour's position.
+CSPN_NEIGHBOURS = ((1, 1), (1, 0), (1, -1), (0, 1), (0, -1), (-1, 1), (-1, 0), (-1, -1))
+_WINDOW_INDEX = tuple((dy + 1) * 3 + (dx + 1) for dy, dx in CSPN_NEIGHBOURS)  # in the row-major 3x3 window
+
+
 def cspn_propagate(guidance: torch.Tensor, blur: torch.Tensor, sparse: torch.Tensor,
                    steps: int = CSPN_STEPS) -> torch.Tensor:
     """Convolutional spatial propagation with 3x3 affinities and '8sum' normalisation (CSPN, Eq. 1-2).
 
-    The 8 neighbour affinities (channel order: the 3x3 neighbours in row-major order, centre skipped -- an
-    assumption: the original propagation code was not available to check it against) are divided
-    by the sum of their absolute values; the centre keeps ``1 - sum(w)`` of the initial depth ``blur``. Each step:
-    ``d = sum_n w_n * d(neighbour n) + (1 - sum(w)) * blur`` with zero padding; then pixels with a non-zero sparse
-    input are reset to ``blur`` (the original code's behaviour, not the measurement).
+    As the original propagation code does it: for pixel ``p`` and neighbour ``n`` at ``q = p + o_n``
+    (:data:`CSPN_NEIGHBOURS`), the affinity is channel ``n`` of ``guidance`` read at ``q``; neighbours outside
+    the image have none. The affinities of ``p``'s neighbours are divided by the sum of their absolute values,
+    ``w_n = g_n(q) / sum_m |g_m(q_m)|``, and the centre keeps ``1 - sum(w)`` of the initial depth ``blur``. Each
+    step: ``d(p) = sum_n w_n * d(q_n) + (1 - sum(w)) * blur(p)``; then pixels with a non-zero sparse input are
+    reset to ``blur`` (the original code's behaviour, not the measurement). Where all of a pixel's affinities
+    are 0 the original divides 0 by 0; here the pixel keeps ``blur``.
 
     Args:
         guidance: Affinities ``[B, 8, H, W]``.
@@ -83,15 +92,17 @@ def cspn_propagate(guidance: torch.Tensor, blur: torch.Tensor, sparse: torch.Ten
         sparse: Sparse depth ``[B, 1, H, W]``, 0 where unmeasured.
         steps: Number of propagation steps.
     """
-    weights = guidance / guidance.abs().sum(dim=1, keepdim=True).clamp_min(torch.finfo(guidance.dtype).tiny)
-    centre = 1.0 - weights.sum(dim=1, keepdim=True)
     batch, _, height, width = blur.shape
-    keep = centre * blur
+    window = torch.tensor(_WINDOW_INDEX, device=guidance.device)
+    channels = torch.arange(len(CSPN_NEIGHBOURS), device=guidance.device)
+    windows = F.unfold(guidance, 3, padding=1).view(batch, len(CSPN_NEIGHBOURS), 9, height, width)
+    gates = windows[:, channels, window]  # [B, 8, H, W]: gate n at neighbour n's position, 0 outside the image
+    weights = gates / gates.abs().sum(dim=1, keepdim=True).clamp_min(torch.finfo(gates.dtype).tiny)
+    keep = (1.0 - weights.sum(dim=1, keepdim=True)) * blur
     measured = sparse != 0
     depth = blur
     for _ in range(steps):
-        patches = F.unfold(depth, 3, padding=1).view(batch, 9, height, width)
-        neighbours = torch.cat([patches[:, :4], patches[:, 5:]], dim=1)
+        neighbours = F.unfold(depth, 3, padding=1).view(batch, 9, height, width)[:, window]
         depth = (weights * neighbours).sum(dim=1, keepdim=True) + keep
         depth = torch.where(measured, blur, depth)
     return depth

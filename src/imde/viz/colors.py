@@ -36,7 +36,7 @@ def display_image(image: torch.Tensor, normalised: bool = True) -> torch.Tensor:
 
     Args:
         image: ImageNet-normalised (``normalised=True``) or ``[0, 1]`` RGB; extra channels (CSPN's sparse
-            depth) are dropped.
+            depth) are dropped. A CSPN input re-quantised by ``PILRoundTrip`` cannot be undone and shows as it is.
         normalised: undo the ImageNet normalisation first.
     """
     if image.ndim != 3 or image.shape[0] < 3:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torchvision.transforms.functional as TF
 
 from imde.data.transforms import (
     IMAGENET_EIGVAL,
@@ -17,6 +18,7 @@ from imde.data.transforms import (
     KBCrop,
     Lighting,
     Normalize,
+    PILRoundTrip,
     RandomCrop,
     RandomHorizontalFlip,
     RandomRotate,
@@ -197,8 +199,28 @@ def test_recipes_output_sizes_and_depth_values(recipe, train, kw, size, image_sh
         assert set(out["depth"].unique().tolist()) <= {0.0, 3.5, 7.0}
     if recipe == "cspn":
         assert out["sparse_depth"].shape == (1, *image_shape)
-    assert float(out["image"].min()) < -0.5  # ImageNet normalisation applied last
+    if recipe == "cspn":  # CSPN's ToPILImage round trip of the normalised image: codes / 255 in [0, 1]
+        assert out["image"].min() >= 0 and out["image"].max() <= 1
+        assert torch.equal(out["image"] * 255, (out["image"] * 255).round())
+    else:
+        assert float(out["image"].min()) < -0.5  # ImageNet normalisation applied last
     assert out["name"] == "n"
+
+
+def test_cspn_round_trip_equals_torchvision_to_pil_and_back():
+    # the normalised image through torchvision's ToPILImage and ToTensor, as CSPN's loaders do (negative values
+    # wrap around modulo 256)
+    torch.manual_seed(0)
+    normalised = torch.randn(3, 20, 30) * 1.5
+    normalised[0, 0, :4] = torch.tensor([-0.5, -1.2, 1.5, 2.6])
+    expected = TF.to_tensor(TF.to_pil_image(normalised))
+    out = PILRoundTrip()({"image": normalised})["image"]
+    assert torch.equal(out, expected)
+    assert (out[0, 0, :4] * 255).round().tolist() == [129.0, 206.0, 126.0, 151.0]
+    sample = {"image": torch.rand(3, 480, 640), "depth": torch.ones(1, 480, 640)}
+    plain = create_transform("cspn", train=False, requantize=False)(sample)["image"]
+    requantized = create_transform("cspn", train=False)(sample)["image"]
+    assert torch.equal(requantized, PILRoundTrip()({"image": plain})["image"])
 
 
 def test_train_recipe_is_reproducible_and_eval_is_deterministic():
