@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     show = _add_command(data_sub, "show", h.cmd_data_show, "summarise a dataset and save a contact sheet",
                         "  imde data show rendered data/rendered --split test --out sheet.png\n"
                         "  imde data show nyu_bts /data/nyu list_file=/data/nyu/test.txt")
-    show.add_argument("name", help="dataset name (rendered, nyu_hu_csv, nyu_bts, nyu_mat, kitti_eigen)")
+    show.add_argument("name", help="dataset name (rendered, nyu_hu_csv, nyu_bts, nyu_mat, nyu_h5, kitti_eigen)")
     show.add_argument("root", help="dataset root folder (or zip)")
     show.add_argument("options", nargs="*", metavar="key=value", help="dataset options, e.g. list_file=...")
     show.add_argument("--split", default="train", help="train or test (default: train)")

@@ -15,6 +15,7 @@ _DATASETS: dict[str, str] = {
     "nyu_hu_csv": "imde.data.nyu:NYUHuCSV",
     "nyu_bts": "imde.data.nyu:NYUBTS",
     "nyu_mat": "imde.data.nyu:NYUMat",
+    "nyu_h5": "imde.data.nyu_h5:NYUH5",
     "kitti_eigen": "imde.data.kitti:KittiEigen",
     "rendered": "imde.data.rendered:RenderedDataset",
 }
@@ -26,7 +27,7 @@ def list_datasets() -> list[str]:
     """Names accepted by :func:`create`.
 
     >>> list_datasets()
-    ['kitti_eigen', 'nyu_bts', 'nyu_hu_csv', 'nyu_mat', 'rendered']
+    ['kitti_eigen', 'nyu_bts', 'nyu_h5', 'nyu_hu_csv', 'nyu_mat', 'rendered']
     """
     return sorted(_DATASETS)
 

@@ -1,4 +1,5 @@
-"""NYU Depth V2 in the three layouts the paper's models were trained and evaluated on.
+"""NYU Depth V2 in three of the layouts the paper's models were trained and evaluated on (CSPN's per-frame
+HDF5 files: :mod:`imde.data.nyu_h5`).
 
 - :class:`NYUHuCSV`: Hu et al.'s CSV (``image,depth`` paths), folder or zip; 8-bit training depth, 16-bit mm test depth.
 - :class:`NYUBTS`: BTS's "sync" extraction (``rgb_XXXXX.jpg``, ``sync_depth_XXXXX.png`` in mm) with its file lists.

@@ -13,7 +13,8 @@ one with ``recipe: <name>`` and overrides any of its values. The recipes follow 
 - ``bts_nyu`` / ``bts_kitti``: AdamW (eps 1e-6), encoder weight decay 1e-2 and decoder 0, lr 1e-4 with
   per-step poly (power 0.9) decay to 1e-5; NYU 30 epochs batch 4, KITTI 20 epochs batch 16.
 - ``cspn``: SGD momentum 0.9 Nesterov, lr 0.01, weight decay 1e-4, ReduceLROnPlateau (×0.1, patience 3,
-  min 1e-6) on the held-out RMS, 40 epochs batch 8, 500 sampled sparse depth points.
+  min 1e-6) on the held-out RMS, 40 epochs batch 8, 500 sampled sparse depth points, on the per-frame HDF5
+  extraction (``nyu_h5``).
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     },
     "cspn": {
         "model": {"name": "cspn_resnet50", "pretrained": True},
-        "data": {"name": "nyu_hu_csv", "transform": "cspn", "transform_kwargs": {"num_samples": 500}, "batch_size": 8},
+        "data": {"name": "nyu_h5", "transform": "cspn", "transform_kwargs": {"num_samples": 500}, "batch_size": 8},
         "loss": {"layers": ["layer3", "layer4"], "preset": "nyu"},
         "optim": {
             "name": "sgd",

@@ -11,7 +11,7 @@ from imde.data import create, list_datasets
 
 
 def test_names():
-    assert list_datasets() == ["kitti_eigen", "nyu_bts", "nyu_hu_csv", "nyu_mat", "rendered"]
+    assert list_datasets() == ["kitti_eigen", "nyu_bts", "nyu_h5", "nyu_hu_csv", "nyu_mat", "rendered"]
 
 
 def test_unknown_name_and_split(tmp_path):
