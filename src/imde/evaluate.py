@@ -30,7 +30,7 @@ from imde.utils.io import atomic_path, atomic_write_bytes
 PNG_SCALES = {"nyu": 1000.0, "kitti": 256.0}
 """16-bit PNG depth scales: millimetres for NYU, ×256 for KITTI (the datasets' own formats)."""
 _TABLE_NAMES = {"delta1.02": "d<1.02", "delta1.05": "d<1.05", "delta1.10": "d<1.10", "delta1": "d<1.25",
-                "delta2": "d<1.25^2", "delta3": "d<1.25^3", "rms": "RMS", "rel": "REL", "sq_rel": "SqRel",
+                "delta2": "d<1.25^2", "delta3": "d<1.25^3", "rms": "RMS", "mae": "MAE", "rel": "REL", "sq_rel": "SqRel",
                 "rms_log": "RMSlog", "log10": "log10", "silog": "SILog"}
 
 

@@ -5,7 +5,8 @@ prediction clamped to ``[min_depth, max_depth]`` (``+inf`` becomes ``max_depth``
 
 - ``delta1.02``, ``delta1.05``, ``delta1.10``, ``delta1``, ``delta2``, ``delta3``: fraction of pixels with
   ``max(gt/p, p/gt) < t`` for ``t`` = 1.02, 1.05, 1.10, 1.25, 1.25², 1.25³;
-- ``rms`` = sqrt(mean (gt - p)²); ``rel`` = mean |gt - p| / gt; ``sq_rel`` = mean (gt - p)² / gt;
+- ``rms`` = sqrt(mean (gt - p)²); ``mae`` = mean |gt - p| (CSPN's model selection); ``rel`` = mean |gt - p| / gt;
+  ``sq_rel`` = mean (gt - p)² / gt;
 - ``rms_log`` = sqrt(mean (ln gt - ln p)²); ``log10`` = mean |log10 gt - log10 p|;
 - ``silog`` = 100 sqrt(mean e² - (mean e)²) with e = ln p - ln gt (BTS).
 
@@ -36,7 +37,7 @@ DELTA_THRESHOLDS: dict[str, float] = {
     "delta2": 1.25**2,
     "delta3": 1.25**3,
 }
-ERROR_METRICS = ("rms", "rel", "sq_rel", "rms_log", "log10", "silog")
+ERROR_METRICS = ("rms", "mae", "rel", "sq_rel", "rms_log", "log10", "silog")
 METRIC_NAMES: tuple[str, ...] = (*DELTA_THRESHOLDS, *ERROR_METRICS)
 HIGHER_IS_BETTER = frozenset(DELTA_THRESHOLDS)
 _LN10 = math.log(10.0)
@@ -114,6 +115,7 @@ def compute_depth_metrics(
     log_err = torch.log(pred) - torch.log(gt)
     values = {name: mean((ratio < t).float()) for name, t in DELTA_THRESHOLDS.items()}
     values["rms"] = mean(diff.square()).sqrt()
+    values["mae"] = mean(diff.abs())
     values["rel"] = mean(diff.abs() / gt)
     values["sq_rel"] = mean(diff.square() / gt)
     values["rms_log"] = mean(log_err.square()).sqrt()

@@ -28,6 +28,7 @@ def _reference(pred: np.ndarray, gt: np.ndarray, lo: float, hi: float) -> dict[s
         "delta2": np.mean(ratio < 1.25**2),
         "delta3": np.mean(ratio < 1.25**3),
         "rms": np.sqrt(np.mean((g - p) ** 2)),
+        "mae": np.mean(np.abs(g - p)),
         "rel": np.mean(np.abs(g - p) / g),
         "sq_rel": np.mean((g - p) ** 2 / g),
         "rms_log": np.sqrt(np.mean(e**2)),
@@ -50,6 +51,7 @@ def test_hand_computed_single_image() -> None:
     assert values["delta2"].item() == pytest.approx(2 / 3)  # 1.25 < 1.5625, 2 is not
     assert values["delta3"].item() == pytest.approx(2 / 3)  # 2 > 1.953
     assert values["rms"].item() == pytest.approx(math.sqrt((0 + 4 + 1) / 3))
+    assert values["mae"].item() == pytest.approx((0 + 2 + 1) / 3)
     assert values["rel"].item() == pytest.approx((0 + 1.0 + 0.25) / 3)
     assert values["sq_rel"].item() == pytest.approx((0 + 4 / 2 + 1 / 4) / 3)
     logs = [0.0, math.log(2.0), math.log(1.25)]

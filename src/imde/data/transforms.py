@@ -100,6 +100,10 @@ class Compose:
 class Resize:
     """Resize image (bilinear, antialiased) and depth maps (nearest) to ``size``; ``focal`` scales with the width.
 
+    Depth takes the source pixel under each output pixel's centre (``nearest-exact``), as PIL's ``NEAREST`` in
+    the original loaders does; torch's ``nearest`` would take the one under its top-left corner, half a source
+    pixel off (for 228x304 -> 114x152: rows ``2i`` instead of PIL's ``2i + 1``).
+
     Args:
         size: ``(H, W)``, or an int for the shorter side (aspect ratio kept, as torchvision does).
     """
@@ -113,7 +117,7 @@ class Resize:
         out = _map(
             sample,
             lambda x: TF.resize(x, self.size, InterpolationMode.BILINEAR, antialias=True),
-            lambda x: TF.resize(x, self.size, InterpolationMode.NEAREST),
+            lambda x: TF.resize(x, self.size, InterpolationMode.NEAREST_EXACT),
         )
         if "focal" in sample:
             key = "image" if "image" in sample else "depth"
@@ -122,13 +126,13 @@ class Resize:
 
 
 class DepthResize:
-    """Resize only the depth maps (nearest), e.g. to the 114x152 output of MFF."""
+    """Resize only the depth maps (nearest, centre-aligned as :class:`Resize`), e.g. to the 114x152 output of MFF."""
 
     def __init__(self, size: Size) -> None:
         self.size = list(_pair(size, "size"))
 
     def __call__(self, sample: Sample) -> Sample:
-        return _map(sample, lambda x: x, lambda x: TF.resize(x, self.size, InterpolationMode.NEAREST))
+        return _map(sample, lambda x: x, lambda x: TF.resize(x, self.size, InterpolationMode.NEAREST_EXACT))
 
 
 class RandomScale:

@@ -13,7 +13,7 @@ one with ``recipe: <name>`` and overrides any of its values. The recipes follow 
 - ``bts_nyu`` / ``bts_kitti``: AdamW (eps 1e-6), encoder weight decay 1e-2 and decoder 0, lr 1e-4 with
   per-step poly (power 0.9) decay to 1e-5; NYU 30 epochs batch 4, KITTI 20 epochs batch 16.
 - ``cspn``: SGD momentum 0.9 Nesterov, lr 0.01, weight decay 1e-4, ReduceLROnPlateau (×0.1, patience 3,
-  min 1e-6) on the held-out RMS, 40 epochs batch 8, 500 sampled sparse depth points, on the per-frame HDF5
+  min 1e-6) on the held-out MAE, 40 epochs batch 8, 500 sampled sparse depth points, on the per-frame HDF5
   extraction (``nyu_h5``).
 """
 
@@ -75,7 +75,7 @@ RECIPES: dict[str, dict[str, Any]] = {
             "patience": 3,
             "min_lr": 1e-6,
         },
-        "train": {"epochs": 40, "best_metric": "rms", "best_mode": "min"},
+        "train": {"epochs": 40, "best_metric": "mae", "best_mode": "min"},
         "eval": {"max_depth": 10.0},
     },
 }

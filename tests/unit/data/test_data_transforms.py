@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torchvision.transforms.functional as TF
+from PIL import Image
 
 from imde.data.transforms import (
     IMAGENET_EIGVAL,
@@ -95,11 +97,17 @@ def test_resize_never_interpolates_depth():
     assert torch.allclose(_centroid(half["image"][0] > 0.6), _centroid(half["depth"][0] == 9.0), atol=1.0)
 
 
-def test_depth_resize_to_half_is_every_other_pixel():
+def test_depth_resize_to_half_takes_the_pixel_under_each_output_centre_as_pil():
     depth = torch.rand(1, 228, 304)
     out = DepthResize((114, 152))({"image": torch.zeros(3, 228, 304), "depth": depth})
-    torch.testing.assert_close(out["depth"], depth[:, ::2, ::2])
+    torch.testing.assert_close(out["depth"], depth[:, 1::2, 1::2])  # rows and columns 2i + 1
     assert out["image"].shape == (3, 228, 304)
+    # the original loaders resize depth with PIL's NEAREST: the same pixels, also at non-integer ratios
+    for size in ((114, 152), (188, 621), (4, 5)):
+        source = torch.rand(1, 2 * size[0] + 1, 2 * size[1] + 3) * 10
+        pil = Image.fromarray(source[0].numpy(), mode="F").resize(size[::-1], Image.NEAREST)
+        ours = Resize(size)({"depth": source})["depth"][0]
+        assert torch.equal(ours, torch.from_numpy(np.array(pil)))
 
 
 def test_crop_offsets():
