@@ -17,7 +17,7 @@ from torch import Tensor
 
 from imde.core.bins import check_edges, digitize
 from imde.core.response import response_sums
-from imde.utils.io import atomic_torch_save
+from imde.utils.io import atomic_torch_save, read_torch_file
 
 _COUNTERS = ("num_updates", "num_empty_batches", "num_images", "num_empty_images")
 
@@ -180,10 +180,7 @@ class DepthResponse:
     @classmethod
     def load(cls, path: str | os.PathLike[str], device: torch.device | str | None = None) -> DepthResponse:
         """Read an accumulator written by :meth:`save` (``torch.load(weights_only=True)``)."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"DepthResponse state file not found: {path}")
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = read_torch_file(path, "DepthResponse state file")
         if not isinstance(state, dict) or "num_units" not in state or "edges" not in state:
             raise ValueError(f"{path}: not a DepthResponse state (expected a dict with num_units, edges, sums, counts)")
         acc = cls(int(state["num_units"]), state["edges"], device=device)

@@ -10,7 +10,6 @@ strictly by default.
 from __future__ import annotations
 
 import os
-import pickle
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,6 +17,8 @@ from pathlib import Path
 
 import torch
 from torch import nn
+
+from imde.utils.io import read_torch_file
 
 DROPPED_PREFIXES = ("post_process_layer.",)  # and each model's own ``ignored_checkpoint_prefixes``
 DATA_PARALLEL_PREFIX = "module."
@@ -69,15 +70,7 @@ class LoadReport:
 
 
 def _read(path: Path, allow_unsafe: bool) -> object:
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint path={str(path)!r} does not exist")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=not allow_unsafe)
-    except pickle.UnpicklingError as err:
-        raise ValueError(
-            f"checkpoint {str(path)!r} holds Python objects besides tensors, which torch.load(weights_only=True) "
-            f"refuses ({err}). Only if you trust the file, pass allow_unsafe=True to load it with full unpickling"
-        ) from err
+    return read_torch_file(path, "checkpoint", weights_only=not allow_unsafe)
 
 
 def _unwrap(obj: object, path: Path) -> tuple[dict[str, torch.Tensor], str | None]:

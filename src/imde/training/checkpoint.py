@@ -21,7 +21,7 @@ from torch import nn
 
 from imde.config import diff_dicts
 from imde.probe import unwrap_model
-from imde.utils.io import atomic_torch_save
+from imde.utils.io import atomic_torch_save, read_torch_file
 
 FORMAT = "imde.train/1"
 RESUMABLE_KEYS = frozenset(
@@ -82,15 +82,9 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         FileNotFoundError: no such file.
         ValueError: the file is not an imde training checkpoint.
     """
-    file = Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(f"checkpoint {str(file)!r} not found")
-    try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unpickling errors have many types
-        raise ValueError(f"checkpoint {str(file)!r}: cannot be read with weights_only=True ({exc})") from None
+    state = read_torch_file(path, "checkpoint")
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise ValueError(f"checkpoint {str(file)!r}: not an imde training checkpoint (expected format {FORMAT!r})")
+        raise ValueError(f"checkpoint {str(path)!r}: not an imde training checkpoint (expected format {FORMAT!r})")
     return state
 
 

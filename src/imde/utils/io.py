@@ -1,10 +1,13 @@
-"""Atomic writes: a crash while writing never leaves a half-written checkpoint, report or table."""
+"""Atomic writes (a crash while writing never leaves a half-written checkpoint, report or table), and reading
+``torch.save`` files with errors that say what is wrong with them."""
 
 from __future__ import annotations
 
 import json
 import os
+import pickle
 import tempfile
+import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -64,3 +67,40 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> Path:
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
     return Path(path)
+
+
+# how a torch.save file starts: a zip archive's first local header, or (legacy format) pickle protocol 2 and
+# torch's magic number as a long
+_ZIP_PREFIX = b"PK\x03\x04"
+_LEGACY_TORCH_PREFIX = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
+
+
+def read_torch_file(path: str | os.PathLike[str], what: str, *, weights_only: bool = True) -> Any:
+    """``torch.load(path, map_location="cpu")`` with errors naming ``what`` and the file.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is not a ``torch.save`` file, is truncated or corrupt, or (``weights_only``) holds
+            Python objects besides tensors and plain containers.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"{what} {str(file)!r} not found")
+    with open(file, "rb") as handle:
+        head = handle.read(len(_LEGACY_TORCH_PREFIX))
+    if not head.startswith(_ZIP_PREFIX) and head != _LEGACY_TORCH_PREFIX:
+        raise ValueError(f"{what} {str(file)!r} is not a PyTorch file (neither torch.save's zip format nor its "
+                         "legacy format)")
+    try:
+        return torch.load(file, map_location="cpu", weights_only=weights_only)
+    except pickle.UnpicklingError as err:
+        if weights_only and "Weights only load failed" in str(err):
+            raise ValueError(
+                f"{what} {str(file)!r} holds Python objects besides tensors, which torch.load(weights_only=True) "
+                "refuses; only if you trust the file, load it with full unpickling (Python: "
+                "imde.models.load_checkpoint(..., allow_unsafe=True))"
+            ) from err
+        raise ValueError(f"{what} {str(file)!r} cannot be read: truncated or corrupt ({err})") from err
+    except (RuntimeError, OSError, EOFError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{what} {str(file)!r} cannot be read: truncated or corrupt "
+                         f"({type(err).__name__}: {err})") from err
