@@ -88,9 +88,12 @@ def cmd_data_show(args: argparse.Namespace) -> int:
     import torch
 
     from imde.data import create
-    from imde.data.rendered import save_contact_sheet
+    from imde.data.rendered import cached_options, save_contact_sheet
 
-    dataset = create(args.name, args.root, args.split, **_options(args.options))
+    options = _options(args.options)
+    if args.name == "rendered":  # show what was rendered there, never render
+        options = {**cached_options(args.root), **options, "generate": False}
+    dataset = create(args.name, args.root, args.split, **options)
     count = len(dataset)  # type: ignore[arg-type]
     if count == 0:
         raise ValueError(f"dataset {args.name!r} at {args.root!r}: the {args.split} split is empty")
@@ -140,9 +143,10 @@ def cmd_dissect(args: argparse.Namespace) -> int:
     session = _session(args)
     layers = args.layers or list(session.config.loss.layers) or [info.name for info in session.model.unit_info]
     out = _out(args, session.config, "dissect")
+    num_bins = _num_bins(session) if args.num_bins is None else args.num_bins
     result = run_dissect(session.model, {split: session.loader(split) for split in args.split}, layers,
-                         edges_preset=_preset(session), num_bins=args.num_bins or _num_bins(session),
-                         device=session.device, max_batches=args.max_batches, progress=True, out_dir=out)
+                         edges_preset=_preset(session), num_bins=num_bins, device=session.device,
+                         max_batches=args.max_batches, progress=True, out_dir=out)
     for split, per_layer in result.layers.items():
         for name, layer in per_layer.items():
             print(f"{split:>6} {name:>10}: selectivity {layer.mean_selectivity:.4f} (random baseline "

@@ -16,6 +16,7 @@ from typing import Any
 from imde import __version__
 
 EXIT_BAD_INPUT = 2
+SPLITS = ("train", "test")
 
 _EPILOG = """examples:
   imde study configs/demo.yaml                      # the whole paper story on the rendered data
@@ -90,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("name", help="dataset name (rendered, nyu_hu_csv, nyu_bts, nyu_mat, nyu_h5, kitti_eigen)")
     show.add_argument("root", help="dataset root folder (or zip)")
     show.add_argument("options", nargs="*", metavar="key=value", help="dataset options, e.g. list_file=...")
-    show.add_argument("--split", default="train", help="train or test (default: train)")
+    show.add_argument("--split", default="train", choices=SPLITS, help="train or test (default: train)")
     show.add_argument("--count", type=int, default=16, help="samples in the contact sheet (default: 16)")
     show.add_argument("--out", default=None, help="contact sheet PNG (default: <name>_<split>.png)")
 
@@ -105,14 +106,15 @@ def build_parser() -> argparse.ArgumentParser:
     ev = _add_command(sub, "eval", h.cmd_eval, "evaluate a trained model on a split (depth metrics)",
                       "  imde eval runs/demo/models/assign --split test")
     _add_source(ev)
-    ev.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    ev.add_argument("--split", default="test", choices=SPLITS, help="split to evaluate (default: test)")
     _add_out(ev, "eval")
 
     dissect = _add_command(sub, "dissect", h.cmd_dissect, "dissect layers by depth (Eq. 1-2; Tables 1, 4, 7)",
                            "  imde dissect runs/demo/models/assign --layers D MFF --split train test")
     _add_source(dissect)
     dissect.add_argument("--layers", nargs="+", default=None, help="layer names (default: the trained layers)")
-    dissect.add_argument("--split", nargs="+", default=["test"], help="splits to dissect (default: test)")
+    dissect.add_argument("--split", nargs="+", default=["test"], choices=SPLITS,
+                         help="splits to dissect (default: test)")
     dissect.add_argument("--num-bins", type=int, default=None,
                          help="requested depth bins (default: the training config's loss.num_bins, 64 unless set)")
     _add_out(dissect, "dissect")
@@ -169,7 +171,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # key=value overrides may also come after options (``imde study c.yaml --smoke run_dir=x``)
-    if extra and (not hasattr(args, "overrides") or any("=" not in item or item.startswith("-") for item in extra)):
+    if extra and hasattr(args, "overrides"):
+        stray = [item for item in extra if "=" not in item or item.startswith("-")]
+        if stray:
+            parser.error(f"unrecognized arguments: {' '.join(stray)} (config overrides are key=value)")
+    elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if extra:
         args.overrides = [*args.overrides, *extra]

@@ -100,3 +100,36 @@ def test_data_render_passes_the_camera_rig_and_materials(tmp_path: Path, capsys:
     with pytest.raises(SystemExit):
         main([*argv, "--camera", "tilted"])  # argparse: not a rig
     assert "invalid choice: 'tilted'" in capsys.readouterr().err
+    # `data show` opens the dataset rendered there as it is: no option repeated, nothing re-rendered
+    rendered_at = (root / "index.json").stat().st_mtime_ns
+    assert main(["data", "show", "rendered", str(root), "--split", "test", "--out", str(tmp_path / "s.png")]) == 0
+    assert "rendered test: 8 samples; image (3, 24, 32)" in capsys.readouterr().out
+    assert (root / "index.json").stat().st_mtime_ns == rendered_at
+    err = run_error(["data", "show", "rendered", str(tmp_path / "typo")], capsys)
+    assert "holds no rendered dataset" in err and not (tmp_path / "typo").exists()
+
+
+def test_sources_that_are_not_training_runs_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from imde.config import save_yaml
+    from imde.study.config import load_study_config
+
+    study = tmp_path / "study"
+    save_yaml(load_study_config(CONFIGS / "demo.yaml"), study / "config.yaml")
+    err = run_error(["eval", str(study)], capsys)
+    assert "is a study run directory, not a training run" in err and "models/<variant>" in err
+    err = run_error(["dissect", str(CONFIGS / "demo.yaml")], capsys)
+    assert "is a study config, not a training run" in err
+    (tmp_path / "models" / "assign").mkdir(parents=True)
+    err = run_error(["report", str(tmp_path / "models")], capsys)
+    assert "is not a run directory of `imde study`" in err
+    assert not (tmp_path / "models" / "report.html").exists()
+
+
+def test_bad_choices_and_stray_words_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", str(tmp_path), "--split", "trian"])
+    assert exit_info.value.code == EXIT_BAD_INPUT and "invalid choice: 'trian'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["study", str(CONFIGS / "demo.yaml"), "--list", f"run_dir={tmp_path}", "noequals"])
+    err = capsys.readouterr().err
+    assert "unrecognized arguments: noequals (config overrides are key=value)" in err and "run_dir" not in err

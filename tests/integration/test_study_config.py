@@ -111,8 +111,22 @@ def test_bad_study_keys_and_values_are_named() -> None:
         load_study_config(CONFIGS / "demo.yaml", ["correction.variants=[assign]"])
     with pytest.raises(ValueError, match=r"variants: missing \['reg'\]"):
         load_study_config(CONFIGS / "demo.yaml", ["variants={baseline: {}, assign: {}}"])
+    with pytest.raises(ValueError, match="train config of variant 'assign': .*optim"):
+        load_study_config(CONFIGS / "demo.yaml", ["train.optim.nme=sgd"])
     with pytest.raises(ValueError, match="train config of variant 'baseline': .*optim"):
-        StudySteps(load_study_config(CONFIGS / "demo.yaml", ["train.optim.nme=sgd"]))
+        StudySteps(load_study_config(CONFIGS / "demo.yaml", ["variants.baseline.optim.nme=sgd"]))
+    # what a study trains and dissects is checked before the first step, naming the variant
+    with pytest.raises(ValueError, match=r"variant 'baseline': model.name='mff_tinyy': not a registered model"):
+        StudySteps(load_study_config(CONFIGS / "demo.yaml", ["train.model.name=mff_tinyy"]))
+    with pytest.raises(ValueError, match=r"variant 'baseline': data.name='rendred': not a dataset"):
+        StudySteps(load_study_config(CONFIGS / "demo.yaml", ["train.data.name=rendred"]))
+    with pytest.raises(ValueError, match=r"variant 'baseline': unknown layer 'Dx' for MFFNet"):
+        StudySteps(load_study_config(CONFIGS / "demo.yaml", ["dissect.layers=[Dx]"]))
+    with pytest.raises(ValueError, match=r"variant 'assign': unknown layer 'NOPE'"):
+        StudySteps(load_study_config(CONFIGS / "demo.yaml",
+                                     ["dissect.layers=[D]", "variants.assign.loss.layers=[D, NOPE]"]))
+    with pytest.raises(ValueError, match=r"model.kwargs=\{'d_unit': 3\}: .*unexpected keyword argument 'd_unit'"):
+        StudySteps(load_study_config(CONFIGS / "demo.yaml", ["train.model.kwargs={d_unit: 3}"]))
 
 
 def test_experiment_layers_must_be_dissected_and_ablation_defaults_to_all_of_them() -> None:

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
 from imde.study.config import load_study_config
-from imde.study.parallel import ParallelTrainings
+from imde.study.parallel import ParallelTrainings, stop_cleanly_on_sigterm
 from imde.study.runner import StepRunner
 from imde.study.steps import StudySteps
 from imde.training.checkpoint import load_checkpoint
+from imde.utils.io import atomic_path
 
 DEMO = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
 
@@ -49,11 +53,34 @@ def test_workers_train_the_same_models_as_one_process(tmp_path: Path, threads: N
 
 
 def test_a_failing_worker_reports_its_error_and_leaves_no_marker(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="loss.layers: unknown layer 'nope'") as failure:
-        _train_steps(tmp_path / "run", 3, "variants.baseline.loss.interp=assign",
-                     "variants.baseline.loss.layers=[nope]")
+    # a value only the training itself checks (the study checks models, data and layers before starting)
+    with pytest.raises(ValueError, match="train.best_metric='nope'") as failure:
+        _train_steps(tmp_path / "run", 3, "variants.baseline.train.eval_every_epoch=true",
+                     "variants.baseline.train.best_metric=nope")
     assert "while training variant 'baseline'" in str(failure.value.__notes__)
     assert not list((tmp_path / "run" / "steps").glob("train_*.done"))  # the other workers were stopped too
+    assert not list((tmp_path / "run").rglob("*.tmp"))
+
+
+def _write_slowly(target: Path, ready: Any) -> None:
+    stop_cleanly_on_sigterm()
+    with atomic_path(target) as tmp:
+        tmp.write_text("half")
+        ready.set()
+        time.sleep(60)
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="needs the fork start method")
+def test_a_stopped_worker_removes_the_file_it_was_writing(tmp_path: Path) -> None:
+    context = multiprocessing.get_context("fork")
+    ready = context.Event()
+    process = context.Process(target=_write_slowly, args=(tmp_path / "last.pt", ready))
+    process.start()
+    assert ready.wait(30)
+    process.terminate()  # what ParallelTrainings.close does to the other workers
+    process.join(30)
+    assert process.exitcode == 1  # Terminated raised out of the target, not killed by the signal
+    assert list(tmp_path.iterdir()) == []  # neither last.pt nor the temporary file
 
 
 def test_a_worker_killed_without_a_result_is_an_error(tmp_path: Path) -> None:

@@ -11,6 +11,8 @@ import pytest
 
 from imde.cli import EXIT_BAD_INPUT, main
 from imde.study.claims import measure_claims
+from imde.study.config import load_study_config
+from imde.study.pipeline import step_status
 
 DEMO = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
 METRICS = {"delta1", "delta2", "delta3", "rms", "rel", "log10"}
@@ -92,7 +94,19 @@ def test_resuming_redoes_nothing_and_force_redoes_dependents(smoke: tuple[Path, 
     assert redone == ["ablate_assign", "figures", "report", "results"]
 
 
-def test_a_changed_config_is_refused(smoke: tuple[Path, list[str]], capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_changed_experiment_setting_redoes_its_steps_and_a_changed_training_is_refused(
+    smoke: tuple[Path, list[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
     run, argv = smoke
-    assert main([*argv, "ablation.step=3"]) == EXIT_BAD_INPUT
-    assert "another config (differs in ablation.step)" in capsys.readouterr().err
+    before = markers(run)
+    overrides = [*argv[4:], "ablation.step=4"]
+    status = dict(step_status(load_study_config(DEMO, overrides, smoke=True)))
+    assert [name for name, done in status.items() if not done] == [
+        "ablate_baseline", "ablate_assign", "figures", "results", "report"]
+    assert main([*argv, "ablation.step=4", "device=cpu"]) == 0  # the device changes no finished step
+    after = markers(run)
+    redone = sorted(name for name in before if after[name] != before[name])
+    assert redone == ["ablate_assign", "ablate_baseline", "figures", "report", "results"]
+    assert json.loads((run / "results.json").read_text())["ablation"]["assign"]["units"] == [0, 4, 8, 12, 16]
+    assert main([*argv, "ablation.step=4", "train.optim.lr=0.002"]) == EXIT_BAD_INPUT
+    assert "trained with another config (differs in train.optim.lr)" in capsys.readouterr().err

@@ -208,6 +208,28 @@ def generate(
 
 _generate = generate  # RenderedDataset's ``generate`` argument shadows the function's name
 
+_DATASET_OPTIONS = ("size", "num_train", "num_test", "seed", "views_per_scene", "camera", "materials")
+
+
+def cached_options(root: str | os.PathLike[str]) -> dict[str, Any]:
+    """The :class:`RenderedDataset` options ``root``'s cache was rendered with (to open it as it is).
+
+    Raises:
+        FileNotFoundError: ``root`` holds no ``index.json``.
+        ValueError: the index is unreadable or not a rendered dataset's.
+    """
+    path = Path(root) / INDEX_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"root={str(root)!r} holds no rendered dataset ({path} not found); "
+                                "render one with `imde data render --root ...`")
+    try:
+        index = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path} is unreadable ({err})") from None
+    if not isinstance(index, dict) or index.get("format") != "imde-rendered":
+        raise ValueError(f"{path} is not the index of an imde rendered dataset")
+    return {key: index.get(key, _ADDED_PARAMS.get(key)) for key in _DATASET_OPTIONS}
+
 
 def _cache_problem(root: Path, params: dict[str, Any]) -> str | None:
     """Why ``root`` holds no complete cache for ``params`` (``None`` when it does)."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -218,4 +218,20 @@ def load_study_config(
     data = apply_overrides(data, overrides)
     if data.get("train_config"):
         data["train"] = deep_merge(load_yaml(data["train_config"]), data.get("train") or {})
-    return from_dict(StudyConfig, data)
+    return resolve_bins(from_dict(StudyConfig, data))
+
+
+def resolve_bins(config: StudyConfig) -> StudyConfig:
+    """``config`` with an unset ``dissect.num_bins`` replaced by the assign variant's ``loss.num_bins``.
+
+    The bins Eq. 6 assigned the units to are then the ones the run directory's ``config.yaml`` records.
+    """
+    if config.dissect.num_bins is not None:
+        return config
+    from imde.training import TrainConfig
+
+    try:
+        num_bins = TrainConfig.from_yaml_dict(config.variant_train("assign")).loss.num_bins
+    except ValueError as err:
+        raise ValueError(f"train config of variant 'assign': {err}") from None
+    return replace(config, dissect=replace(config.dissect, num_bins=num_bins))

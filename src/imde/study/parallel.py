@@ -16,6 +16,7 @@ import logging
 import multiprocessing
 import pickle
 import queue
+import signal
 import traceback
 from collections.abc import Mapping
 from dataclasses import replace
@@ -46,16 +47,33 @@ def train_variant(variant: str, config: TrainConfig) -> dict[str, Any]:
     return {"run_dir": config.run_dir, "result": to_jsonable(result.summary())}
 
 
+class Terminated(Exception):
+    """Raised in a worker by ``SIGTERM``: the parent stopped it (another training failed)."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated(f"stopped by signal {signum}")
+
+
+def stop_cleanly_on_sigterm() -> None:
+    """Turn ``SIGTERM`` into :class:`Terminated`, so that ``finally`` blocks run (an atomic write in progress
+    removes its temporary file) instead of the process vanishing mid-write."""
+    signal.signal(signal.SIGTERM, _raise_terminated)
+
+
 def _worker(variant: str, config: dict[str, Any], threads: int | None, log_level: int, results: Queue) -> None:
     """:func:`train_variant` in a worker process, with ``threads`` intra-op threads and ``[variant]`` log lines;
     puts ``(variant, summary, None)`` or ``(variant, None, exception)`` on ``results``."""
     import torch
 
+    stop_cleanly_on_sigterm()
     if threads is not None:
         torch.set_num_threads(threads)
     logging.basicConfig(level=log_level, format=f"[{variant}] %(message)s", force=True)
     try:
         results.put((variant, train_variant(variant, TrainConfig.from_yaml_dict(config)), None))
+    except Terminated:  # the parent is no longer listening
+        return
     except BaseException as err:  # every failure goes back to the parent, which re-raises it
         err.add_note("".join(traceback.format_exception(err)))
         try:

@@ -22,25 +22,45 @@ from typing import Any
 
 from imde.config import diff_dicts, load_yaml, save_yaml, to_dict
 from imde.study.config import StudyConfig
-from imde.study.runner import StepRecord, StepRunner
+from imde.study.runner import StepRecord, StepRunner, dependents
 
 log = logging.getLogger("imde.study")
 
 
-def check_run_dir(config: StudyConfig) -> None:
-    """Refuse to resume a run directory whose saved config differs from ``config`` (listing the keys).
+# Top-level config keys whose change leaves every finished step valid.
+_NO_EFFECT = ("run_dir", "device", "train_workers", "smoke")
+# Keys whose change makes the steps starting with these names stale (redone with their dependents). Any other
+# key (train, train_config, variants, render) changes what the models were trained on: the run directory is
+# then not reused.
+_REDONE = {
+    "dissect": ("dissect_",),
+    "correction": ("correct_",),
+    "ablation": ("ablate_",),
+    "explain": ("explain_", "atlas_"),
+    "report": ("atlas_", "report"),
+    "name": ("results", "report"),
+}
+
+
+def stale_steps(config: StudyConfig) -> tuple[list[str], tuple[str, ...]]:
+    """What a change of config since the run directory's ``config.yaml`` makes stale.
+
+    Returns:
+        ``(changed keys, name prefixes of the steps to redo)``; both empty for a new run directory.
 
     Raises:
-        ValueError: naming the differing keys and how to proceed.
+        ValueError: a key that changes the trained models differs, naming it and how to proceed.
     """
     saved = config.out / "config.yaml"
     if not saved.is_file():
-        return
-    differ = diff_dicts(load_yaml(saved), to_dict(config))
-    if differ:
-        shown = ", ".join(differ[:8]) + (" ..." if len(differ) > 8 else "")
-        raise ValueError(f"run_dir={str(config.out)!r} holds a study with another config (differs in {shown}); "
-                         "use another run_dir=..., or delete the folder to start over")
+        return [], ()
+    differ = [key for key in diff_dicts(load_yaml(saved), to_dict(config)) if key.split(".")[0] not in _NO_EFFECT]
+    retrain = [key for key in differ if key.split(".")[0] not in _REDONE]
+    if retrain:
+        shown = ", ".join(retrain[:8]) + (" ..." if len(retrain) > 8 else "")
+        raise ValueError(f"run_dir={str(config.out)!r} holds a study trained with another config (differs in "
+                         f"{shown}); use another run_dir=..., or delete the folder to start over")
+    return differ, tuple(prefix for key in differ for prefix in _REDONE[key.split(".")[0]])
 
 
 def run_study(config: StudyConfig, *, force: tuple[str, ...] = (), device: str | None = None) -> dict[str, Any]:
@@ -52,14 +72,18 @@ def run_study(config: StudyConfig, *, force: tuple[str, ...] = (), device: str |
         device: overrides ``config.device``.
 
     Raises:
-        ValueError: a run directory holding another config, or an unknown step in ``force``.
+        ValueError: a run directory holding models trained with another config, or an unknown step in ``force``.
     """
     from imde.study.steps import StudySteps
 
-    check_run_dir(config)
+    changed, prefixes = stale_steps(config)
     steps = StudySteps(config, device=device or config.device)
     plan = steps.plan()
     runner = StepRunner(config.out)
+    stale = [step.name for step in plan if step.name.startswith(prefixes)] if prefixes else []
+    if stale:
+        log.info("config changed since the last run (%s): redoing %s", ", ".join(changed),
+                 ", ".join(runner.forget(plan, stale)))
     if force:
         log.info("forcing %s", ", ".join(runner.forget(plan, force)))
     save_yaml(config, config.out / "config.yaml")
@@ -80,4 +104,7 @@ def step_status(config: StudyConfig) -> list[tuple[str, bool]]:
     from imde.study.steps import StudySteps
 
     runner = StepRunner(config.out)
-    return [(step.name, runner.record(step.name) is not None) for step in StudySteps(config).plan()]
+    plan = StudySteps(config).plan()
+    _, prefixes = stale_steps(config)
+    stale = set(dependents(plan, [step.name for step in plan if step.name.startswith(prefixes)])) if prefixes else set()
+    return [(step.name, step.name not in stale and runner.record(step.name) is not None) for step in plan]

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from imde.config import load_yaml
 from imde.training.config import TrainConfig
 
 CHECKPOINT_NAMES = ("best", "last")
@@ -35,6 +36,10 @@ def load_train_config(source: str | os.PathLike[str], overrides: Iterable[str] =
             raise FileNotFoundError(f"source={str(source)!r}: a run directory needs config.yaml, none found")
     elif not path.is_file():
         raise FileNotFoundError(f"source={str(source)!r}: no such run directory or config file")
+    if "variants" in load_yaml(path):  # a study: its trained models are in models/<variant>
+        where = "run directory" if Path(source).is_dir() else "config"
+        raise ValueError(f"source={str(source)!r} is a study {where}, not a training run; point at one of its "
+                         "trained models, <study run_dir>/models/<variant> (baseline, assign or reg)")
     return TrainConfig.from_yaml(path, overrides)
 
 

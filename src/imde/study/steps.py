@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -39,12 +39,44 @@ def _read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def declared_preset(model_name: str) -> str:
-    """The depth-bin preset a registered model declares (read from a weightless meta-device instance)."""
-    from imde.models import create
+def meta_model(config: TrainConfig) -> torch.nn.Module:
+    """The config's model on the meta device: its layers and declarations, without weights or memory.
 
+    Raises:
+        ValueError: an unregistered ``model.name`` or bad ``model.kwargs``, naming the variant's key.
+    """
+    from imde.models import create, list_models
+
+    if config.model.name not in list_models():
+        raise ValueError(f"model.name={config.model.name!r}: not a registered model ({', '.join(list_models())})")
     with torch.device("meta"):
-        return str(create(model_name).depth_preset)
+        try:
+            return create(config.model.name, **config.model.kwargs)
+        except TypeError as err:
+            raise ValueError(f"model.kwargs={config.model.kwargs!r}: {err}") from None
+
+
+def check_variant(variant: str, config: TrainConfig, layers: Iterable[str]) -> torch.nn.Module:
+    """Check, before any work, that ``variant``'s model, dataset and ``layers`` (with its loss layers) exist.
+
+    Returns:
+        The variant's model on the meta device.
+
+    Raises:
+        ValueError: naming the variant and the offending value.
+    """
+    from imde.data import list_datasets
+    from imde.probe import resolve_layer
+
+    try:
+        if config.data.name not in list_datasets():
+            raise ValueError(f"data.name={config.data.name!r}: not a dataset ({', '.join(list_datasets())})")
+        model = meta_model(config)
+        for name in (*config.loss.layers, *layers):
+            resolve_layer(model, name)
+    except ValueError as err:
+        raise ValueError(f"variant {variant!r}: {err}") from None
+    return model
 
 
 def report_layer_json(layer: Any, split: str) -> dict[str, Any]:
@@ -90,7 +122,9 @@ class StudySteps:
         self.layers = list(config.dissect.layers or reference.loss.layers)
         if not self.layers:
             raise ValueError("dissect.layers: empty, and the assign variant names no loss.layers to fall back on")
-        self.preset = reference.loss.preset or declared_preset(reference.model.name)
+        probed = [*self.layers, *([config.explain.layer] if config.explain.layer else [])]
+        models = {variant: check_variant(variant, cfg, probed) for variant, cfg in self.train_configs.items()}
+        self.preset = reference.loss.preset or str(models["assign"].depth_preset)
         self.num_bins = config.dissect.num_bins or reference.loss.num_bins
         if self.num_bins != reference.loss.num_bins:
             raise ValueError(f"dissect.num_bins={self.num_bins}: the assign variant was trained with loss.num_bins="
@@ -206,12 +240,19 @@ class StudySteps:
         With ``train_workers`` > 1 the first training step starts every unfinished variant at once
         (:mod:`imde.study.parallel`) and each step collects its own.
         """
+        self.check_explain_index()  # before hours of training, not after them
         if self.config.train_workers > 1:
             summary = self._parallel_trainings().result(variant)
         else:
             summary = train_variant(variant, self.train_configs[variant])
         self._models.pop(variant, None)
         return summary
+
+    def check_explain_index(self) -> None:
+        """Raise unless ``explain.index`` names a test image."""
+        size = len(self.loader(TEST).dataset)
+        if not 0 <= self.config.explain.index < size:
+            raise ValueError(f"explain.index={self.config.explain.index}: the test split has {size} images")
 
     def _parallel_trainings(self) -> ParallelTrainings:
         """The trainings of every variant whose ``train_<variant>`` step has not finished (started once)."""
@@ -287,10 +328,8 @@ class StudySteps:
         from imde.viz.plots import plot_explain, save_figure
 
         cfg = self.config.explain
-        dataset = self.loader(TEST).dataset
-        if not 0 <= cfg.index < len(dataset):
-            raise ValueError(f"explain.index={cfg.index}: the test split has {len(dataset)} images")
-        batch = torch.utils.data.default_collate([dataset[cfg.index]])
+        self.check_explain_index()
+        batch = torch.utils.data.default_collate([self.loader(TEST).dataset[cfg.index]])
         responses = None
         if self.train_configs[variant].loss.interp != "assign":  # no assignment: units go to their preferred bin
             responses = self.dissection(variant).layers[TRAIN][self.explain_layer]

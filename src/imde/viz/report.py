@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from imde.config import load_yaml
 from imde.utils.io import atomic_write_text
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -83,6 +84,18 @@ class RunContents:
     missing: dict[str, list[str]]
 
 
+STUDY_OUTPUTS = ("results.json", "steps", "figures", "dissect", "eval")
+"""What a study's run directory holds once its first steps have run (``steps/`` holds their markers)."""
+
+
+def _is_study_dir(root: Path) -> bool:
+    """``root`` holds a study's outputs, or at least its config (a study that has just started)."""
+    if any((root / name).exists() for name in STUDY_OUTPUTS):
+        return True
+    config = root / "config.yaml"
+    return config.is_file() and "variants" in load_yaml(config)
+
+
 def build_report(run_dir: str | Path) -> Path:
     """Write ``report.html`` and ``results.md`` into ``run_dir`` and return the path of the HTML page.
 
@@ -106,6 +119,10 @@ def load_run(run_dir: str | Path) -> RunContents:
     root = Path(run_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"run_dir={str(root)!r}: no such directory (expected a run directory of `imde study`)")
+    if not _is_study_dir(root):
+        raise ValueError(f"run_dir={str(root)!r} is not a run directory of `imde study`: it holds none of "
+                         f"{', '.join(STUDY_OUTPUTS)} and no study config.yaml (a trained model's folder is one "
+                         "of a study's models/<variant>)")
     missing: dict[str, list[str]] = {}
     config = root / "config.yaml"
     results = _read_json(root / "results.json") if (root / "results.json").is_file() else None

@@ -180,6 +180,9 @@ def test_every_string_is_escaped(tmp_path: Path) -> None:
 def test_missing_pieces_are_named_in_the_page(tmp_path: Path) -> None:
     run = tmp_path / "partial"
     run.mkdir()
+    with pytest.raises(ValueError, match="is not a run directory of `imde study`"):
+        build_report(run)  # an empty folder is no study
+    (run / "eval").mkdir()  # a study whose first measuring step has begun
     html = build_report(run).read_text(encoding="utf-8")
     for piece in ("results.json", "dissect/&lt;variant&gt;/dissect.json", "atlas/&lt;variant&gt;/index.json",
                   "explain/&lt;variant&gt;.json", "config.yaml", "ablation results"):
