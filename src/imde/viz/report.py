@@ -500,15 +500,48 @@ def _claims(results: Mapping[str, Any] | None) -> list[dict[str, Any]]:
 def _page_context(run: RunContents) -> dict[str, Any]:
     results = run.results or {}
     claims = _claims(results)
+    explained = run.experiments["explain"]
     return {
         "claims": claims,
         "claims_held": sum(c["holds"] for c in claims),
         "random_baseline": _number(results, "random_baseline"),
         "seconds": _number(results, "seconds"),
         "labels": VARIANT_LABELS,
-        "explain_rows": {v: _scalar_rows(e) for v, e in run.experiments["explain"].items()},
+        "explain_rows": {v: _scalar_rows(e) for v, e in explained.items()},
+        "explain_tables": {v: explain_table(e, VARIANT_LABELS.get(v, v)) for v, e in explained.items()},
         "css": _asset("report.css"),
         "js": _asset("report.js"),
+    }
+
+
+def explain_table(entry: Mapping[str, Any], label: str) -> dict[str, Any]:
+    """Fig. 8's numbers as a table: per image (clean, adversarial) its error pixels, delta1, the most frequent
+    predicted depth bin of the error pixels and the units that bin's depth is assigned to, with how well each
+    unit's strongest activations cover the error pixels (IoU)."""
+    edges = entry.get("edges") or []
+
+    def depth_bin(index: Any) -> str:
+        if not isinstance(index, int) or not 0 <= index < len(edges) - 1:
+            return "–"
+        return f"{index} ({edges[index]:.2f}–{edges[index + 1]:.2f} m)"
+
+    rows = []
+    for case in ("clean", "adversarial"):
+        values = entry.get(case)
+        if not isinstance(values, Mapping):
+            continue
+        units = values.get("units") or []
+        ious = values.get("localisation") or []
+        unit_cells = [f"{unit} (IoU {fmt(iou, 2)})" for unit, iou in zip(units, ious, strict=False)]
+        error = values.get("error_fraction")
+        rows.append([case, f"{100 * error:.1f} %" if _is_number(error) else "–", fmt(values.get("delta1")),
+                     depth_bin(values.get("top_bin")), ", ".join(unit_cells) or "none"])
+    header = ["image", "error pixels", "δ1", "most frequent bin of the error pixels", "its units (IoU with the errors)"]
+    unit_bins = "assigned (Eq. 6)" if entry.get("unit_bins") == "assigned" else "preferred (their largest response)"
+    return {
+        "title": f"{label}: layer {entry.get('layer', '?')}, FGSM ε = {fmt(entry.get('epsilon'), 3)}",
+        "caption": f"units by their {unit_bins} bin; error pixels: max(p/gt, gt/p) > 1.25",
+        "header": header, "rows": rows, "best": [[False] * len(header) for _ in rows],
     }
 
 

@@ -237,6 +237,17 @@ def test_atlas_with_a_missing_sprite_is_left_out_and_named(built: tuple[Path, st
     assert list(_page_data(html)["atlas"]) == ["assign"]
 
 
+def test_explain_table_reads_as_fig_8(built: tuple[Path, str]) -> None:
+    _, html = built
+    start = html.index('id="explain-1"')
+    block = html[start:html.index("</figure>", start)]
+    assert "layer MFF, FGSM ε = 0.050" in block and "units by their assigned (Eq. 6) bin" in block
+    cells = [re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row) for row in re.findall(r"<tr>(.*?)</tr>", block, re.S)]
+    # EXPLAIN: bin 11 spans edges[11] = 0.75 + 0.6 * 10 to edges[12]; error fractions 0.18 and 0.51
+    assert cells[1] == ["clean", "18.0 %", "0.820", "11 (6.75–7.35 m)", "11 (IoU 0.12)"]
+    assert cells[2] == ["adversarial", "51.0 %", "0.490", "11 (6.75–7.35 m)", "11 (IoU 0.41)"]
+
+
 def test_explain_numbers_are_listed(built: tuple[Path, str]) -> None:
     _, html = built
     block = html[html.index("explain/baseline.json"):html.index("</details>", html.index("explain/baseline.json"))]
