@@ -85,3 +85,56 @@ def test_two_processes_equal_one(tmp_path: Path) -> None:
         assert held_out["metrics"]["num_images"] == 7
         for name, value in reference["metrics"]["metrics"].items():
             assert held_out["metrics"]["metrics"][name] == pytest.approx(value, rel=1e-12), name
+
+
+class _BNToy(ToyDepthNet):
+    """The toy with a BatchNorm layer: its running statistics are updated by each process's own batches."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bn = torch.nn.BatchNorm2d(16)
+
+    def forward(self, x: torch.Tensor, focal: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.act(self.feat(self.bn(self.hidden(x[:, :1])))))
+
+
+class _AugmentedToySet(ToyDepthSet):
+    """The toy set with one random draw per sample, as an augmentation makes, recorded in the order drawn."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__(n)
+        self.draws: list[float] = []
+
+    def __getitem__(self, index: int) -> dict:
+        self.draws.append(torch.rand(()).item())
+        return super().__getitem__(index)
+
+
+def _bn_worker(rank: int, port: int, out_dir: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(WORLD_SIZE), RANK=str(rank),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method="env://")
+    try:
+        config = toy_config(str(Path(out_dir) / "ddp"), **{**SECTIONS, "train": {**SECTIONS["train"], "epochs": 1}})
+        model, train_set = _BNToy(), _AugmentedToySet(16)
+        train(config, model=model, train_set=train_set, test_set=ToyDepthSet(6, seed=1))
+        result = {"draws": train_set.draws, "running_mean": model.bn.running_mean.tolist()}
+        (Path(out_dir) / f"bn_{rank}.json").write_text(json.dumps(result))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="torch.distributed gloo missing")
+def test_processes_augment_differently_and_evaluate_the_saved_batchnorm_statistics(tmp_path: Path) -> None:
+    mp.spawn(_bn_worker, args=(free_port(), str(tmp_path)), nprocs=WORLD_SIZE, join=True)
+    ranks = [json.loads((tmp_path / f"bn_{rank}.json").read_text()) for rank in range(WORLD_SIZE)]
+    # each process draws its own augmentations (the same seed everywhere made them identical)
+    assert len(ranks[0]["draws"]) == len(ranks[1]["draws"]) == 8 and ranks[0]["draws"] != ranks[1]["draws"]
+    # before the held-out passes every process takes rank 0's BatchNorm statistics: the ones last.pt holds
+    last = torch.load(tmp_path / "ddp" / "checkpoints" / "last.pt", weights_only=True)
+    saved = last["model"]["bn.running_mean"].tolist()
+    assert ranks[0]["running_mean"] == ranks[1]["running_mean"] == saved
+    # each process's random state is saved, so that a resumed run goes on with its own augmentations
+    assert len(last["rng"]["ranks"]) == WORLD_SIZE
+    assert not torch.equal(last["rng"]["ranks"][0]["torch"], last["rng"]["ranks"][1]["torch"])

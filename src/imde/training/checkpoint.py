@@ -3,12 +3,14 @@
 A checkpoint is a plain dict (tensors, numbers, strings, lists, dicts): ``model`` (state dict of the
 unwrapped model), ``model_name``, ``optimizer``, ``scheduler``, ``scaler``, ``epoch`` (completed epochs),
 ``step`` (optimiser steps), ``best`` (metric, mode, value, epoch), ``history`` (per-epoch summaries),
-``rng`` (torch, CUDA, numpy and python generator states as tensors/lists) and ``config`` (the resolved
+``rng`` (torch, CUDA, numpy and python generator states as tensors/lists; under DDP one per process, as
+``{"ranks": [...]}``) and ``config`` (the resolved
 :class:`~imde.training.config.TrainConfig` as a dict). Files are written atomically.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 from collections.abc import Mapping
@@ -22,6 +24,8 @@ from torch import nn
 from imde.config import diff_dicts
 from imde.probe import unwrap_model
 from imde.utils.io import atomic_torch_save, read_torch_file
+
+log = logging.getLogger(__name__)
 
 FORMAT = "imde.train/1"
 RESUMABLE_KEYS = frozenset(
@@ -58,6 +62,34 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
     np.random.set_state(("MT19937", keys, np_state["pos"], np_state["has_gauss"], np_state["cached_gaussian"]))
     py = state["python"]
     random.setstate((py["version"], tuple(py["internal"]), py["gauss_next"]))
+
+
+def gathered_rng_state() -> dict[str, Any]:
+    """:func:`rng_state` of this process, or under ``torch.distributed`` ``{"ranks": [state of rank 0, ...]}``
+    (a collective: every process must call it)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return rng_state()
+    states: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(states, rng_state())
+    return {"ranks": states}
+
+
+def rank_rng_state(saved: Mapping[str, Any], rank: int, world_size: int) -> Mapping[str, Any]:
+    """The state :func:`set_rng_state` should restore in process ``rank`` from a checkpoint's ``rng``.
+
+    A checkpoint written by as many processes gives each its own; one written by another number of processes
+    (or by one) gives every process its first state, and the processes then draw the same augmentations.
+    """
+    if "ranks" not in saved:
+        return saved
+    states = saved["ranks"]
+    if len(states) != world_size:
+        log.warning("the checkpoint holds the random states of %d processes, not %d: every process resumes "
+                    "from the first one", len(states), world_size)
+        return states[0]
+    return states[rank]
 
 
 def save_checkpoint(path: str | os.PathLike[str], **content: Any) -> Path:

@@ -26,6 +26,7 @@ from imde.config import (
     to_dict,
 )
 from imde.core.bins import DEPTH_PRESETS
+from imde.metrics import HIGHER_IS_BETTER, METRIC_NAMES
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 INTERP_TERMS = ("none", "assign", "reg")
@@ -198,7 +199,9 @@ class LoopConfig:
 
     Attributes:
         epochs: number of epochs.
-        max_steps: stop after this many optimiser steps in total (``None``: no limit).
+        max_steps: stop after this many optimiser steps in total (``None``: no limit), for quick runs. The epoch
+            it cuts short counts as finished (evaluated, checkpointed): resumed with a larger limit, a run goes
+            on with the next epoch, so it differs from one trained without the limit.
         log_every: log the step's losses every this many steps.
         amp: mixed precision (used on CUDA only; ignored elsewhere).
         channels_last: keep the model's 4-D weights (and so its activations) in channels-last memory format,
@@ -241,6 +244,12 @@ class LoopConfig:
         check_positive("dissect_max_batches", self.dissect_max_batches, allow_none=True)
         check_positive("eval_max_batches", self.eval_max_batches, allow_none=True)
         check_choice("best_mode", self.best_mode, ("max", "min"))
+        if self.best_metric in METRIC_NAMES:  # a best.pt (and a plateau) chosen the wrong way round is no best
+            better = "max" if self.best_metric in HIGHER_IS_BETTER else "min"
+            if self.best_mode != better:
+                raise ValueError(f"train.best_mode={self.best_mode!r} with train.best_metric={self.best_metric!r}: "
+                                 f"a {'higher' if better == 'max' else 'lower'} {self.best_metric} is better, so "
+                                 f"best_mode must be {better!r}")
 
 
 @dataclass(frozen=True)

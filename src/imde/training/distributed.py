@@ -89,6 +89,18 @@ def barrier() -> None:
         dist.barrier()
 
 
+def broadcast_buffers(model: torch.nn.Module) -> None:
+    """Give every process rank 0's buffers (BatchNorm running statistics; no-op in a single process).
+
+    DDP copies them to the other ranks before each training forward, and that forward then updates each
+    rank's copy with its own batch: after an epoch the ranks hold different statistics, and only rank 0's are
+    saved.
+    """
+    if dist.is_available() and dist.is_initialized():
+        for buffer in model.buffers():
+            dist.broadcast(buffer, src=0)
+
+
 def all_reduce_mean(values: torch.Tensor) -> torch.Tensor:
     """Mean of ``values`` over processes (``values`` itself in a single process)."""
     if not (dist.is_available() and dist.is_initialized()):

@@ -37,7 +37,7 @@ from imde.probe import LayerTap, resolve_layer, unwrap_model
 from imde.training import checkpoint as ckpt
 from imde.training.config import TrainConfig
 from imde.training.data import build_dataset, eval_loader, train_loader
-from imde.training.distributed import DistInfo, all_reduce_mean, barrier, cleanup, setup
+from imde.training.distributed import DistInfo, all_reduce_mean, barrier, broadcast_buffers, cleanup, setup
 from imde.training.logging import RunLogger
 from imde.training.optim import LRSchedule, create_optimizer
 
@@ -178,6 +178,8 @@ def preflight(
         from imde.models import create
 
         model = create(cfg.model.name, pretrained=cfg.model.pretrained, **cfg.model.kwargs)
+    if info.world_size > 1:  # one initialisation everywhere, then each process its own augmentations
+        _seed_everything(cfg.seed + info.rank)
     max_depth = cfg.eval.max_depth or float(getattr(model, "max_depth", 10.0))
     if evaluating:
         try:  # the crop name and caps, checked now rather than after the first epoch
@@ -288,10 +290,11 @@ def _restore(state: RunState) -> int:
     saved = state.saved
     state.optimizer.load_state_dict(saved["optimizer"])
     state.schedule.load_state_dict(saved["scheduler"])
-    state.scaler.load_state_dict(saved["scaler"])
+    if saved["scaler"]:  # a run started without AMP (e.g. on CPU) saved a disabled scaler's empty state
+        state.scaler.load_state_dict(saved["scaler"])
     state.epoch, state.step = int(saved["epoch"]), int(saved["step"])
     state.best, state.history = dict(saved["best"]), [dict(h) for h in saved["history"]]
-    ckpt.set_rng_state(saved["rng"])
+    ckpt.set_rng_state(ckpt.rank_rng_state(saved["rng"], state.info.rank, state.info.world_size))
     return state.step
 
 
@@ -451,12 +454,13 @@ def dissect_epoch(state: RunState) -> dict[str, float]:
 def save_checkpoint(state: RunState, name: str = "last") -> Path:
     """Write ``checkpoints/<name>.pt`` (rank 0 only; every process waits for it)."""
     path = state.checkpoints / f"{name}.pt"
+    rng = ckpt.gathered_rng_state()  # every process's, so that each resumes its own augmentations
     if state.info.is_main:
         ckpt.save_checkpoint(
             path, model=state.model, model_name=state.config.model.name, optimizer=state.optimizer.state_dict(),
             scheduler=state.schedule.state_dict(), scaler=state.scaler.state_dict(), epoch=state.epoch,
             step=state.step, best=dict(state.best), history=[dict(h) for h in state.history],
-            rng=ckpt.rng_state(), config=state.config.to_dict(),
+            rng=rng, config=state.config.to_dict(),
         )
     barrier()
     return path
@@ -474,6 +478,8 @@ def _is_better(state: RunState, value: float) -> bool:
 def _finish_epoch(state: RunState, summary: dict[str, float]) -> None:
     cfg = state.config
     held_out: dict[str, float] = {}
+    if cfg.train.eval_every_epoch or cfg.train.dissect_every_epoch:
+        broadcast_buffers(state.model)  # every process scores the model last.pt will hold
     if cfg.train.eval_every_epoch:
         held_out.update(evaluate_epoch(state))
     if cfg.train.dissect_every_epoch:
@@ -491,9 +497,9 @@ def _finish_epoch(state: RunState, summary: dict[str, float]) -> None:
     improved = metric is not None and _is_better(state, metric)
     if improved:
         state.best.update(value=metric, epoch=state.epoch)
-    save_checkpoint(state, "last")
-    if improved:
+    if improved:  # best.pt first: a last.pt naming a new best always has it written
         save_checkpoint(state, "best")
+    save_checkpoint(state, "last")
     if state.info.is_main:
         log.info("%s", _epoch_line(state, record))
 

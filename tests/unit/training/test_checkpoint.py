@@ -31,6 +31,15 @@ def test_rng_state_round_trip_through_weights_only_file(tmp_path: Path) -> None:
     assert set(state["model"]) == {"weight", "bias"} and state["format"] == ckpt.FORMAT
 
 
+def test_each_process_resumes_its_own_random_state(caplog: pytest.LogCaptureFixture) -> None:
+    single = ckpt.rng_state()
+    assert ckpt.rank_rng_state(single, rank=0, world_size=1) is single  # one process: the state as saved
+    states = [{"torch": torch.tensor([rank])} for rank in range(3)]
+    assert ckpt.rank_rng_state({"ranks": states}, rank=2, world_size=3) is states[2]
+    assert ckpt.rank_rng_state({"ranks": states}, rank=1, world_size=2) is states[0]  # another world size
+    assert "the random states of 3 processes, not 2" in caplog.text
+
+
 def test_load_rejects_foreign_files(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="missing.pt"):
         ckpt.load_checkpoint(tmp_path / "missing.pt")

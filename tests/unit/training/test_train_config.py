@@ -142,3 +142,12 @@ def test_from_yaml_resolves_base_inheritance(tmp_path: Path) -> None:
     assert cfg.optim.lr == pytest.approx(3e-4) and cfg.optim.name == "adam"  # recipe default kept
     shipped = Path(__file__).resolve().parents[3] / "configs/train/mff/resnet50_assign_d_mff.yaml"
     assert TrainConfig.from_yaml(shipped).model.name == "mff_resnet50"
+
+
+def test_best_mode_must_agree_with_the_metric() -> None:
+    # a best.pt (and a plateau schedule) chosen the wrong way round: the lowest delta1, the highest RMS
+    with pytest.raises(ValueError, match="train.best_mode='max' with train.best_metric='rms': a lower rms is better"):
+        TrainConfig.from_yaml_dict({}, ["train.best_metric=rms"])
+    with pytest.raises(ValueError, match="best_mode must be 'max'"):
+        TrainConfig.from_yaml_dict({"recipe": "cspn"}, ["train.best_metric=delta1"])
+    assert TrainConfig.from_yaml_dict({}, ["train.best_metric=rms", "train.best_mode=min"]).train.best_mode == "min"
