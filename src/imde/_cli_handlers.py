@@ -28,10 +28,11 @@ def _out(args: argparse.Namespace, config: Any, default: str) -> Path:
     return Path(args.out) if args.out else Path(config.run_dir) / default
 
 
-def _session(args: argparse.Namespace) -> Any:
+def _session(args: argparse.Namespace, distributed: bool = False) -> Any:
     from imde.study.session import open_session
 
-    return open_session(args.source, args.overrides, checkpoint=args.checkpoint, device=args.device)
+    return open_session(args.source, args.overrides, checkpoint=args.checkpoint, device=args.device,
+                        distributed=distributed)
 
 
 def _default_layer(session: Any, layer: str | None) -> str:
@@ -123,16 +124,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     """``imde eval``."""
     from imde.evaluate import evaluate
 
-    session = _session(args)
+    session = _session(args, distributed=True)  # under torchrun: each process a shard, the sums all-reduced
     ev = session.config.eval
     max_depth = ev.max_depth if ev.max_depth is not None else session.model.max_depth
     result = evaluate(session.model, session.loader(args.split), device=session.device, crop=ev.crop,
-                      min_depth=ev.min_depth, max_depth=max_depth, max_batches=args.max_batches)
-    print(result.to_table())
-    path = _out(args, session.config, "eval") / f"{args.split}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    result.to_json(path)
-    print(f"written {path}")
+                      min_depth=ev.min_depth, max_depth=max_depth, max_batches=args.max_batches,
+                      progress=session.info.is_main)
+    if session.info.is_main:
+        print(result.to_table())
+        path = _out(args, session.config, "eval") / f"{args.split}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        result.to_json(path)
+        print(f"written {path}")
     return 0
 
 
@@ -140,13 +143,16 @@ def cmd_dissect(args: argparse.Namespace) -> int:
     """``imde dissect``."""
     from imde.experiments import run_dissect
 
-    session = _session(args)
+    session = _session(args, distributed=True)  # under torchrun: each process a shard, the sums all-reduced
     layers = args.layers or list(session.config.loss.layers) or [info.name for info in session.model.unit_info]
     out = _out(args, session.config, "dissect")
     num_bins = _num_bins(session) if args.num_bins is None else args.num_bins
+    main = session.info.is_main
     result = run_dissect(session.model, {split: session.loader(split) for split in args.split}, layers,
                          edges_preset=_preset(session), num_bins=num_bins, device=session.device,
-                         max_batches=args.max_batches, progress=True, out_dir=out)
+                         max_batches=args.max_batches, progress=main, out_dir=out if main else None)
+    if not main:
+        return 0
     for split, per_layer in result.layers.items():
         for name, layer in per_layer.items():
             print(f"{split:>6} {name:>10}: selectivity {layer.mean_selectivity:.4f} (random baseline "

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from imde import __version__
+from imde.errors import WeightsUnavailableError
 
 EXIT_BAD_INPUT = 2
 SPLITS = ("train", "test")
@@ -130,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     correct = _add_command(sub, "correct", h.cmd_correct, "replace responses by their training means (Table 3)",
                            "  imde correct runs/demo/models/assign --layer D")
     _add_source(correct)
-    correct.add_argument("--layer", default=None, help="layer to correct (default: the first trained layer)")
+    correct.add_argument("--layer", default=None,
+                         help="the one layer to correct (default: every trained layer, all at once)")
     _add_out(correct, "correction")
 
     explain = _add_command(sub, "explain", h.cmd_explain, "explain errors on an FGSM adversarial image (Fig. 8)",
@@ -166,6 +168,21 @@ def _configure_logging(quiet: bool) -> None:
                         force=True)
 
 
+# Subcommands that share their work out over the processes of ``torchrun``; the others would only repeat it.
+DISTRIBUTED_COMMANDS = ("train", "eval", "dissect")
+
+
+def _check_torchrun(args: argparse.Namespace) -> None:
+    """Refuse to run a subcommand that cannot share its work under ``torchrun`` (``WORLD_SIZE > 1``)."""
+    import os
+
+    world_size = os.environ.get("WORLD_SIZE", "1")
+    name = getattr(args, "command", None)
+    if world_size not in ("", "0", "1") and name not in DISTRIBUTED_COMMANDS:
+        raise ValueError(f"WORLD_SIZE={world_size}: `imde {name}` runs in one process; under torchrun only "
+                         f"{', '.join(DISTRIBUTED_COMMANDS)} share their work out")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``imde`` with ``argv`` (default: ``sys.argv[1:]``) and return the exit status."""
     parser = build_parser()
@@ -181,8 +198,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.overrides = [*args.overrides, *extra]
     _configure_logging(args.quiet)
     try:
+        _check_torchrun(args)
         return int(args.handler(args) or 0)
-    except (ValueError, FileNotFoundError, FileExistsError) as exc:
+    except (ValueError, FileNotFoundError, FileExistsError, WeightsUnavailableError) as exc:
         if args.debug:
             raise
         print(f"imde: error: {exc}", file=sys.stderr)

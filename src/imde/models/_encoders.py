@@ -9,6 +9,8 @@ import timm
 import torch
 from torch import nn
 
+from imde.errors import WeightsUnavailableError
+
 
 def create_timm_model(arch: str, tag: str | None, pretrained: bool, pretrained_file: str | os.PathLike[str] | None,
                       **kwargs: object) -> nn.Module:
@@ -46,7 +48,7 @@ def create_timm_model(arch: str, tag: str | None, pretrained: bool, pretrained_f
     except Exception as err:  # offline: huggingface_hub / urllib raise many different types
         hf_home = os.environ.get("HF_HOME", str(Path.home() / ".cache" / "huggingface"))
         torch_home = torch.hub.get_dir()
-        raise RuntimeError(
+        raise WeightsUnavailableError(
             f"could not load the ImageNet weights {name!r} through timm ({type(err).__name__}: {err}). "
             f"Download them on a machine with network access (https://huggingface.co/timm/{name}, file "
             f"model.safetensors), and either put them in timm's cache ({hf_home}/hub, or {torch_home}/checkpoints "

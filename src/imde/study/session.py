@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 
 from imde.config import load_yaml
 from imde.training.config import TrainConfig
+from imde.training.distributed import DistInfo
 
 CHECKPOINT_NAMES = ("best", "last")
 
@@ -98,19 +99,39 @@ def build_loader(config: TrainConfig, split: str, batch_size: int | None = None)
 
 @dataclass
 class Session:
-    """A trained model, its training config and the device to run it on."""
+    """A trained model, its training config, the device to run it on, and this process's place under torchrun.
+
+    Under ``torchrun`` (``info.distributed``) each process gets its own non-overlapping shard of a split, and
+    evaluation and dissection all-reduce their sums, so every process ends with the single-process numbers.
+    """
 
     config: TrainConfig
     model: torch.nn.Module
-    device: str
+    device: str | torch.device
+    info: DistInfo = field(default_factory=DistInfo)
 
     def loader(self, split: str, batch_size: int | None = None) -> DataLoader[dict[str, Any]]:
-        """Evaluation loader of ``split``."""
-        return build_loader(self.config, split, batch_size)
+        """Evaluation loader of ``split`` (this process's shard of it under torchrun)."""
+        if not self.info.distributed:
+            return build_loader(self.config, split, batch_size)
+        from imde.training.data import build_dataset, eval_loader
+
+        data = replace(self.config.data, eval_batch_size=batch_size or self.config.data.eval_batch_size)
+        return eval_loader(build_dataset(data, split, train=False), data, self.info)
 
 
 def open_session(source: str | os.PathLike[str], overrides: Iterable[str] = (), *, checkpoint: str = "best",
-                 device: str = "auto") -> Session:
-    """Load the model of a run directory or config (see the module docstring)."""
+                 device: str = "auto", distributed: bool = False) -> Session:
+    """Load the model of a run directory or config (see the module docstring).
+
+    Args:
+        distributed: join the process group ``torchrun`` describes (``WORLD_SIZE > 1``), on ``device``.
+    """
     config = load_train_config(source, overrides)
-    return Session(config=config, model=build_model(config, checkpoint), device=device)
+    info: DistInfo = DistInfo()
+    if distributed:
+        from imde.training.distributed import setup
+
+        info, resolved = setup(device)
+        device = resolved if info.distributed else device
+    return Session(config=config, model=build_model(config, checkpoint), device=device, info=info)

@@ -9,6 +9,8 @@ import timm
 import torch
 
 import imde.models
+from imde.cli import EXIT_BAD_INPUT, main
+from imde.errors import WeightsUnavailableError
 from imde.models import register_model
 
 
@@ -19,7 +21,9 @@ def test_unknown_and_duplicate_names() -> None:
         register_model(imde.models.mff.mff_tiny)
 
 
-def test_offline_pretrained_error_names_download_cache_and_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_offline_pretrained_error_names_download_cache_and_flag(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     real = timm.create_model
 
     def offline(name: str, pretrained: bool = False, **kwargs: object) -> torch.nn.Module:
@@ -28,11 +32,17 @@ def test_offline_pretrained_error_names_download_cache_and_flag(monkeypatch: pyt
         return real(name, pretrained=False, **kwargs)
 
     monkeypatch.setattr(timm, "create_model", offline)
-    with pytest.raises(RuntimeError) as info:
+    with pytest.raises(WeightsUnavailableError) as info:
         imde.models.create("mff_resnet18", pretrained=True)
     message = str(info.value)
     assert "resnet18.tv_in1k" in message and "huggingface.co/timm/resnet18.tv_in1k" in message
     assert "pretrained_file=PATH" in message and "cache" in message
+    # the command line reports it on one line, before any training
+    config = Path(__file__).resolve().parents[3] / "configs" / "train" / "mff" / "resnet50_assign_d_mff.yaml"
+    argv = ["train", str(config), "model.name=mff_resnet18", "device=cpu", f"run_dir={tmp_path / 'run'}"]
+    assert main(argv) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("imde: error: could not load the ImageNet weights") and "Traceback" not in err
 
 
 def test_pretrained_file_loads_a_local_encoder(tmp_path: Path) -> None:
