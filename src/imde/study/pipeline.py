@@ -22,7 +22,7 @@ from typing import Any
 
 from imde.config import diff_dicts, load_yaml, save_yaml, to_dict
 from imde.study.config import StudyConfig
-from imde.study.runner import StepRecord, StepRunner, dependents
+from imde.study.runner import Step, StepRecord, StepRunner, dependents
 
 log = logging.getLogger("imde.study")
 
@@ -63,6 +63,11 @@ def stale_steps(config: StudyConfig) -> tuple[list[str], tuple[str, ...]]:
     return differ, tuple(prefix for key in differ for prefix in _REDONE[key.split(".")[0]])
 
 
+def _named(plan: list[Step], prefixes: tuple[str, ...]) -> list[str]:
+    """The steps of ``plan`` whose names start with one of ``prefixes`` (none for no prefix)."""
+    return [step.name for step in plan if prefixes and step.name.startswith(prefixes)]
+
+
 def run_study(config: StudyConfig, *, force: tuple[str, ...] = (), device: str | None = None) -> dict[str, Any]:
     """Run (or resume) every step of the study and return ``results.json``'s content.
 
@@ -80,7 +85,7 @@ def run_study(config: StudyConfig, *, force: tuple[str, ...] = (), device: str |
     steps = StudySteps(config, device=device or config.device)
     plan = steps.plan()
     runner = StepRunner(config.out)
-    stale = [step.name for step in plan if step.name.startswith(prefixes)] if prefixes else []
+    stale = _named(plan, prefixes)
     if stale:
         log.info("config changed since the last run (%s): redoing %s", ", ".join(changed),
                  ", ".join(runner.forget(plan, stale)))
@@ -106,5 +111,5 @@ def step_status(config: StudyConfig) -> list[tuple[str, bool]]:
     runner = StepRunner(config.out)
     plan = StudySteps(config).plan()
     _, prefixes = stale_steps(config)
-    stale = set(dependents(plan, [step.name for step in plan if step.name.startswith(prefixes)])) if prefixes else set()
+    stale = set(dependents(plan, _named(plan, prefixes)))
     return [(step.name, step.name not in stale and runner.record(step.name) is not None) for step in plan]

@@ -43,7 +43,7 @@ def meta_model(config: TrainConfig) -> torch.nn.Module:
     """The config's model on the meta device: its layers and declarations, without weights or memory.
 
     Raises:
-        ValueError: an unregistered ``model.name`` or bad ``model.kwargs``, naming the variant's key.
+        ValueError: an unregistered ``model.name`` or bad ``model.kwargs``, naming the key.
     """
     from imde.models import create, list_models
 
