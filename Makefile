@@ -37,7 +37,7 @@ test-all: $(STAMP)
 	$(PY) -m pytest -m "not gpu" $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks tools
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_core.py

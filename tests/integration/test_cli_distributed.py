@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from _distributed import free_port
+from _distributed import free_port, torchrun_process
 
 import imde.models
 from imde.cli import EXIT_BAD_INPUT, main
@@ -26,16 +25,10 @@ def _commands(root: Path, out: str) -> list[list[str]]:
 
 
 def _worker(rank: int, port: int, root: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(WORLD_SIZE), RANK=str(rank),
-                      LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
-    try:
+    with torchrun_process(rank, WORLD_SIZE, port, join=False):
         for argv in _commands(Path(root), "ddp"):
             assert main(argv) == 0
         assert dist.is_initialized() and dist.get_world_size() == WORLD_SIZE  # the CLI joined torchrun's group
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
 
 
 @pytest.fixture(scope="module")

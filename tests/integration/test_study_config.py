@@ -76,9 +76,9 @@ def test_demo_trains_the_paper_layers_on_rendered_data() -> None:
     assert (assign.loss.lam, assign.loss.eps) == (reg.loss.lam, reg.loss.eps)
     smoke = StudySteps(load_study_config(CONFIGS / "demo.yaml", smoke=True)).train_configs["assign"]
     assert smoke.train.epochs == 1 and smoke.data.root != assign.data.root  # never overwrites the demo's cache
-    # one lens and camera height (absolute scale learnable in the budget, docs/cli.md), smoke run included
+    # one lens and camera height (absolute scale learnable in the budget, docs/demo.md), smoke run included
     assert assign.data.options["camera"] == smoke.data.options["camera"] == "fixed"
-    # rooms with the usual look of their floors, walls and ceilings (docs/cli.md, "Indoor materials")
+    # rooms with the usual look of their floors, walls and ceilings (docs/demo.md, "Indoor materials")
     assert assign.data.options["materials"] == smoke.data.options["materials"] == "indoor"
 
 

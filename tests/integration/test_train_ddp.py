@@ -10,14 +10,13 @@ of one model equal the single-process ones to float64 rounding.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from _distributed import free_port
+from _distributed import free_port, torchrun_process
 from _train_toy import ToyDepthNet, ToyDepthSet, toy_config
 
 from imde.evaluate import evaluate
@@ -41,17 +40,11 @@ def _held_out(config, info: DistInfo) -> dict:
 
 
 def _worker(rank: int, port: int, out_dir: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(WORLD_SIZE), RANK=str(rank),
-                      LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method="env://")
-    try:
+    with torchrun_process(rank, WORLD_SIZE, port):
         config = toy_config(str(Path(out_dir) / "ddp"), **SECTIONS)
         train(config, model=ToyDepthNet(), train_set=ToyDepthSet(16), test_set=ToyDepthSet(6, seed=1))
         held_out = _held_out(config, DistInfo(rank, WORLD_SIZE, rank))
         (Path(out_dir) / f"held_out_{rank}.json").write_text(json.dumps(held_out))
-    finally:
-        dist.destroy_process_group()
 
 
 
@@ -111,18 +104,12 @@ class _AugmentedToySet(ToyDepthSet):
 
 
 def _bn_worker(rank: int, port: int, out_dir: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(WORLD_SIZE), RANK=str(rank),
-                      LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method="env://")
-    try:
+    with torchrun_process(rank, WORLD_SIZE, port):
         config = toy_config(str(Path(out_dir) / "ddp"), **{**SECTIONS, "train": {**SECTIONS["train"], "epochs": 1}})
         model, train_set = _BNToy(), _AugmentedToySet(16)
         train(config, model=model, train_set=train_set, test_set=ToyDepthSet(6, seed=1))
         result = {"draws": train_set.draws, "running_mean": model.bn.running_mean.tolist()}
         (Path(out_dir) / f"bn_{rank}.json").write_text(json.dumps(result))
-    finally:
-        dist.destroy_process_group()
 
 
 @pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="torch.distributed gloo missing")

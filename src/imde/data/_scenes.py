@@ -55,7 +55,7 @@ CAMERAS = {
     # Every view its own height, pitch and lens: absolute scale is ambiguous from the image alone.
     "varied": CameraRig(height=(0.8, 1.8), pitch=(-35.0, 8.0), fov=(45.0, 70.0)),
     # One lens, one height, a near-level tilt (a rig, like KITTI's car-mounted camera): a floor point's image
-    # row then fixes its metric depth, so absolute scale is learnable in minutes on a CPU (docs/cli.md).
+    # row then fixes its metric depth, so absolute scale is learnable in minutes on a CPU (docs/demo.md).
     "fixed": CameraRig(height=(1.3, 1.3), pitch=(-12.0, -8.0), fov=(55.0, 55.0)),
 }
 """Camera rigs by name: the ``camera`` option of :func:`render_scene` and the rendered dataset."""

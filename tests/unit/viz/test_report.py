@@ -114,7 +114,7 @@ def test_claims_are_badges_with_their_values(built: tuple[Path, str]) -> None:
                         r'<span class="value">(.*?)</span>', html, re.S)
     expected = [("holds" if c["holds"] else "fails", c["claim"], f"{c['value']:.4f}") for c in RESULTS["claims"]]
     assert [(kind, unescape(text), value) for kind, text, value in claims] == expected
-    assert "5 of 6 claims of the paper hold" in html
+    assert "5 of 6 claims hold" in html
 
 
 def test_results_md_tables(built: tuple[Path, str]) -> None:
