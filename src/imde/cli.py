@@ -25,6 +25,7 @@ _EPILOG = """examples:
   imde train configs/train/mff/resnet50_assign_d_mff.yaml data.root=/data/nyu
   imde dissect runs/demo/models/assign --split train test
   imde report runs/demo
+  imde claims runs/demo runs/demo-s1 runs/demo-s2
   imde models mff_tiny
 """
 
@@ -156,6 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
     report = _add_command(sub, "report", h.cmd_report, "(re)build report.html and results.md of a study run",
                           "  imde report runs/demo")
     report.add_argument("run_dir", help="a study run directory")
+
+    claims = _add_command(sub, "claims", h.cmd_claims, "the paper's claims over several study runs (e.g. seeds)",
+                          "  imde claims runs/demo runs/demo-s1 runs/demo-s2\n"
+                          "  imde claims runs/demo runs/demo-s1 --out claims.md")
+    claims.add_argument("runs", nargs="+", metavar="RUN_DIR", help="study run directories (or their results.json)")
+    claims.add_argument("--out", default=None, help="also write the table to this Markdown file")
 
     models = _add_command(sub, "models", h.cmd_models, "list registered models and their dissectable layers",
                           "  imde models\n  imde models mff_tiny")

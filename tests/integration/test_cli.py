@@ -10,7 +10,7 @@ from imde.cli import EXIT_BAD_INPUT, build_parser, main
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 COMMANDS = ["data render", "data show", "train", "eval", "dissect", "ablate", "correct", "explain", "study",
-            "report", "models"]
+            "report", "claims", "models"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from imde.study.claims import ablation_gap, claims_to_json, measure_claims
+from imde.cli import EXIT_BAD_INPUT, main
+from imde.study.claims import ablation_gap, claims_across_runs, claims_markdown, claims_to_json, measure_claims
 
 
 def results(**changes: float) -> dict[str, Any]:
@@ -93,3 +96,44 @@ def test_ablation_gap_ignores_the_shared_end_points() -> None:
         ablation_gap([1.0, 0.0], [1.0, 0.0])
     with pytest.raises(ValueError, match="equal length"):
         ablation_gap([1.0, 0.5, 0.0], [1.0, 0.0])
+
+
+def test_claims_across_runs_line_up_each_claim_and_count_the_runs_it_holds_in() -> None:
+    runs = {"s0": results(), "s1": results(baseline_test=0.36), "s2": results(baseline_test=0.30, assign_test=0.69)}
+    rows = claims_across_runs(runs)
+    assert [row.claim for row in rows] == [claim.claim for claim in measure_claims(results())]
+    by_start = {row.claim.split(" (")[0]: row for row in rows}
+    above_random = by_start["test selectivity of the baseline model is >= 0.05 above the random baseline"]
+    assert above_random.holds == (True, False, False)
+    assert above_random.values == pytest.approx((0.43 - 0.3341, 0.36 - 0.3341, 0.30 - 0.3341))
+    assert by_start["test selectivity of the L_assign model >= 0.7"].holds == (True, True, False)
+    table = claims_markdown(list(runs), rows).splitlines()
+    assert table[0] == "| claim | `s0` | `s1` | `s2` | holds in |" and len(table) == 2 + len(rows) + 1
+    assert "| 0.096 ✓ | 0.026 ✗ | -0.034 ✗ | 1 of 3 |" in next(line for line in table if "baseline model is" in line)
+    # s2 fails ">= 0.7" and "baseline above random"; its gain over the baseline (0.39) still holds
+    assert table[-1] == "| **claims that hold** | 9 of 9 | 8 of 9 | 7 of 9 | |"
+
+
+def test_claims_across_runs_name_the_run_that_lacks_a_number() -> None:
+    incomplete = results()
+    del incomplete["correction"]
+    with pytest.raises(ValueError, match=r"^s1: results.json lacks 'correction'"):
+        claims_across_runs({"s0": results(), "s1": incomplete})
+    with pytest.raises(ValueError, match="at least one run"):
+        claims_across_runs({})
+
+
+def test_imde_claims_measures_each_run_afresh(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for name, data in (("a", results()), ("b", results(reg_test=0.80))):
+        (tmp_path / name).mkdir()
+        data["claims"] = [{"claim": "an old definition", "holds": False, "value": 0.0}]  # ignored: re-measured
+        (tmp_path / name / "results.json").write_text(json.dumps(data))
+    out = tmp_path / "claims.md"
+    assert main(["claims", str(tmp_path / "a"), str(tmp_path / "b" / "results.json"), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert out.read_text() in printed and "| **claims that hold** | 9 of 9 | 8 of 9 | |" in printed
+    assert main(["claims", str(tmp_path / "a"), str(tmp_path / "a")]) == EXIT_BAD_INPUT
+    assert "given more than once" in capsys.readouterr().err
+    (tmp_path / "a" / "results.json").write_text('{"random_baseline": "high"}')
+    assert main(["claims", str(tmp_path / "a")]) == EXIT_BAD_INPUT
+    assert "random_baseline must be a number" in capsys.readouterr().err

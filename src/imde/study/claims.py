@@ -122,3 +122,56 @@ def measure_claims(results: Mapping[str, Any]) -> list[Claim]:
 def claims_to_json(claims: Sequence[Claim]) -> list[dict[str, Any]]:
     """The ``claims`` list of ``results.json``."""
     return [asdict(claim) for claim in claims]
+
+
+@dataclass(frozen=True)
+class ClaimAcrossRuns:
+    """One claim measured on several runs (e.g. seeds) with this version's definition.
+
+    Attributes:
+        claim: the claim in words, as :func:`measure_claims` states it.
+        values: its measured value in each run, in the runs' order.
+        holds: whether it holds in each run.
+    """
+
+    claim: str
+    values: tuple[float, ...]
+    holds: tuple[bool, ...]
+
+
+def claims_across_runs(runs: Mapping[str, Mapping[str, Any]]) -> list[ClaimAcrossRuns]:
+    """Measure the claims afresh on each run's ``results.json`` content and line them up claim by claim.
+
+    Re-measuring (rather than reading each file's stored ``claims``) judges runs made under earlier
+    definitions of a claim by the same rule as the newest.
+
+    Args:
+        runs: ``results.json`` contents by run name, in the order the columns should have.
+
+    Raises:
+        ValueError: for no runs, or naming the run whose results lack a number a claim needs.
+    """
+    if not runs:
+        raise ValueError("claims_across_runs needs at least one run")
+    measured = []
+    for name, results in runs.items():
+        try:
+            measured.append(measure_claims(results))
+        except KeyError as err:
+            raise ValueError(f"{name}: results.json lacks {err} (an unfinished study?)") from None
+    return [ClaimAcrossRuns(claim.claim, tuple(m[i].value for m in measured), tuple(m[i].holds for m in measured))
+            for i, claim in enumerate(measured[0])]
+
+
+def claims_markdown(names: Sequence[str], rows: Sequence[ClaimAcrossRuns]) -> str:
+    """A Markdown table: one row per claim with its value and verdict in each run, and how many runs it held in."""
+    if any(len(row.values) != len(names) for row in rows):
+        raise ValueError(f"every claim needs one value per run ({len(names)} runs: {', '.join(names)})")
+    lines = [f"| claim | {' | '.join(f'`{name}`' for name in names)} | holds in |",
+             f"|---|{'---|' * len(names)}---|"]
+    for row in rows:
+        cells = [f"{value:.3f} {'✓' if holds else '✗'}" for value, holds in zip(row.values, row.holds)]
+        lines.append(f"| {row.claim} | {' | '.join(cells)} | {sum(row.holds)} of {len(names)} |")
+    totals = [f"{sum(row.holds[i] for row in rows)} of {len(rows)}" for i in range(len(names))]
+    lines.append(f"| **claims that hold** | {' | '.join(totals)} | |")
+    return "\n".join(lines) + "\n"
