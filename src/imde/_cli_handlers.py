@@ -250,31 +250,17 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _study_results(source: str) -> dict[str, Any]:
-    """``results.json`` of a study run directory (or the file itself), read and checked against the schema."""
-    from imde.viz.report import validate_results
-
-    path = Path(source)
-    path = path / "results.json" if path.is_dir() else path
-    if not path.is_file():
-        raise FileNotFoundError(f"{source!r}: no results.json (a finished `imde study` run directory is expected)")
-    try:
-        results = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from None
-    validate_results(results, path)
-    return results
-
-
 def cmd_claims(args: argparse.Namespace) -> int:
     """``imde claims``: every claim measured afresh on each run, one column per run."""
     from imde.study.claims import claims_across_runs, claims_markdown
     from imde.utils.io import atomic_write_text
+    from imde.viz.report import read_results
 
     repeated = sorted({source for source in args.runs if args.runs.count(source) > 1})
     if repeated:
         raise ValueError(f"run(s) {', '.join(repeated)} given more than once")
-    runs = {source: _study_results(source) for source in args.runs}
+    runs = {source: read_results(Path(source) / "results.json" if Path(source).is_dir() else source)
+            for source in args.runs}
     table = claims_markdown(list(runs), claims_across_runs(runs))
     print(table, end="")
     if args.out:

@@ -125,11 +125,9 @@ def load_run(run_dir: str | Path) -> RunContents:
                          "of a study's models/<variant>)")
     missing: dict[str, list[str]] = {}
     config = root / "config.yaml"
-    results = _read_json(root / "results.json") if (root / "results.json").is_file() else None
+    results = read_results(root / "results.json") if (root / "results.json").is_file() else None
     if results is None:
         missing.setdefault("summary", []).append("results.json")
-    else:
-        validate_results(results, root / "results.json")
     run = RunContents(
         run_dir=root,
         name=root.resolve().name,
@@ -158,6 +156,21 @@ _SCHEMA_NUMBERS = {
     "selectivity": ("train", "test"),
     "metrics": tuple(key for key, *_ in METRICS),
 }
+
+
+def read_results(path: str | Path) -> dict[str, Any]:
+    """Read a study's ``results.json`` and check it against the public schema (:func:`validate_results`).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not valid JSON, or a key of the wrong type, naming the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{str(path)!r}: no such file (expected the results.json of an `imde study` run)")
+    results = _read_json(path)
+    validate_results(results, path)
+    return results
 
 
 def validate_results(results: Any, path: Path) -> None:
