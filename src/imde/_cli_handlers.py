@@ -259,8 +259,7 @@ def cmd_claims(args: argparse.Namespace) -> int:
     repeated = sorted({source for source in args.runs if args.runs.count(source) > 1})
     if repeated:
         raise ValueError(f"run(s) {', '.join(repeated)} given more than once")
-    runs = {source: read_results(Path(source) / "results.json" if Path(source).is_dir() else source)
-            for source in args.runs}
+    runs = {source: read_results(source) for source in args.runs}
     table = claims_markdown(list(runs), claims_across_runs(runs))
     print(table, end="")
     if args.out:

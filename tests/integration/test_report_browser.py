@@ -15,15 +15,14 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "viz"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+from screenshot_report import CHROMIUM, CHROMIUM_ARGS  # noqa: E402  (one set of launch settings for both)
 from test_report_fakerun import make_fake_run  # noqa: E402
 
 from imde.viz.report import build_report  # noqa: E402
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 EVIL_LAYER = "<img src=x onerror=alert(1)>"
 
 

@@ -159,13 +159,15 @@ _SCHEMA_NUMBERS = {
 
 
 def read_results(path: str | Path) -> dict[str, Any]:
-    """Read a study's ``results.json`` and check it against the public schema (:func:`validate_results`).
+    """Read a study's ``results.json`` (``path`` is the file or its run directory) and check it against the
+    public schema (:func:`validate_results`).
 
     Raises:
         FileNotFoundError: no such file.
         ValueError: not valid JSON, or a key of the wrong type, naming the file.
     """
     path = Path(path)
+    path = path / "results.json" if path.is_dir() else path
     if not path.is_file():
         raise FileNotFoundError(f"{str(path)!r}: no such file (expected the results.json of an `imde study` run)")
     results = _read_json(path)
