@@ -27,10 +27,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import imde.core.response as response_module  # noqa: E402
 from _reference import loop_digitize, loop_layer_selectivity, loop_response_sums  # noqa: E402
+from imde.accumulators import DepthResponse  # noqa: E402
 from imde.core.bins import assign_bins, dataset_edges, digitize  # noqa: E402
-from imde.core.losses import AssignLoss  # noqa: E402
-from imde.probe import LayerTap  # noqa: E402
-from imde.stats import DepthResponse  # noqa: E402
+from imde.hooks import LayerTap  # noqa: E402
+from imde.losses.selectivity import AssignLoss  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -30,10 +30,10 @@ import torch.nn.functional as F
 
 import imde.models
 from imde.core.bins import DEPTH_PRESETS
-from imde.core.losses import AssignLoss
 from imde.experiments.dissect import compute_responses
+from imde.hooks import LayerTap
 from imde.losses import create as create_loss
-from imde.probe import LayerTap
+from imde.losses.selectivity import AssignLoss
 from imde.utils.device import resolve_device
 
 

@@ -33,9 +33,9 @@ import torch
 import torch.nn.functional as F
 
 import imde.models
-from imde.core.losses import AssignLoss
+from imde.hooks import LayerTap
 from imde.losses import create as create_loss
-from imde.probe import LayerTap
+from imde.losses.selectivity import AssignLoss
 
 LAYERS = ("D", "MFF")
 

@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from imde.config import parse_override
+from imde.utils.config import parse_override
 
 log = logging.getLogger("imde")
 
@@ -29,7 +29,7 @@ def _out(args: argparse.Namespace, config: Any, default: str) -> Path:
 
 
 def _session(args: argparse.Namespace, distributed: bool = False) -> Any:
-    from imde.study.session import open_session
+    from imde.paper.session import open_session
 
     return open_session(args.source, args.overrides, checkpoint=args.checkpoint, device=args.device,
                         distributed=distributed)
@@ -122,7 +122,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """``imde eval``."""
-    from imde.evaluate import evaluate
+    from imde.experiments.evaluate import evaluate
 
     session = _session(args, distributed=True)  # under torchrun: each process a shard, the sums all-reduced
     ev = session.config.eval
@@ -223,8 +223,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def cmd_study(args: argparse.Namespace) -> int:
     """``imde study``."""
-    from imde.study.config import load_study_config
-    from imde.study.pipeline import run_study, step_status
+    from imde.paper.config import load_study_config
+    from imde.paper.pipeline import run_study, step_status
 
     config = load_study_config(args.config, args.overrides, smoke=args.smoke)
     if args.list:
@@ -241,7 +241,7 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """``imde report``."""
-    from imde.viz.report import build_report
+    from imde.paper.report import build_report
 
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
@@ -252,9 +252,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_claims(args: argparse.Namespace) -> int:
     """``imde claims``: every claim measured afresh on each run, one column per run."""
-    from imde.study.claims import claims_across_runs, claims_markdown
+    from imde.paper.claims import claims_across_runs, claims_markdown
+    from imde.paper.report import read_results
     from imde.utils.io import atomic_write_text
-    from imde.viz.report import read_results
 
     repeated = sorted({source for source in args.runs if args.runs.count(source) > 1})
     if repeated:

@@ -110,8 +110,8 @@ def test_data_render_passes_the_camera_rig_and_materials(tmp_path: Path, capsys:
 
 
 def test_sources_that_are_not_training_runs_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from imde.config import save_yaml
-    from imde.study.config import load_study_config
+    from imde.paper.config import load_study_config
+    from imde.utils.config import save_yaml
 
     study = tmp_path / "study"
     save_yaml(load_study_config(CONFIGS / "demo.yaml"), study / "config.yaml")

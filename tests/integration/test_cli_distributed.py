@@ -13,7 +13,7 @@ from _distributed import free_port, torchrun_process
 
 import imde.models
 from imde.cli import EXIT_BAD_INPUT, main
-from imde.config import save_yaml
+from imde.utils.config import save_yaml
 
 WORLD_SIZE = 2
 

@@ -10,8 +10,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from _distributed import free_port
 
+from imde.accumulators import DepthResponse
 from imde.core.bins import sid_edges
-from imde.stats import DepthResponse
 
 WORLD_SIZE = 2
 EDGES = sid_edges(16, 0.75, 10.0)

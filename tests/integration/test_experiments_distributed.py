@@ -11,8 +11,8 @@ import torch.multiprocessing as mp
 from _distributed import free_port
 from torch import nn
 
+from imde.accumulators import DepthResponse
 from imde.experiments.dissect import compute_responses
-from imde.stats import DepthResponse
 
 WORLD_SIZE = 2
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 import imde.models
-from imde.experiments._evaluate import EvalSettings
 from imde.experiments.ablate import run_ablation
 from imde.experiments.correct import run_correction
 from imde.experiments.dissect import run_dissect
+from imde.experiments.evaluate import EvalSettings
 from imde.experiments.explain import run_explain
 from imde.viz import plots
 

@@ -6,8 +6,8 @@ import torch
 
 import imde.losses
 import imde.models
-from imde.core.losses import AssignLoss
-from imde.probe import LayerTap
+from imde.hooks import LayerTap
+from imde.losses.selectivity import AssignLoss
 
 
 def test_tiny_mff_trains_with_original_plus_assign_loss() -> None:

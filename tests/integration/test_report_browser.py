@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "viz"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "paper"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
 from screenshot_report import CHROMIUM, CHROMIUM_ARGS  # noqa: E402  (one set of launch settings for both)
 from test_report_fakerun import make_fake_run  # noqa: E402
 
-from imde.viz.report import build_report  # noqa: E402
+from imde.paper.report import build_report  # noqa: E402
 
 pytestmark = pytest.mark.browser
 

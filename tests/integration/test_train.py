@@ -11,8 +11,8 @@ import yaml
 from _train_toy import ToyDepthNet, ToyDepthSet, toy_config
 
 from imde.training import NonFiniteLossError, TrainConfig, train
-from imde.training.checkpoint import load_checkpoint
-from imde.training.logging import read_metrics_csv
+from imde.training.checkpoint import read_checkpoint
+from imde.training.tracking import read_metrics_csv
 
 
 def _run(run_dir: Path, resume: bool = False, **sections):
@@ -35,7 +35,7 @@ def test_training_reduces_loss_and_writes_the_run(tmp_path: Path) -> None:
     assert {r["name"] for r in rows if r["kind"] == "eval"} >= {"delta1", "rms", "silog"}
     assert {r["name"] for r in rows if r["kind"] == "dissect"} == {"feat", "feat_assigned", "feat_dead"}
     assert [h["dissect/feat_dead"] for h in result.history] == [0.0] * 6
-    best = load_checkpoint(run / "checkpoints" / "best.pt")
+    best = read_checkpoint(run / "checkpoints" / "best.pt")
     assert best["epoch"] == result.best["epoch"] and result.best["metric"] == "delta1"
     assert best["best"]["value"] == max(h["eval/delta1"] for h in result.history)
 
@@ -87,8 +87,8 @@ def test_resume_is_exact(tmp_path: Path) -> None:
     _run(tmp_path / "split", loss={"interp": "assign"}, train={"epochs": 1})
     resumed = _run(tmp_path / "split", resume=True, loss={"interp": "assign"}, train={"epochs": 2})
     assert [h["loss"] for h in resumed.history] == [h["loss"] for h in straight.history]
-    a = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")["model"]
-    b = load_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt")["model"]
+    a = read_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")["model"]
+    b = read_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     rows = read_metrics_csv(tmp_path / "split" / "metrics.csv")
     assert [r["step"] for r in rows if r["kind"] == "step" and r["name"] == "loss"] == list(range(1, 9))

@@ -19,12 +19,12 @@ import torch.multiprocessing as mp
 from _distributed import free_port, torchrun_process
 from _train_toy import ToyDepthNet, ToyDepthSet, toy_config
 
-from imde.evaluate import evaluate
 from imde.experiments.dissect import compute_responses
+from imde.experiments.evaluate import evaluate
 from imde.training import train
 from imde.training.data import eval_loader
 from imde.training.distributed import DistInfo
-from imde.training.logging import read_metrics_csv
+from imde.training.tracking import read_metrics_csv
 
 WORLD_SIZE = 2
 SECTIONS = {"loss": {"interp": "none", "layers": ["feat"], "num_bins": 4}, "optim": {"lr": 3e-2},

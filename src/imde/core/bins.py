@@ -7,9 +7,6 @@ Bin ``d`` (0-based) holds depths in ``(e_d, e_{d+1}]``, so bin 0 is the catch-al
 
 from __future__ import annotations
 
-import functools
-import math
-
 import torch
 from torch import Tensor
 
@@ -145,53 +142,13 @@ def check_edges(edges: Tensor, name: str = "edges") -> Tensor:
     return edges
 
 
-_MAX_CELLS = 1 << 16  # lookup cells of digitize(); edges needing more fall back to a binary search
-
-
-@functools.lru_cache(maxsize=32)
-def _cell_tables(
-    edges: tuple[float, ...], dtype: torch.dtype, device: torch.device
-) -> tuple[float, float, int, Tensor, Tensor] | None:
-    """Lookup tables that give ``#{edges < v}`` from the uniform cell of ``v`` and one comparison (cached).
-
-    ``G`` cells of width ``h`` cover ``[e_0, e_N]``, ``h`` at most a quarter of the smallest gap between edges.
-    A value computed to fall in cell ``c`` is only trusted to lie in ``[a_c, b_c] = [e_0 + (c - 1) h,
-    e_0 + (c + 2) h]`` (a whole cell of slack on each side, far more than the rounding of ``(v - e_0) / h`` in
-    ``dtype``), which holds at most one edge; so ``#{edges < v} = n_c + (v > e_{n_c})`` with
-    ``n_c = #{edges < a_c}`` and ``e_{N+1} = +inf``. Values clamped into the first or last cell satisfy it too.
-    ``e_{n_c}`` is stored rounded down to ``dtype``: for a ``dtype`` value ``v``, ``v > e`` exactly when
-    ``v > round_down(e)``, so the comparison is exact in ``dtype``.
-
-    Returns:
-        ``(e_0, 1 / h, G, n [G] int64, e_n [G] in dtype)``, or ``None`` (use a binary search) when ``G`` would
-        exceed ``_MAX_CELLS``, the rounding of ``dtype`` could exceed the slack, or the check fails.
-    """
-    table = torch.tensor(edges, dtype=torch.float64)
-    low, high = edges[0], edges[-1]
-    cells = math.ceil(4 * (high - low) / float(table.diff().min()))
-    scale = cells / (high - low)
-    # |error of the computed cell| <= ~2 ulp(|v| + |e_0|) * scale for v near the range: keep it below 1/4 cell
-    if cells > _MAX_CELLS or 2 * torch.finfo(dtype).eps * (abs(low) + abs(high) + 1 / scale) * scale > 0.25:
-        return None
-    position = torch.arange(cells, dtype=torch.float64)
-    below = torch.bucketize(low + (position - 1) / scale, table)  # n_c = #{edges < a_c}
-    if int((torch.bucketize(low + (position + 2) / scale, table) - below).max()) > 1:
-        return None
-    next_edge = torch.cat([table, table.new_tensor([math.inf])])[below]
-    rounded = next_edge.to(dtype)
-    rounded = torch.where(rounded.double() > next_edge, rounded.nextafter(rounded.new_tensor(-math.inf)), rounded)
-    return low, scale, cells, below.to(device), rounded.to(device)
-
-
 def digitize(depth: Tensor, edges: Tensor) -> Tensor:
     """Bin index of every depth value: ``d`` when ``e_d < depth <= e_{d+1}``, ``-1`` when invalid.
 
     A depth is invalid when it is not finite, ``<= 0`` (no measurement) or ``> e_{N_b}`` (``spec.md``;
     unlike the authors' code, which puts it in bin 0).
 
-    Exact for any increasing edges and any floating dtype: a uniform-cell lookup with one comparison
-    (:func:`_cell_tables`), cheaper than a binary search (``torch.bucketize``), which remains the fallback
-    for edges with extreme gaps.
+    Exact for any increasing edges and any dtype: the comparison runs in float64 (``torch.bucketize``).
 
     Args:
         depth: depth in metres, any shape.
@@ -205,24 +162,13 @@ def digitize(depth: Tensor, edges: Tensor) -> Tensor:
         [-1, 0, 0, 1, -1]
     """
     edges = check_edges(edges)
-    values = depth.reshape(-1)
-    if values.dtype not in (torch.float32, torch.float64):
-        values = values.to(torch.float64)  # exact for integers and half precision
+    values = depth.reshape(-1).to(torch.float64)  # exact for float32, half precision and integers
     # index = #{edges < v}: bin index - 1 holds (e_{index-1}, e_index]; index 0 means v <= e_0 (and e_0 >= 0
-    # covers v <= 0), index N_b + 1 means v > e_{N_b} (+inf too); NaN must land on one of the two.
-    tables = _cell_tables(tuple(edges.tolist()), values.dtype, values.device)
-    if tables is None:
-        index = torch.bucketize(values.to(torch.float64), edges.to(values.device)).masked_fill_(torch.isnan(values), 0)
-        labels = torch.empty_like(index)
-    else:
-        low, scale, cells, below, next_edge = tables
-        position = torch.sub(values, low).mul_(scale).nan_to_num_(0.0).clamp_(0, cells - 1)
-        labels = position.to(torch.int64)  # the cell, then (below) the output
-        index = below.index_select(0, labels)  # NaN: cell 0, where v > e_0 is false, so index 0
-        index += values > torch.index_select(next_edge, 0, labels, out=position)
+    # covers v <= 0), index N_b + 1 means v > e_{N_b} (+inf too); NaN goes to index 0.
+    index = torch.bucketize(values, edges.to(values.device)).masked_fill_(torch.isnan(values), 0)
     label_of_index = torch.arange(-1, edges.numel(), device=values.device)
     label_of_index[-1] = -1
-    return torch.index_select(label_of_index, 0, index, out=labels).view(depth.shape)
+    return label_of_index[index].view(depth.shape)
 
 
 def assign_bins(num_units: int, num_bins: int) -> Tensor:

@@ -42,8 +42,6 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from imde.utils.memory import empty_huge
-
 _TILE_PIXELS = 1024  # feature pixels per band (whole rows): ~4 MB of float64 activations at B=8, K=64
 
 
@@ -298,7 +296,7 @@ class _BandedSums(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_sums: Tensor) -> tuple[Tensor, None, None, None]:  # noqa: D102 (see the class)
         batch, units, h, w = ctx.shape
-        grad = empty_huge(ctx.shape, ctx.dtype, grad_sums.device)  # tens of MB, first touched below
+        grad = torch.empty(ctx.shape, dtype=ctx.dtype, device=grad_sums.device)
         padded = torch.cat([grad_sums, grad_sums.new_zeros(units, 1)], 1).to(ctx.dtype)  # column N_b: padding
         covered = 0
         for y_start, y_stop, splat, bin_of_column in ctx.saved_bands:

@@ -19,7 +19,7 @@ def selectivity_from_abs(
     ``DS_k = (top_k - mean_others_k) / (top_k + mean_others_k + eps)`` where ``top_k`` is the largest observed
     ``|R[k, d]|`` (Eq. 2) or ``|R[k, d_k]|`` for an assignment (Eq. 5), and ``mean_others_k`` averages the
     other observed bins. A unit whose ``top + mean_others`` is 0 (a dead unit) gets 0. ``eps = 0`` is the
-    paper's formula; the training losses may use ``eps > 0`` (see :class:`imde.core.losses.AssignLoss`).
+    paper's formula; the training losses may use ``eps > 0`` (see :class:`imde.losses.selectivity.AssignLoss`).
 
     Args:
         abs_response: ``[K, N_b]`` finite ``|R|`` (any value where not observed; it is ignored).

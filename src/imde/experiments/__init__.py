@@ -6,43 +6,44 @@
 - ``run_ablation``: successive ablation by selectivity (Fig. 2).
 - ``run_explain``: FGSM error analysis through the depth-selective units (Fig. 8).
 - ``unit_views``: a unit's feature map and the pixels of its depth bin (Fig. 1, 5).
-
-Names are resolved lazily so that importing one experiment does not import the others.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from imde.experiments.ablate import AblationResult as AblationResult
+from imde.experiments.ablate import run_ablation as run_ablation
+from imde.experiments.compare import ComparisonTable as ComparisonTable
+from imde.experiments.compare import compare_reg_assign as compare_reg_assign
+from imde.experiments.correct import CorrectionResult as CorrectionResult
+from imde.experiments.correct import run_correction as run_correction
+from imde.experiments.dissect import DissectResult as DissectResult
+from imde.experiments.dissect import LayerDissection as LayerDissection
+from imde.experiments.dissect import compute_responses as compute_responses
+from imde.experiments.dissect import run_dissect as run_dissect
+from imde.experiments.evaluate import EvalResult as EvalResult
+from imde.experiments.evaluate import EvalSettings as EvalSettings
+from imde.experiments.evaluate import evaluate as evaluate
+from imde.experiments.explain import ExplainResult as ExplainResult
+from imde.experiments.explain import run_explain as run_explain
+from imde.experiments.features import UnitView as UnitView
+from imde.experiments.features import unit_views as unit_views
 
-_EXPORTS: dict[str, str] = {
-    "EvalSettings": "imde.experiments._evaluate",
-    "compute_responses": "imde.experiments.dissect",
-    "run_dissect": "imde.experiments.dissect",
-    "DissectResult": "imde.experiments.dissect",
-    "LayerDissection": "imde.experiments.dissect",
-    "compare_reg_assign": "imde.experiments.compare",
-    "ComparisonTable": "imde.experiments.compare",
-    "run_correction": "imde.experiments.correct",
-    "CorrectionResult": "imde.experiments.correct",
-    "run_ablation": "imde.experiments.ablate",
-    "AblationResult": "imde.experiments.ablate",
-    "unit_views": "imde.experiments.features",
-    "UnitView": "imde.experiments.features",
-    "run_explain": "imde.experiments.explain",
-    "ExplainResult": "imde.experiments.explain",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'imde.experiments' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return __all__
+__all__ = [
+    "AblationResult",
+    "ComparisonTable",
+    "CorrectionResult",
+    "DissectResult",
+    "EvalResult",
+    "EvalSettings",
+    "ExplainResult",
+    "LayerDissection",
+    "UnitView",
+    "compare_reg_assign",
+    "compute_responses",
+    "evaluate",
+    "run_ablation",
+    "run_correction",
+    "run_dissect",
+    "run_explain",
+    "unit_views",
+]

@@ -10,9 +10,9 @@ from typing import Any
 
 import torch
 
-from imde.experiments._evaluate import EvalSettings, evaluate_metrics
-from imde.experiments._results import write_json
-from imde.probe import edit_layers
+from imde.experiments.evaluate import EvalSettings, evaluate_metrics
+from imde.experiments.results import write_json
+from imde.hooks import edit_layers
 
 
 def ablation_counts(num_units: int, step: int | Sequence[int]) -> list[int]:
@@ -108,7 +108,7 @@ def run_ablation(
     same in both orders and are evaluated once; every other count costs one evaluation per order.
 
     Args:
-        model: the network (edited through ``imde.probe.edit_layers`` hooks only).
+        model: the network (edited through ``imde.hooks.edit_layers`` hooks only).
         loader: evaluation loader.
         order_by: ``{layer: per-unit training-set selectivity [K]}`` (Eq. 2); higher = ablated earlier in the
             first order.

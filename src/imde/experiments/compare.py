@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imde.experiments._results import write_csv, write_json
 from imde.experiments.dissect import DissectResult
+from imde.experiments.results import write_csv, write_json
 from imde.utils.io import atomic_write_text
 
 TABLE2_METRICS: tuple[str, ...] = ("delta1", "delta2", "delta3", "rms", "rel", "log10")

@@ -15,12 +15,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from imde.accumulators import DepthResponse
 from imde.core.bins import digitize
-from imde.experiments._evaluate import EvalSettings, TrackedLoader, evaluate_metrics
-from imde.experiments._results import write_json
 from imde.experiments.dissect import DissectResult
-from imde.probe import edit_layers
-from imde.stats import DepthResponse
+from imde.experiments.evaluate import EvalSettings, TrackedLoader, evaluate_metrics
+from imde.experiments.results import write_json
+from imde.hooks import edit_layers
 
 
 def replace_by_response(
@@ -115,7 +115,7 @@ def run_correction(
     """Evaluate ``model`` on ``test_loader`` before and after correcting ``layers`` (Sec. 5.2, Table 3).
 
     Args:
-        model: the network (its forward is edited through ``imde.probe.edit_layers`` hooks only).
+        model: the network (its forward is edited through ``imde.hooks.edit_layers`` hooks only).
         train_responses: training-set responses ``{layer: DepthResponse}`` or a ``DissectResult``.
         test_loader: loader of test batches (their ``depth`` drives the replacement).
         layers: the layers to correct, all at once.

@@ -15,11 +15,11 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
+from imde.accumulators import DepthResponse
 from imde.core.bins import assign_bins, dataset_edges
 from imde.core.selectivity import dead_units, depth_selectivity, preferred_bins, random_baseline
-from imde.experiments._results import check_batch, count_batches, limit_batches, safe_name, write_csv, write_json
-from imde.probe import LayerTap
-from imde.stats import DepthResponse
+from imde.experiments.results import check_batch, count_batches, limit_batches, safe_name, write_csv, write_json
+from imde.hooks import LayerTap
 from imde.utils.device import resolve_device
 
 

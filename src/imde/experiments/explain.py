@@ -17,11 +17,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from imde.accumulators import DepthResponse
 from imde.core.bins import digitize
-from imde.experiments._results import as_batch, check_batch, write_json
 from imde.experiments.dissect import LayerDissection, units_to_bins
-from imde.probe import LayerTap
-from imde.stats import DepthResponse
+from imde.experiments.results import as_batch, check_batch, write_json
+from imde.hooks import LayerTap
 from imde.utils.device import resolve_device
 from imde.utils.io import atomic_torch_save
 

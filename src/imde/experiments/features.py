@@ -9,9 +9,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from imde.experiments._results import as_batch
 from imde.experiments.dissect import LayerDissection, units_to_bins
-from imde.probe import LayerTap
+from imde.experiments.results import as_batch
+from imde.hooks import LayerTap
 from imde.utils.device import resolve_device
 
 

@@ -16,9 +16,9 @@ from imde.models._registry import list_models as list_models
 from imde.models._registry import register_model as register_model
 from imde.models._run import run_model as run_model
 from imde.models._units import UnitInfo as UnitInfo
-from imde.models.checkpoints import LoadReport as LoadReport
-from imde.models.checkpoints import adapt_state_dict as adapt_state_dict
-from imde.models.checkpoints import load_checkpoint as load_checkpoint
+from imde.models.released import LoadReport as LoadReport
+from imde.models.released import adapt_state_dict as adapt_state_dict
+from imde.models.released import load_checkpoint as load_checkpoint
 
 list = list_models  # noqa: A001 - the public name is imde.models.list()
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from imde.probe import unwrap_model
+from imde.hooks import unwrap_model
 from imde.utils.device import resolve_device
 
 

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from imde.config import diff_dicts
-from imde.probe import unwrap_model
+from imde.hooks import unwrap_model
+from imde.utils.config import diff_dicts
 from imde.utils.io import atomic_torch_save, read_torch_file
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ def save_checkpoint(path: str | os.PathLike[str], **content: Any) -> Path:
     return atomic_torch_save(state, path)
 
 
-def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint` (``torch.load(weights_only=True)``, on CPU).
 
     Raises:

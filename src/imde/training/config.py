@@ -15,7 +15,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from imde.config import (
+from imde.core.bins import DEPTH_PRESETS
+from imde.core.metrics import HIGHER_IS_BETTER, METRIC_NAMES
+from imde.utils.config import (
     apply_overrides,
     check_choice,
     check_positive,
@@ -25,8 +27,6 @@ from imde.config import (
     load_yaml,
     to_dict,
 )
-from imde.core.bins import DEPTH_PRESETS
-from imde.metrics import HIGHER_IS_BETTER, METRIC_NAMES
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 INTERP_TERMS = ("none", "assign", "reg")
@@ -104,10 +104,10 @@ class LossConfig:
         preset: depth-bin preset (a key of ``imde.core.bins.DEPTH_PRESETS``: ``"nyu"``, ``"kitti"``,
             ``"rendered"``) or ``[alpha, beta]`` (``None``: the model's preset).
         absent_bins: ``"skip"`` (the paper: units whose assigned bin is absent from the batch are left out) or
-            ``"authors"`` (the authors' code: counted as 0); see ``imde.core.losses``.
+            ``"authors"`` (the authors' code: counted as 0); see ``imde.losses.selectivity``.
         abs_mode: ``"paper"`` (``|mean A|``) or ``"authors"`` (``mean |A|``, the authors' code).
         eps: added to the denominator of every unit's DS in the term, in units of the layer's activations
-            (0: the paper's Eq. 4-5); ``eps > 0`` keeps units from fading out (``imde.core.losses``).
+            (0: the paper's Eq. 4-5); ``eps > 0`` keeps units from fading out (``imde.losses.selectivity``).
     """
 
     interp: str = "none"

@@ -30,16 +30,16 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from imde.config import save_yaml
-from imde.evaluate import align_prediction
-from imde.metrics import METRIC_NAMES, DepthMetrics
-from imde.probe import LayerTap, resolve_layer, unwrap_model
+from imde.core.metrics import METRIC_NAMES, DepthMetrics
+from imde.experiments.evaluate import align_prediction
+from imde.hooks import LayerTap, resolve_layer, unwrap_model
 from imde.training import checkpoint as ckpt
 from imde.training.config import TrainConfig
 from imde.training.data import build_dataset, eval_loader, train_loader
 from imde.training.distributed import DistInfo, all_reduce_mean, barrier, broadcast_buffers, cleanup, setup
-from imde.training.logging import RunLogger
 from imde.training.optim import LRSchedule, create_optimizer
+from imde.training.tracking import RunLogger
+from imde.utils.config import save_yaml
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +222,7 @@ def _check_run_dir(cfg: TrainConfig, last: Path, resume: bool) -> dict[str, Any]
         return None
     if not last.is_file():
         raise FileNotFoundError(f"resume=True: {str(last)!r} not found; start the run without resume")
-    saved = ckpt.load_checkpoint(last)
+    saved = ckpt.read_checkpoint(last)
     ckpt.check_resume(saved, cfg.to_dict(), last)
     return saved
 
@@ -235,7 +235,7 @@ def _check_not_empty(dataset: Dataset[dict[str, Any]] | None, split: str) -> Dat
 
 def _interp_loss(state: RunState) -> nn.Module | None:
     from imde.core.bins import preset_range
-    from imde.core.losses import AssignLoss, SelectivityRegLoss
+    from imde.losses.selectivity import AssignLoss, SelectivityRegLoss
 
     loss = state.config.loss
     if loss.interp == "none":
@@ -405,7 +405,7 @@ def train_one_epoch(state: RunState) -> dict[str, float]:
 
 def evaluate_epoch(state: RunState) -> dict[str, float]:
     """Depth metrics on the held-out split (all processes together), as ``eval/<metric>``."""
-    from imde.evaluate import evaluate
+    from imde.experiments.evaluate import evaluate
 
     ev = state.config.eval
     result = evaluate(unwrap_model(state.model), state.test_loader, device=state.device, crop=ev.crop,

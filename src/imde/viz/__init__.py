@@ -1,1 +1,1 @@
-"""Figures (``imde.viz.plots``) and the HTML report (``imde.viz.report``); matplotlib is imported lazily."""
+"""Figures of units, layers and predictions (``imde.viz.plots``) and the unit atlas; matplotlib is imported lazily."""

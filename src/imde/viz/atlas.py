@@ -67,8 +67,8 @@ def export_unit_atlas(
         ValueError: on a batch without ``image``/``depth``, mismatched shapes, no layers or ``max_tile < 4``.
     """
     from imde.experiments.dissect import layer_edges
+    from imde.hooks import LayerTap
     from imde.models import run_model
-    from imde.probe import LayerTap
 
     layers = [layers] if isinstance(layers, str) else list(layers)
     image, depth = _check_samples(samples, layers, max_tile)

@@ -8,8 +8,8 @@ import pytest
 import torch
 from _tiny_models import DepthInImage, TwoBranchDepth, make_batches
 
-from imde.experiments._evaluate import EvalSettings
 from imde.experiments.ablate import ablation_counts, run_ablation, zero_units
+from imde.experiments.evaluate import EvalSettings
 
 CONTRIBUTIONS = [0.05, 0.3, 0.12, 0.53]
 SELECTIVITY = torch.tensor([0.9, 0.1, 0.5, 0.3])  # most selective first: units 0, 2, 3, 1

@@ -9,10 +9,10 @@ import math
 import pytest
 import torch
 
+from imde.accumulators import DepthResponse
 from imde.core.bins import dataset_edges
 from imde.experiments.compare import TABLE2_METRICS, compare_reg_assign
 from imde.experiments.dissect import DissectResult
-from imde.stats import DepthResponse
 
 
 def _dissection(splits: dict[str, torch.Tensor]) -> DissectResult:

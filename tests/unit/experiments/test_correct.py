@@ -7,9 +7,9 @@ import torch
 from _tiny_models import DepthInImage, make_batches
 
 from imde.core.bins import dataset_edges, digitize
-from imde.experiments._evaluate import EvalSettings
 from imde.experiments.correct import replace_by_response, run_correction
 from imde.experiments.dissect import DissectResult, compute_responses
+from imde.experiments.evaluate import EvalSettings
 
 
 def test_perfect_lookup_table_is_reproduced_in_the_features():

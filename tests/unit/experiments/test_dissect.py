@@ -11,10 +11,10 @@ import torch
 import torch.nn.functional as F
 from _tiny_models import DepthInImage, StridedNet, make_batches, rebatch
 
+from imde.accumulators import DepthResponse
 from imde.core.bins import assign_bins, dataset_edges, digitize
 from imde.core.selectivity import depth_selectivity, random_baseline
 from imde.experiments.dissect import DissectResult, compute_responses, run_dissect
-from imde.stats import DepthResponse
 
 
 def _features(model: torch.nn.Module, name: str, image: torch.Tensor) -> torch.Tensor:

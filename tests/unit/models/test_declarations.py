@@ -41,7 +41,7 @@ def check_declaration(name: str, size: tuple[int, int], backward: bool = False) 
     assert isinstance(model.unit_info, tuple) and model.unit_info
     assert all(isinstance(info, UnitInfo) for info in model.unit_info)
     assert model.depth_preset in ("nyu", "kitti")
-    assert model.default_loss in imde.losses.list_losses()
+    assert model.default_loss in imde.losses.DEPTH_LOSSES
     modules = dict(model.named_modules())
     captured: dict[str, torch.Tensor] = {}
     handles = [modules[info.module].register_forward_hook(

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 import imde.models
+from imde.hooks import LayerTap
 from imde.models.mff import UpProj
-from imde.probe import LayerTap
 
 
 @pytest.fixture(scope="module")

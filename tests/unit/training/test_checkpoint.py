@@ -13,7 +13,7 @@ from torch import nn
 from imde.training import checkpoint as ckpt
 from imde.training.config import TrainConfig
 from imde.training.distributed import DistInfo, ShardSampler
-from imde.training.logging import RunLogger, read_metrics_csv
+from imde.training.tracking import RunLogger, read_metrics_csv
 
 
 def test_rng_state_round_trip_through_weights_only_file(tmp_path: Path) -> None:
@@ -23,7 +23,7 @@ def test_rng_state_round_trip_through_weights_only_file(tmp_path: Path) -> None:
     ckpt.save_checkpoint(tmp_path / "c.pt", rng=ckpt.rng_state(), model=model, model_name="lin")
     expected = (torch.rand(3), np.random.rand(3), np.random.randn(), [random.random() for _ in range(3)])
     torch.manual_seed(99), np.random.seed(99), random.seed(99)
-    state = ckpt.load_checkpoint(tmp_path / "c.pt")  # weights_only=True inside
+    state = ckpt.read_checkpoint(tmp_path / "c.pt")  # weights_only=True inside
     ckpt.set_rng_state(state["rng"])
     got = (torch.rand(3), np.random.rand(3), np.random.randn(), [random.random() for _ in range(3)])
     assert torch.equal(got[0], expected[0]) and np.array_equal(got[1], expected[1])
@@ -42,10 +42,10 @@ def test_each_process_resumes_its_own_random_state(caplog: pytest.LogCaptureFixt
 
 def test_load_rejects_foreign_files(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="missing.pt"):
-        ckpt.load_checkpoint(tmp_path / "missing.pt")
+        ckpt.read_checkpoint(tmp_path / "missing.pt")
     torch.save({"state_dict": {}}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="not an imde training checkpoint"):
-        ckpt.load_checkpoint(tmp_path / "other.pt")
+        ckpt.read_checkpoint(tmp_path / "other.pt")
 
 
 def test_check_resume_lists_differing_keys_and_allows_more_epochs() -> None:

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from imde.config import apply_overrides, diff_dicts, from_dict, load_yaml, parse_override, save_yaml, to_dict
 from imde.training.config import TrainConfig
 from imde.training.recipes import RECIPES, recipe_defaults
+from imde.utils.config import apply_overrides, diff_dicts, from_dict, load_yaml, parse_override, save_yaml, to_dict
 
 
 def test_overrides_are_parsed_as_yaml_and_nested() -> None:

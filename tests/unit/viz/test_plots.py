@@ -6,12 +6,12 @@ import matplotlib.colors as mcolors
 import pytest
 import torch
 
+from imde.accumulators import DepthResponse
 from imde.core.bins import dataset_edges, digitize
 from imde.experiments.ablate import AblationResult
 from imde.experiments.dissect import LayerDissection
 from imde.experiments.explain import ExplainCase, ExplainResult
 from imde.experiments.features import UnitView
-from imde.stats import DepthResponse
 from imde.viz import plots
 from imde.viz.colors import DEPTH_CMAP, depth_limits, display_image
 

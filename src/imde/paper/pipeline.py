@@ -1,6 +1,6 @@
 """``imde study``: the paper's whole story as resumable steps writing into one run directory.
 
-Layout of ``run_dir`` (read by :mod:`imde.viz.report`)::
+Layout of ``run_dir`` (read by :mod:`imde.paper.report`)::
 
     config.yaml            the resolved study config
     models/<variant>/      training runs (config.yaml, checkpoints/, metrics.csv, tb/)
@@ -20,11 +20,11 @@ import logging
 import time
 from typing import Any
 
-from imde.config import diff_dicts, load_yaml, save_yaml, to_dict
-from imde.study.config import StudyConfig
-from imde.study.runner import Step, StepRecord, StepRunner, dependents
+from imde.paper.config import StudyConfig
+from imde.paper.runner import Step, StepRecord, StepRunner, dependents
+from imde.utils.config import diff_dicts, load_yaml, save_yaml, to_dict
 
-log = logging.getLogger("imde.study")
+log = logging.getLogger("imde.paper")
 
 
 # Top-level config keys whose change leaves every finished step valid.
@@ -79,7 +79,7 @@ def run_study(config: StudyConfig, *, force: tuple[str, ...] = (), device: str |
     Raises:
         ValueError: a run directory holding models trained with another config, or an unknown step in ``force``.
     """
-    from imde.study.steps import StudySteps
+    from imde.paper.steps import StudySteps
 
     changed, prefixes = stale_steps(config)
     steps = StudySteps(config, device=device or config.device)
@@ -106,7 +106,7 @@ def total_seconds(records: dict[str, StepRecord]) -> float:
 
 def step_status(config: StudyConfig) -> list[tuple[str, bool]]:
     """``[(step name, finished?)]`` in run order (``imde study --list``)."""
-    from imde.study.steps import StudySteps
+    from imde.paper.steps import StudySteps
 
     runner = StepRunner(config.out)
     plan = StudySteps(config).plan()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from test_report_fakerun import RESULTS, make_fake_run
 
-from imde.viz.report import build_report, load_run
+from imde.paper.report import build_report, load_run
 
 EVIL_LAYER = "<script>alert(1)</script>"
 EVIL_CONFIG = 'name: "&<>"\nnote: \'</pre><img src=x onerror=alert(2)>\'\n'

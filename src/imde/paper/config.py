@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from imde.config import apply_overrides, check_positive, deep_merge, from_dict, load_yaml
+from imde.utils.config import apply_overrides, check_positive, deep_merge, from_dict, load_yaml
 
 #: Variant names with a fixed role in ``results.json``.
 REQUIRED_VARIANTS = ("baseline", "assign", "reg")

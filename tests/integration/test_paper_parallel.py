@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 import torch
 
-from imde.study.config import load_study_config
-from imde.study.parallel import ParallelTrainings, stop_cleanly_on_sigterm
-from imde.study.runner import StepRunner
-from imde.study.steps import StudySteps
-from imde.training.checkpoint import load_checkpoint
+from imde.paper.config import load_study_config
+from imde.paper.parallel import ParallelTrainings, stop_cleanly_on_sigterm
+from imde.paper.runner import StepRunner
+from imde.paper.steps import StudySteps
+from imde.training.checkpoint import read_checkpoint
 from imde.utils.io import atomic_path
 
 DEMO = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
@@ -45,10 +45,10 @@ def test_workers_train_the_same_models_as_one_process(tmp_path: Path, threads: N
     assert not steps._trainings._running  # every worker has finished and been joined
     for variant in ("baseline", "assign", "reg"):
         assert runner.record(f"train_{variant}").summary["result"]["steps"] == 6  # 48 images, batch 8
-        serial = load_checkpoint(tmp_path / "serial" / "models" / variant / "checkpoints" / "last.pt")["model"]
-        parallel = load_checkpoint(tmp_path / "parallel" / "models" / variant / "checkpoints" / "last.pt")["model"]
+        serial = read_checkpoint(tmp_path / "serial" / "models" / variant / "checkpoints" / "last.pt")["model"]
+        parallel = read_checkpoint(tmp_path / "parallel" / "models" / variant / "checkpoints" / "last.pt")["model"]
         assert all(torch.equal(serial[name], parallel[name]) for name in serial), variant
-    assert not load_checkpoint(tmp_path / "parallel" / "models" / "reg" / "checkpoints" / "last.pt")[
+    assert not read_checkpoint(tmp_path / "parallel" / "models" / "reg" / "checkpoints" / "last.pt")[
         "config"]["train"]["progress"]  # bars off in the workers
 
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from _reference import loop_digitize, loop_response_sums
+from imde.accumulators import DepthResponse
 from imde.core.bins import sid_edges
-from imde.stats import DepthResponse
 
 EDGES = sid_edges(8, 0.75, 10.0)
 

@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from imde.experiments._results import safe_name
+from imde.experiments.results import safe_name
 
 if TYPE_CHECKING:  # pragma: no cover
     from imde.experiments.dissect import LayerDissection
-    from imde.study.steps import StudySteps
+    from imde.paper.steps import StudySteps
 
 #: Test image shown in the feature-map and prediction figures.
 FIGURE_IMAGE = 0
@@ -49,8 +49,8 @@ def pick_units(assign: LayerDissection, other: LayerDissection, depth: torch.Ten
 
 
 def _forward(model: torch.nn.Module, batch: dict[str, Any], layer: str, device: str) -> tuple[torch.Tensor, ...]:
+    from imde.hooks import LayerTap
     from imde.models import run_model
-    from imde.probe import LayerTap
     from imde.utils.device import resolve_device
 
     dev = resolve_device(device)

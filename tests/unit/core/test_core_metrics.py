@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from imde.metrics import METRIC_NAMES, DepthMetrics, compute_depth_metrics, valid_mask
+from imde.core.metrics import METRIC_NAMES, DepthMetrics, compute_depth_metrics, valid_mask
 
 
 def _reference(pred: np.ndarray, gt: np.ndarray, lo: float, hi: float) -> dict[str, float]:

@@ -27,7 +27,7 @@ from typing import Any
 
 from imde.training.config import TrainConfig
 
-log = logging.getLogger("imde.study")
+log = logging.getLogger("imde.paper")
 
 
 def resumable(config: TrainConfig) -> bool:
@@ -37,7 +37,7 @@ def resumable(config: TrainConfig) -> bool:
 
 def train_variant(variant: str, config: TrainConfig) -> dict[str, Any]:
     """Train one variant (resuming an interrupted attempt) and return the ``train_<variant>`` marker's summary."""
-    from imde.experiments._results import to_jsonable
+    from imde.experiments.results import to_jsonable
     from imde.training import train
 
     resume = resumable(config)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from imde.cli import EXIT_BAD_INPUT, main
-from imde.study.claims import ablation_gap, claims_across_runs, claims_markdown, claims_to_json, measure_claims
+from imde.paper.claims import ablation_gap, claims_across_runs, claims_markdown, claims_to_json, measure_claims
 
 
 def results(**changes: float) -> dict[str, Any]:

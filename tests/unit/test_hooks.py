@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from imde.core.losses import AssignLoss
-from imde.probe import LayerTap, declared_layers, edit_layers, resolve_layer, unwrap_model
+from imde.hooks import LayerTap, declared_layers, edit_layers, resolve_layer, unwrap_model
+from imde.losses.selectivity import AssignLoss
 
 
 class _Unit(NamedTuple):

@@ -129,9 +129,9 @@ def synthetic_depth(batch: int, height: int = 48, width: int = 64, seed: int = 0
 
 def write_dissection(out_dir: Path, variant: str, layer_names: tuple[str, ...]) -> None:
     """``DissectResult.save`` of responses accumulated from activations tuned to depth like each variant."""
+    from imde.accumulators import DepthResponse
     from imde.core.bins import dataset_edges, digitize
     from imde.experiments.dissect import DissectResult
-    from imde.stats import DepthResponse
 
     edges = dataset_edges("nyu", UNITS)
     centre = torch.arange(UNITS, dtype=torch.float32).view(1, UNITS, 1, 1)
@@ -177,7 +177,7 @@ def fake_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_fake_results_follow_the_public_schema(fake_run: Path) -> None:
-    from imde.viz.report import validate_results
+    from imde.paper.report import validate_results
 
     results = json.loads((fake_run / "results.json").read_text())
     validate_results(results, fake_run / "results.json")
@@ -187,7 +187,7 @@ def test_fake_results_follow_the_public_schema(fake_run: Path) -> None:
 
 
 def test_fake_dissection_is_selective_where_it_should_be(fake_run: Path) -> None:
-    from imde.viz.report import load_run
+    from imde.paper.report import load_run
 
     run = load_run(fake_run)
     assert list(run.dissect) == ["baseline", "assign", "reg"]

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from imde.config import load_yaml
 from imde.models import create, list_models
-from imde.study.config import load_study_config
-from imde.study.steps import StudySteps
+from imde.paper.config import load_study_config
+from imde.paper.steps import StudySteps
 from imde.training import TrainConfig
+from imde.utils.config import load_yaml
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 TRAIN_CONFIGS = sorted((CONFIGS / "train").rglob("*.yaml"))

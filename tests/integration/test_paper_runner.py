@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from imde.study.runner import Step, StepRunner, check_steps, dependents
+from imde.paper.runner import Step, StepRunner, check_steps, dependents
 
 
 class Recorder:

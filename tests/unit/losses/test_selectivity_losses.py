@@ -7,7 +7,7 @@ import torch
 
 from _reference import loop_layer_selectivity
 from imde.core.bins import assign_bins, dataset_edges, digitize
-from imde.core.losses import AssignLoss, SelectivityRegLoss
+from imde.losses.selectivity import AssignLoss, SelectivityRegLoss
 
 
 def test_hand_computed_assign_loss_with_an_absent_bin() -> None:

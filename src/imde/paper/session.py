@@ -16,9 +16,9 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from imde.config import load_yaml
 from imde.training.config import TrainConfig
 from imde.training.distributed import DistInfo
+from imde.utils.config import load_yaml
 
 CHECKPOINT_NAMES = ("best", "last")
 
@@ -70,13 +70,13 @@ def build_model(config: TrainConfig, checkpoint: str | None = "best") -> torch.n
     goes through ``imde.models.load_checkpoint`` (released weights of the original projects).
     """
     from imde.models import create
-    from imde.training.checkpoint import load_checkpoint, load_model_state
+    from imde.training.checkpoint import load_model_state, read_checkpoint
 
     model = create(config.model.name, pretrained=False, **config.model.kwargs)
     if checkpoint is not None:
         path = checkpoint_path(config, checkpoint)
         if checkpoint in CHECKPOINT_NAMES:
-            state = load_checkpoint(path)
+            state = read_checkpoint(path)
             if state.get("model_name") != config.model.name:
                 raise ValueError(f"checkpoint {str(path)!r} holds model {state.get('model_name')!r}, "
                                  f"but the config names model.name={config.model.name!r}")

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from imde.cli import EXIT_BAD_INPUT, main
-from imde.study.claims import measure_claims
-from imde.study.config import load_study_config
-from imde.study.pipeline import step_status
+from imde.paper.claims import measure_claims
+from imde.paper.config import load_study_config
+from imde.paper.pipeline import step_status
 
 DEMO = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
 METRICS = {"delta1", "delta2", "delta3", "rms", "rel", "log10"}

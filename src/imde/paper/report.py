@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imde.config import load_yaml
+from imde.utils.config import load_yaml
 from imde.utils.io import atomic_write_text
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -610,7 +610,7 @@ def _render(template: str, **context: Any) -> str:
     try:
         import jinja2
     except ImportError as err:  # pragma: no cover - jinja2 is a declared dependency
-        raise ImportError("imde.viz.report needs jinja2: pip install jinja2") from err
+        raise ImportError("imde.paper.report needs jinja2: pip install jinja2") from err
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
         autoescape=lambda name: bool(name and name.endswith(".html.j2")),

@@ -1,6 +1,6 @@
 """The steps of ``imde study``, each reading what earlier steps wrote and writing its own files atomically.
 
-Steps talk to each other only through the run directory (see :mod:`imde.study.pipeline` for the layout), so
+Steps talk to each other only through the run directory (see :mod:`imde.paper.pipeline` for the layout), so
 any step can be resumed or forced on its own. Models are loaded once per process and cached.
 """
 
@@ -15,18 +15,18 @@ from typing import Any
 
 import torch
 
-from imde.config import deep_merge
-from imde.experiments._evaluate import EvalSettings
-from imde.experiments._results import safe_name, to_jsonable, write_json
-from imde.study.claims import claims_to_json, measure_claims
-from imde.study.config import StudyConfig
-from imde.study.parallel import ParallelTrainings, train_variant
-from imde.study.runner import Step, StepRunner
-from imde.study.session import build_loader, build_model
+from imde.experiments.evaluate import EvalSettings
+from imde.experiments.results import safe_name, to_jsonable, write_json
+from imde.paper.claims import claims_to_json, measure_claims
+from imde.paper.config import StudyConfig
+from imde.paper.parallel import ParallelTrainings, train_variant
+from imde.paper.runner import Step, StepRunner
+from imde.paper.session import build_loader, build_model
 from imde.training.config import TrainConfig
+from imde.utils.config import deep_merge
 from imde.utils.io import atomic_write_json
 
-log = logging.getLogger("imde.study")
+log = logging.getLogger("imde.paper")
 
 #: Test-set metrics copied into ``results.json`` (the public schema), in Table 1's order.
 PUBLIC_METRICS = ("delta1", "delta2", "delta3", "rms", "rel", "log10")
@@ -66,7 +66,7 @@ def check_variant(variant: str, config: TrainConfig, layers: Iterable[str]) -> t
         ValueError: naming the variant and the offending value.
     """
     from imde.data import list_datasets
-    from imde.probe import resolve_layer
+    from imde.hooks import resolve_layer
 
     try:
         if config.data.name not in list_datasets():
@@ -175,8 +175,8 @@ class StudySteps:
 
     def dissection(self, variant: str) -> Any:
         """The ``DissectResult`` of ``variant`` rebuilt from the raw responses its dissect step saved."""
+        from imde.accumulators import DepthResponse
         from imde.experiments.dissect import DissectResult
-        from imde.stats import DepthResponse
 
         folder = self.out / "dissect" / variant
         responses = {}
@@ -238,7 +238,7 @@ class StudySteps:
         """Train ``variant`` (resuming from ``last.pt`` when an earlier attempt was interrupted).
 
         With ``train_workers`` > 1 the first training step starts every unfinished variant at once
-        (:mod:`imde.study.parallel`) and each step collects its own.
+        (:mod:`imde.paper.parallel`) and each step collects its own.
         """
         self.check_explain_index()  # before hours of training, not after them
         if self.config.train_workers > 1:
@@ -279,7 +279,7 @@ class StudySteps:
 
     def evaluate(self, variant: str) -> Mapping[str, Any]:
         """Depth metrics of ``variant`` on the test split (Table 1)."""
-        from imde.experiments._evaluate import evaluate_metrics
+        from imde.experiments.evaluate import evaluate_metrics
 
         metrics = evaluate_metrics(self.model(variant), self.loader(TEST), self.settings())
         write_json(self.out / "eval", f"{variant}.json", {"variant": variant, "split": TEST, "metrics": metrics})
@@ -342,7 +342,7 @@ class StudySteps:
 
     def figures(self) -> Mapping[str, Any]:
         """The paper's figures from the saved results (Fig. 2, 3/4 histogram, 5, 6)."""
-        from imde.study.figures import make_figures
+        from imde.paper.figures import make_figures
 
         return {"files": [str(p.relative_to(self.out)) for p in make_figures(self)]}
 
@@ -360,7 +360,7 @@ class StudySteps:
 
     def report(self) -> Mapping[str, Any]:
         """``report.html`` and ``results.md``."""
-        from imde.viz.report import build_report
+        from imde.paper.report import build_report
 
         return {"report": str(build_report(self.out))}
 

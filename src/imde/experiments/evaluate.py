@@ -1,7 +1,7 @@
 """Streaming evaluation of a depth network over a DataLoader (paper Sec. 5.1; spec.md "Depth metrics").
 
 Each batch is run on the device, the prediction is bilinearly upsampled (``align_corners=False``) to the
-ground truth's resolution (the MFF protocol: 114×152 -> 228×304), and :class:`imde.metrics.DepthMetrics`
+ground truth's resolution (the MFF protocol: 114×152 -> 228×304), and :class:`imde.core.metrics.DepthMetrics`
 accumulates per-image metrics; memory does not grow with the dataset. Under ``torch.distributed`` the
 sums are all-reduced, so every rank returns the whole dataset's figures.
 """
@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from imde.experiments._results import check_batch, limit_batches, safe_name
-from imde.metrics import METRIC_NAMES, DepthMetrics
+from imde.core.metrics import METRIC_NAMES, DepthMetrics
+from imde.experiments.results import check_batch, limit_batches, safe_name
 from imde.utils.device import resolve_device
 from imde.utils.io import atomic_path, atomic_write_bytes
 
@@ -90,7 +90,7 @@ class EvalResult:
     """Dataset-mean metrics and the protocol they were computed with.
 
     Attributes:
-        metrics: mean over images of each metric of :data:`imde.metrics.METRIC_NAMES`.
+        metrics: mean over images of each metric of :data:`imde.core.metrics.METRIC_NAMES`.
         num_images: images evaluated (with at least one valid pixel).
         num_skipped: images without any valid ground-truth pixel.
         crop: evaluation crop name.
@@ -230,3 +230,70 @@ def _colorize(depth: np.ndarray, max_depth: float, colormap: str) -> np.ndarray:
 
     rgba = colormaps[colormap](np.clip(depth / max_depth, 0.0, 1.0))
     return (rgba[..., :3] * 255).round().astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """Evaluation protocol shared by correction and ablation (spec "Depth metrics").
+
+    Attributes:
+        device: where to run (``"cpu"``, ``"cuda"``, ``"mps"``, ``"auto"``).
+        crop: crop name understood by ``imde.experiments.evaluate`` (``None``: no crop).
+        min_depth: smallest valid ground-truth depth.
+        max_depth: largest valid ground-truth depth (``None``: the model's ``max_depth``).
+        max_batches: evaluate at most this many batches (``None``: the whole loader).
+        progress: show progress bars.
+    """
+
+    device: str | torch.device = "cpu"
+    crop: str | None = None
+    min_depth: float = 1e-3
+    max_depth: float | None = None
+    max_batches: int | None = None
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        if self.max_batches is not None and self.max_batches < 1:
+            raise ValueError(f"max_batches={self.max_batches}: expected a positive number of batches or None")
+        if self.max_depth is not None and self.max_depth <= self.min_depth:
+            raise ValueError(f"max_depth={self.max_depth}: expected a value above min_depth={self.min_depth}")
+
+
+def evaluate_metrics(model: torch.nn.Module, loader: Iterable[Any], settings: EvalSettings) -> dict[str, float]:
+    """Run ``imde.experiments.evaluate.evaluate`` with ``settings`` and return its metrics dict (``delta1``, ``rms``, ...)."""
+    max_depth = settings.max_depth if settings.max_depth is not None else getattr(model, "max_depth", None)
+    if max_depth is None:
+        raise ValueError("max_depth: the model declares no max_depth; pass max_depth explicitly")
+    result = evaluate(
+        model,
+        loader,
+        device=settings.device,
+        crop=settings.crop,
+        min_depth=settings.min_depth,
+        max_depth=float(max_depth),
+        max_batches=settings.max_batches,
+        progress=settings.progress,
+    )
+    return {name: float(value) for name, value in result.metrics.items()}
+
+
+class TrackedLoader:
+    """Re-yields a loader's batches and keeps the one being evaluated in ``current``.
+
+    Forward hooks that need the ground truth of the batch in flight (the correction) read ``current``; this
+    relies on the evaluation consuming each batch before asking for the next, as a plain ``for`` loop does.
+    """
+
+    def __init__(self, loader: Iterable[Mapping[str, Any]]) -> None:
+        self.loader = loader
+        self.current: Mapping[str, Any] | None = None
+
+    def __iter__(self) -> Iterator[Mapping[str, Any]]:
+        for batch in self.loader:
+            check_batch(batch)
+            self.current = batch
+            yield batch
+        self.current = None
+
+    def __len__(self) -> int:
+        return len(self.loader)  # type: ignore[arg-type]

@@ -1,11 +1,11 @@
 """The depth networks' original training losses: Hu et al. (MFF), BTS's scale-invariant log loss, CSPN's masked L1/L2.
 
 Every loss is called as ``loss_fn(pred, depth) -> scalar`` with ``pred`` and ``depth`` of the same shape,
-``[B, 1, H, W]`` or ``[B, H, W]``, in metres. ``create(name)`` builds one from the name a model declares in
-``model.default_loss``.
+``[B, 1, H, W]`` or ``[B, H, W]``, in metres. :func:`imde.losses.create` builds one from the name a model
+declares in ``model.default_loss``.
 
 >>> import torch
->>> loss = create("cspn_l1")
+>>> loss = MaskedLpLoss(1)
 >>> float(loss(torch.tensor([[[1.0, 2.0]]]), torch.tensor([[[2.0, 0.0]]])))
 1.0
 """
@@ -129,29 +129,3 @@ class MaskedLpLoss(nn.Module):
         pred, depth = _as_4d(pred, depth, "MaskedLpLoss")
         mask = torch.isfinite(depth) & (depth > self.min_depth)
         return _masked_mean((pred - depth).abs() ** self.power, mask, pred)
-
-
-_LOSSES = {
-    "hu": lambda **kw: HuLoss(**kw),
-    "bts_silog": lambda **kw: SilogLoss(**{"min_depth": 0.1, **kw}),
-    "bts_silog_kitti": lambda **kw: SilogLoss(**{"min_depth": 1.0, **kw}),
-    "cspn_l1": lambda **kw: MaskedLpLoss(1, **kw),
-    "cspn_l2": lambda **kw: MaskedLpLoss(2, **kw),
-}
-
-
-def list_losses() -> list[str]:
-    """Names understood by :func:`create`."""
-    return sorted(_LOSSES)
-
-
-def create(name: str, **kwargs: object) -> nn.Module:
-    """Build an original loss by name: ``hu``, ``bts_silog`` (NYU, g > 0.1), ``bts_silog_kitti`` (g > 1), ``cspn_l1``,
-    ``cspn_l2``; ``kwargs`` go to the loss class (e.g. ``mask_invalid=True`` for ``hu``).
-
-    Raises:
-        ValueError: when ``name`` is unknown.
-    """
-    if name not in _LOSSES:
-        raise ValueError(f"loss name={name!r} is unknown; expected one of {', '.join(list_losses())}")
-    return _LOSSES[name](**kwargs)

@@ -19,7 +19,7 @@ from typing import Any
 
 from imde.utils.io import atomic_write_json
 
-log = logging.getLogger("imde.study")
+log = logging.getLogger("imde.paper")
 
 MARKER_DIR = "steps"
 

@@ -13,8 +13,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from imde.evaluate import EvalResult, ExportOptions, align_prediction, evaluate
-from imde.metrics import METRIC_NAMES, DepthMetrics
+from imde.core.metrics import METRIC_NAMES, DepthMetrics
+from imde.experiments.evaluate import EvalResult, ExportOptions, align_prediction, evaluate
 
 
 class HalfResDepth(nn.Module):
