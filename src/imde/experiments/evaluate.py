@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -260,7 +260,7 @@ class EvalSettings:
 
 
 def evaluate_metrics(model: torch.nn.Module, loader: Iterable[Any], settings: EvalSettings) -> dict[str, float]:
-    """Run ``imde.experiments.evaluate.evaluate`` with ``settings`` and return its metrics dict (``delta1``, ``rms``, ...)."""
+    """Run :func:`evaluate` with ``settings``; return its metrics dict (``delta1``, ``rms``, ...)."""
     max_depth = settings.max_depth if settings.max_depth is not None else getattr(model, "max_depth", None)
     if max_depth is None:
         raise ValueError("max_depth: the model declares no max_depth; pass max_depth explicitly")
