@@ -1,4 +1,4 @@
-"""The demo's claims are computed from results.json numbers, with the thresholds promised in issue 6."""
+"""The demo's claims are computed from results.json numbers, with the thresholds of imde.paper.claims."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 All edge functions return ``N_b + 1`` float64 edges ``e_0 = 0 < e_1 = alpha < ... < e_{N_b} = beta``.
 Bin ``d`` (0-based) holds depths in ``(e_d, e_{d+1}]``, so bin 0 is the catch-all ``(0, alpha]`` and the
-``N_b - 1`` bins above ``alpha`` follow the chosen spacing (Sec. 5 of the paper; ``spec.md``, "Depth bins").
+``N_b - 1`` bins above ``alpha`` follow the chosen spacing (Sec. 5 of the paper; ``docs/math.md``, "Depth bins").
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def _with_zero(upper: Tensor) -> Tensor:
 
 
 def sid_edges(num_bins: int, alpha: float, beta: float) -> Tensor:
-    """Space-increasing discretisation (DORN) shifted so that ``e_1 = alpha`` (Sec. 5, ``spec.md``).
+    """Space-increasing discretisation (DORN) shifted so that ``e_1 = alpha`` (Sec. 5, ``docs/math.md``).
 
     ``e_0 = 0`` and ``e_i = (beta + 1 - alpha) ** ((i - 1) / (N_b - 1)) - (1 - alpha)`` for ``i = 1 .. N_b``.
 
@@ -145,7 +145,7 @@ def check_edges(edges: Tensor, name: str = "edges") -> Tensor:
 def digitize(depth: Tensor, edges: Tensor) -> Tensor:
     """Bin index of every depth value: ``d`` when ``e_d < depth <= e_{d+1}``, ``-1`` when invalid.
 
-    A depth is invalid when it is not finite, ``<= 0`` (no measurement) or ``> e_{N_b}`` (``spec.md``;
+    A depth is invalid when it is not finite, ``<= 0`` (no measurement) or ``> e_{N_b}`` (``docs/math.md``, "Invalid depth";
     unlike the authors' code, which puts it in bin 0).
 
     Exact for any increasing edges and any dtype: the comparison runs in float64 (``torch.bucketize``).

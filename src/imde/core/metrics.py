@@ -1,4 +1,4 @@
-"""Depth metrics (paper Sec. 5.1, Table 6; spec.md "Depth metrics"): one torch implementation.
+"""Depth metrics (paper Sec. 5.1, Table 6; docs/math.md, "Depth metrics"): one torch implementation.
 
 Per image, on its valid pixels (``min_depth < gt < max_depth``, inside the optional crop), with the
 prediction clamped to ``[min_depth, max_depth]`` (``+inf`` becomes ``max_depth``):

@@ -22,7 +22,7 @@ that size is fresh pages, and their first-touch page faults cost more than the a
 over bands (``h / rows``, independent of the batch, the pixels' values and ``N_b``); inside a band
 everything is one vectorised pass.
 
-Precision: :class:`imde.DepthResponse` (dissection, ``spec.md``'s float64 accumulation) uses the default
+Precision: :class:`imde.DepthResponse` (dissection, ``docs/math.md``, "Precision") uses the default
 ``compute_dtype=torch.float64``: each band's activations are converted to float64 right before its product, so
 the result equals upsample-then-sum up to float64 rounding. The training losses pass ``compute_dtype=None``:
 the products run in the activations' own dtype (float32 for a float32 network, float64 under ``gradcheck``;

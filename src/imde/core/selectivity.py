@@ -55,7 +55,7 @@ def _check_response(mean_response: Tensor) -> Tensor:
 def depth_selectivity(mean_response: Tensor, assigned: Tensor | None = None, empty_bins: str = "skip") -> Tensor:
     """Depth selectivity of every unit from its mean response per bin (Eq. 2; Eq. 5's form with ``assigned``).
 
-    Works on ``|R|``. With ``empty_bins="skip"`` (the paper and ``spec.md``) bins whose response is NaN
+    Works on ``|R|``. With ``empty_bins="skip"`` (the paper; ``docs/math.md``, "Empty bins") bins whose response is NaN
     (never observed) are left out of both the max and the mean of the others; ``"zero"`` counts them as a
     zero response (the authors' code). A dead unit (``|R| = 0`` in every observed bin) gets 0.
 

@@ -1,4 +1,4 @@
-"""Successive ablation of units ordered by depth selectivity (Fig. 2; spec "Ablation"), one layer or several."""
+"""Successive ablation of units ordered by depth selectivity (Fig. 2; docs/math.md, "Ablation"), one layer or several."""
 
 from __future__ import annotations
 
@@ -103,7 +103,7 @@ def run_ablation(
     """Ablate (zero) units successively in both selectivity orders and evaluate after each step.
 
     The units of every layer in ``order_by`` are ranked together: the paper's Fig. 2 sorts "the 128 units" of
-    layers D and MFF (64 each) as one list; with one layer this is the spec's per-layer ablation. Ties keep
+    layers D and MFF (64 each) as one list; with one layer this is the per-layer ablation. Ties keep
     the layers' order, then the unit index. The unablated model (0 units) and the fully ablated one are the
     same in both orders and are evaluated once; every other count costs one evaluation per order.
 

@@ -1,4 +1,4 @@
-"""Correcting a network with its training-set dissection (Sec. 5.2, Fig. 7, Table 3; spec "Correction").
+"""Correcting a network with its training-set dissection (Sec. 5.2, Fig. 7, Table 3; docs/math.md, "Correction").
 
 At test time each unit's value at a pixel whose ground-truth depth falls in bin ``d`` is replaced by the
 unit's training-set mean response ``R[k, d]`` (Eq. 1); the rest of the network then runs on the edited

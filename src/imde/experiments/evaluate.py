@@ -1,4 +1,4 @@
-"""Streaming evaluation of a depth network over a DataLoader (paper Sec. 5.1; spec.md "Depth metrics").
+"""Streaming evaluation of a depth network over a DataLoader (paper Sec. 5.1; docs/math.md, "Depth metrics").
 
 Each batch is run on the device, the prediction is bilinearly upsampled (``align_corners=False``) to the
 ground truth's resolution (the MFF protocol: 114×152 -> 228×304), and :class:`imde.core.metrics.DepthMetrics`
@@ -234,7 +234,7 @@ def _colorize(depth: np.ndarray, max_depth: float, colormap: str) -> np.ndarray:
 
 @dataclass(frozen=True)
 class EvalSettings:
-    """Evaluation protocol shared by correction and ablation (spec "Depth metrics").
+    """Evaluation protocol shared by correction and ablation (docs/math.md, "Depth metrics").
 
     Attributes:
         device: where to run (``"cpu"``, ``"cuda"``, ``"mps"``, ``"auto"``).

@@ -1,4 +1,4 @@
-"""Explaining prediction errors through depth-selective units (Sec. 5.3, Fig. 8; spec "Explaining errors").
+"""Explaining prediction errors through depth-selective units (Sec. 5.3, Fig. 8; docs/math.md, "Explaining errors with FGSM").
 
 An FGSM perturbation ``x' = x + epsilon * sign(grad_x loss(f(x), gt))`` (Goodfellow et al.) is applied in the
 network's normalised input space. Pixels with ``max(pred/gt, gt/pred) > 1.25`` are errors; their predicted

@@ -1,6 +1,6 @@
 """The selectivity losses used to train interpretable depth networks: L_assign (Eq. 5-6) and L_reg (Eq. 4).
 
-Per training batch and per layer (``spec.md``, "Assigning depth to units"):
+Per training batch and per layer (``docs/math.md``, "Assigning depth to units"):
 
 1. the layer uses ``N_b = min(num_bins, K)`` bins over the same ``(alpha, beta)`` (Sec. 4.2);
 2. ``R`` is Eq. 1 on this batch alone (bilinear upsampling to the depth map), differentiable
@@ -13,7 +13,7 @@ Conventions, and the switches that give the authors' code:
 
 - ``abs_mode="paper"``: ``|R|`` is the absolute value of the batch mean; ``"authors"``: the mean of ``|A|``
   (``|.|`` taken before upsampling). Identical for non-negative (ReLU) layers.
-- ``absent_bins="skip"`` (paper/spec): the mean of the other bins runs over the bins *observed in the
+- ``absent_bins="skip"`` (the paper; ``docs/math.md``, "Absent bins"): the mean of the other bins runs over the bins *observed in the
   batch* only, and a unit whose assigned bin has no valid pixel in the batch is left out of its layer's
   mean. ``"authors"``: the mean of the others runs over all ``N_b - 1`` other bins with empty bins as a
   zero response, and a unit whose assigned bin is empty gets ``DS = 0`` but still counts (mean over ``K``).
@@ -168,7 +168,7 @@ class AssignLoss(_SelectivityLoss):
         alpha: upper edge of bin 0 (metres), NYU 0.75, KITTI 3.
         beta: upper edge of the last bin (metres), NYU 10, KITTI 80.
         lam: ``lambda`` of Eq. 5.
-        absent_bins: ``"skip"`` (paper/spec) or ``"authors"``; see the module docstring.
+        absent_bins: ``"skip"`` (the paper, ``docs/math.md``) or ``"authors"``; see the module docstring.
         abs_mode: ``"paper"`` (``|mean A|``) or ``"authors"`` (``mean |A|``).
         edges_kind: ``"sid"``, ``"uniform"`` or ``"log"``.
         eps: added to the denominator of DS (0: the paper); see the module docstring.

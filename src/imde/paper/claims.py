@@ -1,8 +1,8 @@
 """The paper's claims, measured on a finished study and stated as numbers that hold or not.
 
 Each claim compares numbers already in ``results.json`` (the public schema of ``imde study``), so a
-reader can recompute every verdict from the file. The thresholds are the ones the project promised
-(issue 6); they are constants here, not configuration, so that a run cannot quietly relax them.
+reader can recompute every verdict from the file. The thresholds are fixed
+constants here, not configuration, so that a run cannot quietly relax them.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def ablation_gap(most_first: Sequence[float], least_first: Sequence[float]) -> f
 
 
 def measure_claims(results: Mapping[str, Any]) -> list[Claim]:
-    """Evaluate the claims of issue 6 on a results dict in the public ``results.json`` schema.
+    """Evaluate the paper's claims on a results dict in the public ``results.json`` schema.
 
     Args:
         results: needs ``random_baseline``, ``models.{baseline,assign,reg}``, ``correction.{baseline,assign}``
@@ -109,7 +109,7 @@ def measure_claims(results: Mapping[str, Any]) -> list[Claim]:
     margin = min(gain, gain - _correction_gain(results, "baseline"))
     claims.append(Claim("correction improves delta1 of the L_assign model, and more than the baseline's (the "
                         "smaller of its gain and that gain minus the baseline's)", margin > 0.0, margin, 0.0))
-    # Fig. 2 ablates the baseline network of [18]; issue 6 asks the same of the interpretable model.
+    # Fig. 2 ablates the baseline network of [18]; imde asks the same of the interpretable model.
     sources = {"baseline": "Fig. 2", "assign": "Fig. 2's test, which the paper runs on the baseline only"}
     for variant, source in sources.items():
         entry = results["ablation"][variant]

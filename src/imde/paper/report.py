@@ -176,7 +176,7 @@ def read_results(path: str | Path) -> dict[str, Any]:
 
 
 def validate_results(results: Any, path: Path) -> None:
-    """Check the types of the public ``results.json`` keys that are present (issue 6's schema).
+    """Check the types of the public ``results.json`` keys that are present (the schema of docs/report.md).
 
     Keys may be absent (the report then says so); a present key of the wrong type is an error.
 

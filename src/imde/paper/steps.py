@@ -377,7 +377,7 @@ class StudySteps:
     # ------------------------------------------------------------------ results.json
 
     def results(self) -> dict[str, Any]:
-        """``results.json``: the public summary (issue 6's schema plus details) assembled from the step files."""
+        """``results.json``: the public summary (its public schema plus details) assembled from the step files."""
         cfg = self.config
         runner = StepRunner(self.out)
         models: dict[str, Any] = {}

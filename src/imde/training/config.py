@@ -254,7 +254,7 @@ class LoopConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """Evaluation protocol (spec.md, Depth metrics): crop mask name and depth caps."""
+    """Evaluation protocol (docs/math.md, "Depth metrics"): crop mask name and depth caps."""
 
     crop: str = "none"
     min_depth: float = 1e-3

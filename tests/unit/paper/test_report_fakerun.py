@@ -1,7 +1,7 @@
 """A complete small run directory with plausible numbers, built with the real writers, for the report tests.
 
 ``make_fake_run(root)`` writes what ``imde study`` leaves in ``runs/<name>/``: ``config.yaml``, ``results.json``
-(issue 6's public schema), ``dissect/<variant>/dissect.json`` (``DissectResult.save`` on responses accumulated
+(the public schema), ``dissect/<variant>/dissect.json`` (``DissectResult.save`` on responses accumulated
 from synthetic activations tuned to depth), ``atlas/<variant>/`` (``export_unit_atlas`` on ``mff_tiny``),
 ``explain/<variant>.json`` and small ``figures/*.png``. The tests of this file check the fake run itself.
 """
