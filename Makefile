@@ -25,7 +25,7 @@ demo: $(STAMP)
 	OMP_NUM_THREADS=$(DEMO_THREADS) $(VENV)/bin/imde study configs/demo.yaml
 
 demo-smoke: $(STAMP)
-	$(VENV)/bin/imde study configs/demo.yaml --smoke run_dir=runs/demo-smoke
+	$(VENV)/bin/imde study configs/demo_smoke.yaml
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 -m "not slow and not gpu" $(PYTEST_ARGS)

@@ -29,45 +29,10 @@ def _out(args: argparse.Namespace, config: Any, default: str) -> Path:
 
 
 def _session(args: argparse.Namespace, distributed: bool = False) -> Any:
-    from imde.paper.session import open_session
+    from imde.tasks import open_session
 
     return open_session(args.source, args.overrides, checkpoint=args.checkpoint, device=args.device,
                         distributed=distributed)
-
-
-def _default_layer(session: Any, layer: str | None) -> str:
-    if layer:
-        return layer
-    layers = list(session.config.loss.layers)
-    if layers:
-        return layers[0]
-    return session.model.unit_info[0].name
-
-
-def _settings(session: Any, max_batches: int | None) -> Any:
-    from imde.experiments import EvalSettings
-
-    ev = session.config.eval
-    return EvalSettings(device=session.device, crop=ev.crop, min_depth=ev.min_depth, max_depth=ev.max_depth,
-                        max_batches=max_batches, progress=True)
-
-
-def _preset(session: Any) -> Any:
-    """The training config's depth-bin preset, else the model's declared one."""
-    return session.config.loss.preset or session.model.depth_preset
-
-
-def _num_bins(session: Any) -> int:
-    """The training config's requested ``N_b``: the bins Eq. 6 assigned the units to (an L_assign model)."""
-    return int(session.config.loss.num_bins)
-
-
-def _train_responses(session: Any, layers: list[str], max_batches: int | None) -> Any:
-    """Training-set dissection of ``layers`` (what correction and ablation are based on)."""
-    from imde.experiments import run_dissect
-
-    return run_dissect(session.model, {"train": session.loader("train")}, layers, edges_preset=_preset(session),
-                       num_bins=_num_bins(session), device=session.device, max_batches=max_batches, progress=True)
 
 
 def cmd_data_render(args: argparse.Namespace) -> int:
@@ -122,14 +87,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """``imde eval``."""
-    from imde.experiments.evaluate import evaluate
+    from imde.tasks import evaluate_run
 
     session = _session(args, distributed=True)  # under torchrun: each process a shard, the sums all-reduced
-    ev = session.config.eval
-    max_depth = ev.max_depth if ev.max_depth is not None else session.model.max_depth
-    result = evaluate(session.model, session.loader(args.split), device=session.device, crop=ev.crop,
-                      min_depth=ev.min_depth, max_depth=max_depth, max_batches=args.max_batches,
-                      progress=session.info.is_main)
+    result = evaluate_run(session, args.split, max_batches=args.max_batches, progress=session.info.is_main)
     if session.info.is_main:
         print(result.to_table())
         path = _out(args, session.config, "eval") / f"{args.split}.json"
@@ -141,16 +102,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_dissect(args: argparse.Namespace) -> int:
     """``imde dissect``."""
-    from imde.experiments import run_dissect
+    from dataclasses import replace
+
+    from imde.tasks import dissect_run
 
     session = _session(args, distributed=True)  # under torchrun: each process a shard, the sums all-reduced
-    layers = args.layers or list(session.config.loss.layers) or [info.name for info in session.model.unit_info]
+    if args.num_bins is not None:
+        session.config = replace(session.config, loss=replace(session.config.loss, num_bins=args.num_bins))
     out = _out(args, session.config, "dissect")
-    num_bins = _num_bins(session) if args.num_bins is None else args.num_bins
     main = session.info.is_main
-    result = run_dissect(session.model, {split: session.loader(split) for split in args.split}, layers,
-                         edges_preset=_preset(session), num_bins=num_bins, device=session.device,
-                         max_batches=args.max_batches, progress=main, out_dir=out if main else None)
+    result = dissect_run(session, args.split, args.layers, max_batches=args.max_batches, progress=main,
+                         out_dir=out if main else None)
     if not main:
         return 0
     for split, per_layer in result.layers.items():
@@ -163,16 +125,13 @@ def cmd_dissect(args: argparse.Namespace) -> int:
 
 def cmd_ablate(args: argparse.Namespace) -> int:
     """``imde ablate``."""
-    from imde.experiments import run_ablation
+    from imde.tasks import ablate_run
     from imde.viz.plots import plot_ablation, save_figure
 
     session = _session(args)
-    layers = args.layers or list(session.config.loss.layers) or [_default_layer(session, None)]
-    dissected = _train_responses(session, layers, args.max_batches).layers["train"]
-    order_by = {layer: dissected[layer].selectivity for layer in layers}
     out = _out(args, session.config, "ablation")
-    result = run_ablation(session.model, session.loader("test"), order_by, step=args.step,
-                          settings=_settings(session, args.max_batches), out_dir=out)
+    result = ablate_run(session, args.layers, step=args.step, max_batches=args.max_batches, progress=True,
+                        out_dir=out)
     save_figure(plot_ablation(result), out / "ablation.png")
     for units, most, least in zip(result.units, result.most_selective_first, result.least_selective_first):
         print(f"{units:4d} units ablated: delta1 {most:.4f} (most selective first)  {least:.4f} (least first)")
@@ -182,14 +141,11 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
 def cmd_correct(args: argparse.Namespace) -> int:
     """``imde correct``."""
-    from imde.experiments import run_correction
+    from imde.tasks import correct_run
 
     session = _session(args)
-    layers = [args.layer] if args.layer else list(session.config.loss.layers) or [_default_layer(session, None)]
-    train_responses = _train_responses(session, layers, args.max_batches)
-    result = run_correction(session.model, train_responses, session.loader("test"), layers,
-                            settings=_settings(session, args.max_batches), out_dir=_out(args, session.config,
-                                                                                         "correction"))
+    result = correct_run(session, [args.layer] if args.layer else None, max_batches=args.max_batches,
+                         progress=True, out_dir=_out(args, session.config, "correction"))
     for metric in ("delta1", "rms"):
         print(f"{metric}: {result.before[metric]:.4f} -> {result.after[metric]:.4f}")
     return 0
@@ -197,23 +153,18 @@ def cmd_correct(args: argparse.Namespace) -> int:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     """``imde explain``."""
-    import torch
-
-    from imde.experiments import run_explain
+    from imde.tasks import explain_run
     from imde.viz.plots import plot_explain, save_figure
 
     session = _session(args)
-    layer = _default_layer(session, args.layer)
-    dataset = session.loader("test").dataset
-    if not 0 <= args.index < len(dataset):
-        raise ValueError(f"--index {args.index}: the test split has {len(dataset)} images")
-    batch = torch.utils.data.default_collate([dataset[args.index]])
-    responses = None
-    if session.config.loss.interp != "assign":
-        responses = _train_responses(session, [layer], args.max_batches).layers["train"][layer]
     out = _out(args, session.config, "explain")
-    result = run_explain(session.model, batch, layer=layer, epsilon=args.epsilon, responses=responses,
-                         edges_preset=_preset(session), num_bins=_num_bins(session), device=session.device, out_dir=out)
+    try:
+        result = explain_run(session, args.layer, index=args.index, epsilon=args.epsilon,
+                             max_batches=args.max_batches, out_dir=out)
+    except ValueError as err:
+        if str(err).startswith("index="):
+            raise ValueError(f"--index {args.index}: {str(err).split(': ', 1)[1]}") from None
+        raise
     save_figure(plot_explain(result), out / "explain.png")
     for name, case in (("clean", result.clean), ("adversarial", result.adversarial)):
         print(f"{name:>11}: {100 * case.error_fraction:.1f}% error pixels, top bin {case.top_bin}, units {case.units}")

@@ -1,4 +1,4 @@
-"""Depth bins: edges (SID, uniform, log), dataset presets, digitisation and the unit-to-bin assignment.
+"""Depth bins: edges (SID, uniform, log), dataset presets, the :class:`DepthBins` value, digitisation, assignment.
 
 All edge functions return ``N_b + 1`` float64 edges ``e_0 = 0 < e_1 = alpha < ... < e_{N_b} = beta``.
 Bin ``d`` (0-based) holds depths in ``(e_d, e_{d+1}]``, so bin 0 is the catch-all ``(0, alpha]`` and the
@@ -6,6 +6,8 @@ Bin ``d`` (0-based) holds depths in ``(e_d, e_{d+1}]``, so bin 0 is the catch-al
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -119,9 +121,72 @@ def dataset_edges(preset: str | tuple[float, float], num_bins: int = 64, kind: s
         >>> dataset_edges("kitti", 2).tolist()
         [0.0, 3.0, 80.0]
     """
-    if kind not in _EDGE_FUNCTIONS:
-        raise ValueError(f"kind={kind!r}: expected one of {', '.join(EDGE_KINDS)}")
-    return _EDGE_FUNCTIONS[kind](num_bins, *preset_range(preset))
+    return DepthBins(preset, num_bins, kind).edges
+
+
+@dataclass(frozen=True)
+class DepthBins:
+    """The depth bins of a dissection or a selectivity loss, decided once: range, spacing and bin count.
+
+    A layer with ``K`` units uses ``N_b = min(num_bins, K)`` bins over the same range (Sec. 4.2);
+    :meth:`for_units` applies that rule and :attr:`edges` gives the edges (``docs/math.md``, "Depth bins").
+
+    Args:
+        preset: a key of :data:`DEPTH_PRESETS` (``"nyu"``, ``"kitti"``, ``"rendered"``) or ``(alpha, beta)``.
+        num_bins: requested ``N_b`` (at least 2).
+        kind: edge spacing above ``alpha``: ``"sid"`` (the paper), ``"uniform"`` or ``"log"``.
+
+    Raises:
+        ValueError: an unknown preset or kind, a bad range, or ``num_bins < 2``, naming the argument.
+
+    Example:
+        >>> bins = DepthBins("kitti", num_bins=64)
+        >>> bins.for_units(2).edges.tolist()
+        [0.0, 3.0, 80.0]
+        >>> DepthBins((1.0, 5.0), 3, "uniform").edges.tolist()
+        [0.0, 1.0, 3.0, 5.0]
+    """
+
+    preset: str | tuple[float, float] = "nyu"
+    num_bins: int = 64
+    kind: str = "sid"
+
+    def __post_init__(self) -> None:
+        alpha, beta = preset_range(self.preset)
+        if not isinstance(self.preset, str):
+            object.__setattr__(self, "preset", (alpha, beta))
+        if self.kind not in _EDGE_FUNCTIONS:
+            raise ValueError(f"kind={self.kind!r}: expected one of {', '.join(EDGE_KINDS)}")
+        _check_range(self.num_bins, alpha, beta)
+
+    @property
+    def alpha(self) -> float:
+        """Upper edge of bin 0, metres."""
+        return preset_range(self.preset)[0]
+
+    @property
+    def beta(self) -> float:
+        """Upper edge of the last bin, metres; deeper pixels are invalid."""
+        return preset_range(self.preset)[1]
+
+    @property
+    def edges(self) -> Tensor:
+        """The ``num_bins + 1`` float64 edges."""
+        return _EDGE_FUNCTIONS[self.kind](self.num_bins, self.alpha, self.beta)
+
+    def for_units(self, num_units: int) -> DepthBins:
+        """The bins of a layer with ``num_units`` units: ``N_b = min(num_bins, K)`` (Sec. 4.2).
+
+        Raises:
+            ValueError: fewer than 2 units (selectivity compares at least 2 bins).
+        """
+        if isinstance(num_units, bool) or not isinstance(num_units, int) or num_units < 2:
+            raise ValueError(f"num_units={num_units!r}: a layer needs at least 2 units for depth selectivity")
+        return self if num_units >= self.num_bins else DepthBins(self.preset, num_units, self.kind)
+
+
+DEFAULT_BINS = DepthBins()
+"""64 SID bins of the NYU preset, the paper's setting (the default of the experiments)."""
 
 
 def check_edges(edges: Tensor, name: str = "edges") -> Tensor:
@@ -145,8 +210,8 @@ def check_edges(edges: Tensor, name: str = "edges") -> Tensor:
 def digitize(depth: Tensor, edges: Tensor) -> Tensor:
     """Bin index of every depth value: ``d`` when ``e_d < depth <= e_{d+1}``, ``-1`` when invalid.
 
-    A depth is invalid when it is not finite, ``<= 0`` (no measurement) or ``> e_{N_b}`` (``docs/math.md``, "Invalid depth";
-    unlike the authors' code, which puts it in bin 0).
+    A depth is invalid when it is not finite, ``<= 0`` (no measurement) or ``> e_{N_b}`` (``docs/math.md``,
+    "Invalid depth"; unlike the authors' code, which puts it in bin 0).
 
     Exact for any increasing edges and any dtype: the comparison runs in float64 (``torch.bucketize``).
 

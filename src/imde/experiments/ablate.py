@@ -1,4 +1,4 @@
-"""Successive ablation of units ordered by depth selectivity (Fig. 2; docs/math.md, "Ablation"), one layer or several."""
+"""Successive ablation of units ranked by depth selectivity (Fig. 2; docs/math.md, "Ablation"), one layer or more."""
 
 from __future__ import annotations
 

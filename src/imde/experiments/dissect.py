@@ -16,20 +16,11 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from imde.accumulators import DepthResponse
-from imde.core.bins import assign_bins, dataset_edges
+from imde.core.bins import DEFAULT_BINS, DepthBins, assign_bins
 from imde.core.selectivity import dead_units, depth_selectivity, preferred_bins, random_baseline
 from imde.experiments.results import check_batch, count_batches, limit_batches, safe_name, write_csv, write_json
 from imde.hooks import LayerTap
 from imde.utils.device import resolve_device
-
-
-def layer_edges(edges_preset: str, num_bins: int, num_units: int) -> torch.Tensor:
-    """SID edges of one layer: ``N_b = min(num_bins, K)`` bins over the preset's range (Sec. 4.2, Eq. 6)."""
-    if num_bins < 2:
-        raise ValueError(f"num_bins={num_bins}: expected at least 2 depth bins")
-    if num_units < 2:
-        raise ValueError(f"num_units={num_units}: a dissected layer needs at least 2 units")
-    return dataset_edges(edges_preset, min(num_bins, num_units))
 
 
 def compute_responses(
@@ -37,8 +28,7 @@ def compute_responses(
     loader: Iterable[Mapping[str, Any]],
     layers: Sequence[str],
     *,
-    edges_preset: str = "nyu",
-    num_bins: int = 64,
+    bins: DepthBins = DEFAULT_BINS,
     device: str | torch.device = "cpu",
     max_batches: int | None = None,
     progress: bool = False,
@@ -46,7 +36,8 @@ def compute_responses(
     """Accumulate the mean response of every unit of ``layers`` over depth bins (Eq. 1).
 
     The model runs in eval mode without gradients (its training mode is restored afterwards); each layer gets
-    ``N_b = min(num_bins, K)`` SID bins of the preset (Sec. 4.2). Work is per batch, on ``device``. When
+    ``bins.for_units(K)``: ``N_b = min(N_b, K)`` bins over the same range (Sec. 4.2). Work is per batch, on
+    ``device``. When
     ``torch.distributed`` is initialised the sums are all-reduced, so every rank returns the whole dataset's
     responses (each rank must then see at least one batch).
 
@@ -54,8 +45,7 @@ def compute_responses(
         model: any depth network; batches are turned into its input by ``imde.models.run_model``.
         loader: iterable of batch dicts with ``image`` and ``depth`` ``[B, 1, H, W]`` metres (0 = invalid).
         layers: declared layer names (``"D"``, ``"MFF"``) or dotted module names.
-        edges_preset: depth-bin preset (``"nyu"`` or ``"kitti"``).
-        num_bins: requested number of bins ``N_b``.
+        bins: the depth bins (preset, spacing and requested ``N_b``).
         device: where the forward passes and the accumulation run.
         max_batches: stop after this many batches (``None``: the whole loader).
         progress: show a progress bar.
@@ -64,16 +54,16 @@ def compute_responses(
         ``{layer: DepthResponse}`` in the order of ``layers``.
 
     Raises:
-        ValueError: no layers, ``num_bins < 2``, a batch without ``depth``, or a loader that yields nothing.
+        ValueError: no layers, a layer of fewer than 2 units, a batch without ``depth``, or a loader that yields
+            nothing.
     """
     from imde.models import run_model
 
     layers = list(layers)
     if not layers or len(set(layers)) != len(layers):
         raise ValueError(f"layers={layers!r}: expected a non-empty list of distinct layer names")
-    dataset_edges(edges_preset, max(num_bins, 2))  # an unknown preset fails here, before any forward pass
-    if num_bins < 2:
-        raise ValueError(f"num_bins={num_bins}: expected at least 2 depth bins")
+    if not isinstance(bins, DepthBins):
+        raise ValueError(f"bins={bins!r}: expected an imde.core.bins.DepthBins")
     dev = resolve_device(device)
     model.to(dev)
     was_training = model.training
@@ -89,7 +79,7 @@ def compute_responses(
                 for name in layers:
                     features = tap.features[name]
                     if name not in responses:
-                        edges = layer_edges(edges_preset, num_bins, features.shape[1])
+                        edges = bins.for_units(features.shape[1]).edges
                         responses[name] = DepthResponse(features.shape[1], edges, device=dev)
                     responses[name].update(features, depth)
     finally:
@@ -235,21 +225,20 @@ def units_to_bins(
     num_units: int,
     dissection: LayerDissection | None = None,
     *,
-    edges_preset: str = "nyu",
-    num_bins: int = 64,
+    bins: DepthBins = DEFAULT_BINS,
 ) -> tuple[torch.Tensor, torch.Tensor, str]:
     """Which depth bin each unit of a layer stands for, and the edges of those bins.
 
     With a dissection (baseline models) a unit stands for its preferred (max-response) bin, over the
     dissection's edges; without one (interpretable models) for its assigned bin ``floor(k N_b / K)`` (Eq. 6)
-    over the preset's ``N_b = min(num_bins, K)`` SID bins.
+    over ``bins.for_units(K)``.
 
     Returns:
         ``(edges [N_b + 1], bin per unit [K] (-1 for dead units), "preferred" or "assigned")``.
     """
     if dissection is None:
-        edges = layer_edges(edges_preset, num_bins, num_units)
-        return edges, assign_bins(num_units, edges.numel() - 1), "assigned"
+        layer_bins = bins.for_units(num_units)
+        return layer_bins.edges, assign_bins(num_units, layer_bins.num_bins), "assigned"
     if dissection.num_units != num_units:
         raise ValueError(f"dissection of layer {dissection.layer!r} has {dissection.num_units} units, but the layer "
                          f"outputs {num_units}; expected the dissection of this layer of this model")
@@ -319,8 +308,7 @@ def run_dissect(
     loaders: Mapping[str, Iterable[Mapping[str, Any]]],
     layers: Sequence[str],
     *,
-    edges_preset: str = "nyu",
-    num_bins: int = 64,
+    bins: DepthBins = DEFAULT_BINS,
     device: str | torch.device = "cpu",
     max_batches: int | None = None,
     progress: bool = False,
@@ -332,8 +320,7 @@ def run_dissect(
         model: the network to dissect.
         loaders: ``{split name: loader}``, e.g. ``{"train": ..., "test": ...}``.
         layers: layer names, as for ``compute_responses``.
-        edges_preset: depth-bin preset (``"nyu"`` or ``"kitti"``).
-        num_bins: requested ``N_b`` (each layer uses ``min(N_b, K)``).
+        bins: the depth bins (each layer uses ``bins.for_units(K)``).
         device: where to run.
         max_batches: per split, stop after this many batches.
         progress: show progress bars.
@@ -346,8 +333,7 @@ def run_dissect(
             model,
             loader,
             layers,
-            edges_preset=edges_preset,
-            num_bins=num_bins,
+            bins=bins,
             device=device,
             max_batches=max_batches,
             progress=progress,

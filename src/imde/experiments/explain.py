@@ -1,4 +1,4 @@
-"""Explaining prediction errors through depth-selective units (Sec. 5.3, Fig. 8; docs/math.md, "Explaining errors with FGSM").
+"""Explaining prediction errors through depth-selective units (Sec. 5.3, Fig. 8; docs/math.md, "FGSM").
 
 An FGSM perturbation ``x' = x + epsilon * sign(grad_x loss(f(x), gt))`` (Goodfellow et al.) is applied in the
 network's normalised input space. Pixels with ``max(pred/gt, gt/pred) > 1.25`` are errors; their predicted
@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from imde.accumulators import DepthResponse
-from imde.core.bins import digitize
+from imde.core.bins import DEFAULT_BINS, DepthBins, digitize
 from imde.experiments.dissect import LayerDissection, units_to_bins
 from imde.experiments.results import as_batch, check_batch, write_json
 from imde.hooks import LayerTap
@@ -220,7 +220,7 @@ def _analyse(
     model: torch.nn.Module,
     batch: Mapping[str, Any],
     image: torch.Tensor,
-    spec: tuple[str, LayerDissection | None, str, int, LossFn],
+    spec: tuple[str, LayerDissection | None, DepthBins, LossFn],
     dev: torch.device,
 ) -> tuple[ExplainCase, torch.Tensor, torch.Tensor, str]:
     """Forward ``image``, find the errors, their top bin and that bin's units, and score the units.
@@ -230,12 +230,11 @@ def _analyse(
     """
     from imde.models import run_model
 
-    layer, dissection, edges_preset, num_bins, loss_fn = spec
+    layer, dissection, bins, loss_fn = spec
     with torch.no_grad(), LayerTap(model, [layer]) as tap:
         pred = run_model(model, {**batch, "image": image}, dev)
         features = tap.features[layer]
-    edges, unit_bins, mode = units_to_bins(features.shape[1], dissection, edges_preset=edges_preset,
-                                           num_bins=num_bins)
+    edges, unit_bins, mode = units_to_bins(features.shape[1], dissection, bins=bins)
     size = tuple(pred.shape[-2:])
     depth = resize_depth(batch["depth"].to(dev), size)
     errors, valid = error_mask(pred, depth)
@@ -271,8 +270,7 @@ def run_explain(
     layer: str,
     epsilon: float = 0.05,
     responses: DepthResponse | LayerDissection | None = None,
-    edges_preset: str = "nyu",
-    num_bins: int = 64,
+    bins: DepthBins = DEFAULT_BINS,
     loss_fn: LossFn | None = None,
     device: str | torch.device = "cpu",
     out_dir: str | Path | None = None,
@@ -287,9 +285,8 @@ def run_explain(
         epsilon: FGSM step in normalised input units (the paper: 0.05).
         responses: a dissection of ``layer`` (baseline models): units are tied to their max-response bin and
             the dissection's edges are used. ``None`` (interpretable models): units are tied to their assigned
-            bin ``floor(k N_b / K)`` (Eq. 6) over ``edges_preset`` with ``N_b = min(num_bins, K)``.
-        edges_preset: depth-bin preset when ``responses`` is ``None``.
-        num_bins: requested ``N_b`` when ``responses`` is ``None``.
+            bin ``floor(k N_b / K)`` (Eq. 6) over ``bins.for_units(K)``.
+        bins: the depth bins when ``responses`` is ``None``.
         loss_fn: FGSM loss ``loss_fn(pred, depth)``; default the model's original loss, else masked L1.
         device: where to run.
         out_dir: when given, ``explain.json`` and ``explain.pt`` (the maps) are written there.
@@ -300,7 +297,7 @@ def run_explain(
     loss_fn = loss_fn or default_loss(model)
     if isinstance(responses, DepthResponse):
         responses = LayerDissection.from_response(layer, responses)
-    spec = (layer, responses, edges_preset, num_bins, loss_fn)
+    spec = (layer, responses, bins, loss_fn)
     was_training = model.training
     model.eval()
     try:

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from imde.core.bins import DEFAULT_BINS, DepthBins
 from imde.experiments.dissect import LayerDissection, units_to_bins
 from imde.experiments.results import as_batch
 from imde.hooks import LayerTap
@@ -39,8 +40,7 @@ def unit_views(
     units: Sequence[int],
     *,
     dissection: LayerDissection | None = None,
-    edges_preset: str = "nyu",
-    num_bins: int = 64,
+    bins: DepthBins = DEFAULT_BINS,
     index: int = 0,
     device: str | torch.device = "cpu",
 ) -> list[UnitView]:
@@ -70,7 +70,7 @@ def unit_views(
         raise ValueError(f"units={list(units)}: expected unit indices in [0, {num_units}) of layer {layer!r}")
     if not 0 <= index < pred.shape[0]:
         raise ValueError(f"index={index}: the batch has {pred.shape[0]} images")
-    edges, unit_bins, _ = units_to_bins(num_units, dissection, edges_preset=edges_preset, num_bins=num_bins)
+    edges, unit_bins, _ = units_to_bins(num_units, dissection, bins=bins)
     maps = F.interpolate(features[index:index + 1, chosen.to(dev)].float(), size=tuple(pred.shape[-2:]),
                          mode="bilinear", align_corners=False)[0].cpu()
     prediction = pred[index, 0].detach().float().cpu()

@@ -13,10 +13,11 @@ Conventions, and the switches that give the authors' code:
 
 - ``abs_mode="paper"``: ``|R|`` is the absolute value of the batch mean; ``"authors"``: the mean of ``|A|``
   (``|.|`` taken before upsampling). Identical for non-negative (ReLU) layers.
-- ``absent_bins="skip"`` (the paper; ``docs/math.md``, "Absent bins"): the mean of the other bins runs over the bins *observed in the
-  batch* only, and a unit whose assigned bin has no valid pixel in the batch is left out of its layer's
-  mean. ``"authors"``: the mean of the others runs over all ``N_b - 1`` other bins with empty bins as a
-  zero response, and a unit whose assigned bin is empty gets ``DS = 0`` but still counts (mean over ``K``).
+- ``absent_bins="skip"`` (the paper; ``docs/math.md``, "Absent bins"): the mean of the other bins runs over
+  the bins *observed in the batch* only, and a unit whose assigned bin has no valid pixel in the batch is left
+  out of its layer's mean. ``"authors"``: the mean of the others runs over all ``N_b - 1`` other bins with
+  empty bins as a zero response, and a unit whose assigned bin is empty gets ``DS = 0`` but still counts
+  (mean over ``K``).
 - ``eps`` (default 0, the paper) is added to the denominator of DS: ``(R_d - R_o) / (R_d + R_o + eps)``.
   Eq. 5 is scale-free, so nothing stops a unit's response from shrinking towards 0 while its DS stays high,
   and its gradient with respect to ``R_o`` grows as ``1 / (R_d + R_o)`` on the way; with ``eps > 0`` a
@@ -31,7 +32,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from imde.core.bins import EDGE_KINDS, assign_bins, dataset_edges, digitize
+from imde.core.bins import EDGE_KINDS, DepthBins, assign_bins, digitize
 from imde.core.response import response_sums
 from imde.core.selectivity import selectivity_from_abs
 
@@ -54,6 +55,7 @@ class _SelectivityLoss(nn.Module):
         abs_mode: str = "paper",
         edges_kind: str = "sid",
         eps: float = 0.0,
+        bins: DepthBins | None = None,
     ) -> None:
         super().__init__()
         if not eps >= 0:
@@ -64,7 +66,12 @@ class _SelectivityLoss(nn.Module):
             raise ValueError(f"abs_mode={abs_mode!r}: expected one of {', '.join(ABS_MODES)}")
         if edges_kind not in EDGE_KINDS:
             raise ValueError(f"edges_kind={edges_kind!r}: expected one of {', '.join(EDGE_KINDS)}")
-        dataset_edges((alpha, beta), num_bins, edges_kind)  # validates num_bins, alpha, beta early
+        if bins is None:
+            bins = DepthBins((alpha, beta), num_bins, edges_kind)  # validates num_bins, alpha, beta early
+        elif not isinstance(bins, DepthBins):
+            raise ValueError(f"bins={bins!r}: expected a DepthBins (or leave it out and give num_bins, alpha, beta)")
+        self.bins = bins
+        num_bins, alpha, beta, edges_kind = bins.num_bins, bins.alpha, bins.beta, bins.kind
         self.num_bins, self.alpha, self.beta, self.lam = num_bins, float(alpha), float(beta), float(lam)
         self.absent_bins, self.abs_mode, self.edges_kind = absent_bins, abs_mode, edges_kind
         self.eps = float(eps)
@@ -128,13 +135,12 @@ class _SelectivityLoss(nn.Module):
         depth = self._check(features, depth)
         groups: dict[tuple[int, ...], list[str]] = {}
         for name, feat in features.items():
-            num_bins = min(self.num_bins, feat.shape[1])
-            if num_bins < 2:
+            if feat.shape[1] < 2:
                 raise ValueError(f"features[{name!r}] has {feat.shape[1]} unit(s): selectivity needs at least 2")
-            groups.setdefault((num_bins, *feat.shape[2:]), []).append(name)
+            groups.setdefault((self.bins.for_units(feat.shape[1]).num_bins, *feat.shape[2:]), []).append(name)
         result: dict[str, Tensor] = {}
         for (num_bins, *_), names in groups.items():
-            bins = digitize(depth, dataset_edges((self.alpha, self.beta), num_bins, self.edges_kind))
+            bins = digitize(depth, self.bins.for_units(num_bins).edges)
             feats = [features[name] for name in names]
             stacked = feats[0] if len(feats) == 1 else torch.cat(feats, dim=1)
             sums, counts = response_sums(
@@ -172,6 +178,8 @@ class AssignLoss(_SelectivityLoss):
         abs_mode: ``"paper"`` (``|mean A|``) or ``"authors"`` (``mean |A|``).
         edges_kind: ``"sid"``, ``"uniform"`` or ``"log"``.
         eps: added to the denominator of DS (0: the paper); see the module docstring.
+        bins: the depth bins as one value (:class:`~imde.core.bins.DepthBins`); when given, it replaces
+            ``num_bins``, ``alpha``, ``beta`` and ``edges_kind``.
 
     Example:
         >>> loss_fn = AssignLoss(num_bins=2, alpha=1.0, beta=2.0)

@@ -1,29 +1,34 @@
 """The study's configuration: one YAML file describing the whole paper pipeline, with inheritance.
 
-A study config names a training config shared by every model (``train``: an :class:`imde.training.TrainConfig`
-mapping, i.e. model, data, schedule and seed), the variants trained from it (``variants``: overrides of that
-mapping, e.g. the selectivity loss), and the settings of each experiment. ``smoke`` holds overrides of the
-study config itself, applied by ``imde study --smoke`` to run the same pipeline at toy sizes.
+A study config holds the training config shared by every model (``train``: an
+:class:`imde.training.TrainConfig`, i.e. model, data, schedule and seed), the variants trained from it
+(``variants``: overrides of that config, e.g. the selectivity loss, each checked as a ``TrainConfig``), and the
+settings of each experiment. The depth bins of every step are the assign variant's ``loss`` bins
+(:meth:`StudyConfig.bins`): the bins Eq. 6 assigned its units to.
 
-Config files may inherit: ``base: other.yaml`` (a path relative to the file, or a list of them) is loaded
-first and the file's own keys are merged over it, section by section. ``train_config`` is likewise resolved
-relative to the file that sets it.
+Configuration layers one way, with YAML ``base:``: a study file may inherit from other study files
+(``base: study/_paper.yaml``), and its ``train`` section from a training file (``train: {base:
+../train/mff/_resnet50.yaml}``); paths are relative to the file that names them, and each file's own keys are
+merged over its bases', section by section. Smoke settings are a config of their own that inherits the full
+one (``configs/demo_smoke.yaml``: ``base: demo.yaml``).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imde.utils.config import apply_overrides, check_positive, deep_merge, from_dict, load_yaml
+from imde.core.bins import DepthBins
+from imde.training.config import TrainConfig
+from imde.utils.config import apply_overrides, check_positive, deep_merge, from_dict, load_yaml, to_dict
 
 #: Variant names with a fixed role in ``results.json``.
 REQUIRED_VARIANTS = ("baseline", "assign", "reg")
 #: Keys holding a file name, resolved relative to the file that sets them.
-_PATH_KEYS = ("train_config",)
+_PATH_KEYS = ("train.base",)
 
 
 @dataclass(frozen=True)
@@ -46,20 +51,16 @@ class DissectSection:
     Attributes:
         layers: layer names; empty means the layers the variants were trained on (else the model's last two).
         splits: splits dissected.
-        num_bins: requested ``N_b`` (each layer uses ``min(N_b, K)``); ``None``: the training's ``loss.num_bins``,
-            the bins Eq. 6 assigned the units to (any other value is refused, see ``StudySteps``).
         batch_size: images per forward pass.
         max_batches: per split, stop after this many batches (``None``: all).
     """
 
     layers: tuple[str, ...] = ()
     splits: tuple[str, ...] = ("train", "test")
-    num_bins: int | None = None
     batch_size: int = 32
     max_batches: int | None = None
 
     def __post_init__(self) -> None:
-        check_positive("dissect.num_bins", self.num_bins, allow_none=True)
         check_positive("dissect.batch_size", self.batch_size)
         check_positive("dissect.max_batches", self.max_batches, allow_none=True)
         if "train" not in self.splits or "test" not in self.splits:
@@ -146,8 +147,7 @@ class StudyConfig:
         name: the study's name (``runs/<name>`` by default).
         run_dir: output folder; empty means ``runs/<name>``.
         device: ``auto``, ``cpu``, ``cuda`` or ``mps`` for every step.
-        train_config: a training YAML (relative to the study file) whose values ``train`` starts from.
-        train: the :class:`imde.training.TrainConfig` mapping shared by every variant.
+        train: the training config shared by every variant (its ``run_dir`` and ``device`` are set per variant).
         variants: ``{variant: overrides of train}``; must define ``baseline``, ``assign`` and ``reg``.
         train_workers: train this many variants at once, each in its own process with an equal share of
             PyTorch's intra-op threads (at least one); 1 trains them one after the other in this process.
@@ -157,14 +157,12 @@ class StudyConfig:
         ablation: ablation settings.
         explain: adversarial error analysis settings.
         report: report settings.
-        smoke: overrides of this config applied by ``--smoke`` (toy sizes, same pipeline).
     """
 
     name: str = "study"
     run_dir: str = ""
     device: str = "auto"
-    train_config: str = ""
-    train: dict[str, Any] = field(default_factory=dict)
+    train: TrainConfig = field(default_factory=TrainConfig)
     variants: dict[str, Any] = field(default_factory=dict)
     train_workers: int = 1
     render: RenderSection = RenderSection()
@@ -173,7 +171,6 @@ class StudyConfig:
     ablation: AblationSection = AblationSection()
     explain: ExplainSection = ExplainSection()
     report: ReportSection = ReportSection()
-    smoke: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_positive("train_workers", self.train_workers)
@@ -183,6 +180,7 @@ class StudyConfig:
         for name, overrides in self.variants.items():
             if not isinstance(overrides, Mapping):
                 raise ValueError(f"variants.{name}: expected a mapping of train overrides, got {overrides!r}")
+            self.variant_train(name)  # every variant is a valid training config, checked at load
         for key, section in (("correction", self.correction), ("ablation", self.ablation), ("explain", self.explain)):
             unknown = [v for v in section.variants if v not in self.variants]
             if unknown:
@@ -196,42 +194,55 @@ class StudyConfig:
         """The run directory."""
         return Path(self.run_dir or f"runs/{self.name}")
 
-    def variant_train(self, variant: str) -> dict[str, Any]:
-        """The training mapping of ``variant``: ``train`` with the variant's overrides merged in."""
-        return deep_merge(self.train, self.variants[variant])
+    def variant_train(self, variant: str, **top: Any) -> TrainConfig:
+        """The training config of ``variant``: ``train`` with the variant's overrides (and ``top``) merged in.
+
+        Raises:
+            ValueError: the merged config is invalid, naming the variant and the key.
+        """
+        try:
+            return from_dict(TrainConfig, deep_merge(to_dict(self.train), {**self.variants[variant], **top}))
+        except ValueError as err:
+            raise ValueError(f"train config of variant {variant!r}: {err}") from None
+
+    def bins(self, model_preset: str | None = None) -> DepthBins:
+        """The depth bins of every step: the assign variant's ``loss`` bins (``model_preset`` when it names none).
+
+        Dissection, the error analysis and the unit atlas use the bins Eq. 6 assigned the units to.
+        """
+        return self.variant_train("assign").loss.bins(model_preset)
+
+
+def smoke_path(path: str | os.PathLike[str]) -> Path:
+    """The smoke config of a study file: ``<name>_smoke.yaml`` beside it (``demo.yaml`` -> ``demo_smoke.yaml``).
+
+    >>> smoke_path("configs/demo.yaml").as_posix()
+    'configs/demo_smoke.yaml'
+    """
+    path = Path(path)
+    return path.with_name(f"{path.stem}_smoke{path.suffix}")
 
 
 def load_study_config(
     path: str | os.PathLike[str], overrides: Iterable[str] = (), *, smoke: bool = False
 ) -> StudyConfig:
-    """Load a study YAML (with ``base:`` inheritance), apply the smoke settings and ``key=value`` overrides.
+    """Load a study YAML (with ``base:`` inheritance) and apply ``key=value`` overrides.
 
-    Overrides are applied last, so ``--smoke run_dir=runs/x`` puts the smoke run in ``runs/x``.
+    Args:
+        path: the study file.
+        overrides: ``key=value`` strings, applied after inheritance (``train.data.root=...``).
+        smoke: load the study's smoke config instead (:func:`smoke_path`), the same pipeline at toy sizes.
 
     Raises:
         FileNotFoundError: the file or a base is missing.
         ValueError: an unknown key (with the closest valid one), or a value rejected by a section.
     """
-    data = load_yaml(path, path_keys=_PATH_KEYS)
     if smoke:
-        data = deep_merge(data, data.get("smoke") or {})
-    data = apply_overrides(data, overrides)
-    if data.get("train_config"):
-        data["train"] = deep_merge(load_yaml(data["train_config"]), data.get("train") or {})
-    return resolve_bins(from_dict(StudyConfig, data))
-
-
-def resolve_bins(config: StudyConfig) -> StudyConfig:
-    """``config`` with an unset ``dissect.num_bins`` replaced by the assign variant's ``loss.num_bins``.
-
-    The bins Eq. 6 assigned the units to are then the ones the run directory's ``config.yaml`` records.
-    """
-    if config.dissect.num_bins is not None:
-        return config
-    from imde.training import TrainConfig
-
-    try:
-        num_bins = TrainConfig.from_yaml_dict(config.variant_train("assign")).loss.num_bins
-    except ValueError as err:
-        raise ValueError(f"train config of variant 'assign': {err}") from None
-    return replace(config, dissect=replace(config.dissect, num_bins=num_bins))
+        if not smoke_path(path).is_file():
+            raise FileNotFoundError(f"--smoke: {smoke_path(path)} not found (the smoke config of {path})")
+        path = smoke_path(path)
+    data = apply_overrides(load_yaml(path, path_keys=_PATH_KEYS), overrides)
+    train = data.get("train")
+    if isinstance(train, Mapping) and train.get("base"):
+        data["train"] = deep_merge(load_yaml(train["base"]), {k: v for k, v in train.items() if k != "base"})
+    return from_dict(StudyConfig, data)

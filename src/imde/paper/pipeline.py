@@ -4,7 +4,7 @@ Layout of ``run_dir`` (read by :mod:`imde.paper.report`)::
 
     config.yaml            the resolved study config
     models/<variant>/      training runs (config.yaml, checkpoints/, metrics.csv, tb/)
-    dissect/<variant>/     dissect.json, per-unit CSVs, raw responses (.pt), and <split>/<layer>.json
+    dissect/<variant>/     dissect.json, per-unit CSVs, raw responses (.pt)
     eval/<variant>.json    test-split metrics
     compare.json           Table 2 (selectivity train/test and metrics per variant)
     correction/<variant>.json, ablation/<variant>.json, explain/<variant>.json (+ folders of raw files)
@@ -28,9 +28,9 @@ log = logging.getLogger("imde.paper")
 
 
 # Top-level config keys whose change leaves every finished step valid.
-_NO_EFFECT = ("run_dir", "device", "train_workers", "smoke")
+_NO_EFFECT = ("run_dir", "device", "train_workers")
 # Keys whose change makes the steps starting with these names stale (redone with their dependents). Any other
-# key (train, train_config, variants, render) changes what the models were trained on: the run directory is
+# key (train, variants, render) changes what the models were trained on: the run directory is
 # then not reused.
 _REDONE = {
     "dissect": ("dissect_",),

@@ -14,16 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from imde.paper.session import build_loader, build_model
 
 from imde.experiments.evaluate import EvalSettings
-from imde.experiments.results import safe_name, to_jsonable, write_json
+from imde.experiments.results import safe_name, write_json
 from imde.paper.claims import claims_to_json, measure_claims
 from imde.paper.config import StudyConfig
 from imde.paper.parallel import ParallelTrainings, train_variant
 from imde.paper.runner import Step, StepRunner
-from imde.paper.session import build_loader, build_model
 from imde.training.config import TrainConfig
-from imde.utils.config import deep_merge
 from imde.utils.io import atomic_write_json
 
 log = logging.getLogger("imde.paper")
@@ -79,29 +78,6 @@ def check_variant(variant: str, config: TrainConfig, layers: Iterable[str]) -> t
     return model
 
 
-def report_layer_json(layer: Any, split: str) -> dict[str, Any]:
-    """One layer's dissection in the per-layer form the report reads (``dissect/<variant>/<split>/<layer>.json``).
-
-    Args:
-        layer: an :class:`imde.experiments.dissect.LayerDissection`.
-        split: the split it was computed on.
-    """
-    return to_jsonable({
-        "layer": layer.layer,
-        "split": split,
-        "response": layer.mean_response,
-        "ds": layer.selectivity,
-        "ds_assigned": layer.selectivity_assigned,
-        "edges": layer.edges,
-        "count": layer.counts,
-        "preferred_bin": layer.preferred_bin,
-        "assigned_bin": layer.assigned_bin,
-        "dead": layer.dead,
-        "selectivity": layer.mean_selectivity,
-        "random_baseline": layer.random_baseline,
-    })
-
-
 class StudySteps:
     """Builds the step list of a study and implements each step.
 
@@ -124,12 +100,7 @@ class StudySteps:
             raise ValueError("dissect.layers: empty, and the assign variant names no loss.layers to fall back on")
         probed = [*self.layers, *([config.explain.layer] if config.explain.layer else [])]
         models = {variant: check_variant(variant, cfg, probed) for variant, cfg in self.train_configs.items()}
-        self.preset = reference.loss.preset or str(models["assign"].depth_preset)
-        self.num_bins = config.dissect.num_bins or reference.loss.num_bins
-        if self.num_bins != reference.loss.num_bins:
-            raise ValueError(f"dissect.num_bins={self.num_bins}: the assign variant was trained with loss.num_bins="
-                             f"{reference.loss.num_bins}, the bins Eq. 6 assigns its units to; leave dissect.num_bins "
-                             "unset (or set train.loss.num_bins) so that both use the same bins")
+        self.bins = config.bins(str(models["assign"].depth_preset))
         self.correction_layers = list(config.correction.layers or self.layers)
         self.ablation_layers = list(config.ablation.layers or self.layers)
         for key, names in (("correction.layers", self.correction_layers), ("ablation.layers", self.ablation_layers)):
@@ -143,12 +114,7 @@ class StudySteps:
 
     def train_config(self, variant: str) -> TrainConfig:
         """The resolved training config of ``variant``, writing into ``models/<variant>``."""
-        data = deep_merge(self.config.variant_train(variant),
-                          {"run_dir": str(self.out / "models" / variant), "device": self.device})
-        try:
-            return TrainConfig.from_yaml_dict(data)
-        except ValueError as err:
-            raise ValueError(f"train config of variant {variant!r}: {err}") from None
+        return self.config.variant_train(variant, run_dir=str(self.out / "models" / variant), device=self.device)
 
     def model(self, variant: str) -> torch.nn.Module:
         """The trained model of ``variant`` (``best.pt``, else ``last.pt``), loaded once."""
@@ -264,17 +230,14 @@ class StudySteps:
         return self._trainings
 
     def dissect(self, variant: str) -> Mapping[str, Any]:
-        """Dissect ``variant`` on every split (Eq. 1-2) and write the per-layer files the report reads."""
+        """Dissect ``variant`` on every split (Eq. 1-2): ``dissect.json``, per-unit CSVs and raw responses."""
         from imde.experiments.dissect import run_dissect
 
         cfg = self.config.dissect
         folder = self.out / "dissect" / variant
         result = run_dissect(self.model(variant), {s: self.loader(s, cfg.batch_size) for s in cfg.splits},
-                             self.layers, edges_preset=self.preset, num_bins=self.num_bins, device=self.device,
+                             self.layers, bins=self.bins, device=self.device,
                              max_batches=cfg.max_batches, out_dir=folder)
-        for split, layers in result.layers.items():
-            for name, layer in layers.items():
-                atomic_write_json(folder / split / f"{safe_name(name)}.json", report_layer_json(layer, split))
         return {"selectivity": {split: result.selectivity(split) for split in result.layers}}
 
     def evaluate(self, variant: str) -> Mapping[str, Any]:
@@ -334,7 +297,7 @@ class StudySteps:
         if self.train_configs[variant].loss.interp != "assign":  # no assignment: units go to their preferred bin
             responses = self.dissection(variant).layers[TRAIN][self.explain_layer]
         result = run_explain(self.model(variant), batch, layer=self.explain_layer, epsilon=cfg.epsilon,
-                             responses=responses, edges_preset=self.preset, num_bins=self.num_bins,
+                             responses=responses, bins=self.bins,
                              device=self.device, out_dir=self.out / "explain" / variant)
         write_json(self.out / "explain", f"{variant}.json", result)
         save_figure(plot_explain(result), self.out / "figures" / f"explain_{variant}.png")
@@ -355,7 +318,7 @@ class StudySteps:
         samples = torch.utils.data.default_collate([dataset[i] for i in range(count)])
         folder = self.out / "atlas" / variant
         export_unit_atlas(self.model(variant), self.layers, samples, folder, device=self.device,
-                          edges_preset=self.preset, num_bins=self.num_bins)
+                          bins=self.bins)
         return {"folder": str(folder.relative_to(self.out))}
 
     def report(self) -> Mapping[str, Any]:

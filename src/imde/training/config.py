@@ -1,9 +1,10 @@
 """The training config: one frozen dataclass tree, read from YAML plus ``key=value`` overrides.
 
-A YAML file may name a recipe (``recipe: mff``, see :mod:`imde.training.recipes`): the recipe's values
-are the defaults, the file's values override them, and command-line overrides override both.
+Configs layer one way: a YAML file may inherit from others (``base: ../../recipes/mff.yaml``, each
+model's original training scheme lives in ``configs/recipes/``), its own values override the bases', and
+command-line ``key=value`` overrides override both.
 
->>> cfg = TrainConfig.from_yaml_dict({"recipe": "mff"}, ["optim.lr=1e-3", "loss.layers=[D]"])
+>>> cfg = TrainConfig.from_yaml_dict({"optim": {"name": "adam"}}, ["optim.lr=1e-3", "loss.layers=[D]"])
 >>> cfg.optim.name, cfg.optim.lr, cfg.loss.layers, cfg.train.epochs
 ('adam', 0.001, ('D',), 20)
 """
@@ -15,14 +16,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from imde.core.bins import DEPTH_PRESETS
+from imde.core.bins import DEPTH_PRESETS, DepthBins
 from imde.core.metrics import HIGHER_IS_BETTER, METRIC_NAMES
 from imde.utils.config import (
     apply_overrides,
     check_choice,
     check_positive,
     check_range,
-    deep_merge,
     from_dict,
     load_yaml,
     to_dict,
@@ -134,6 +134,18 @@ class LossConfig:
             check_choice("preset", self.preset, tuple(DEPTH_PRESETS))
         elif self.preset is not None and not 0 < self.preset[0] < self.preset[1]:
             raise ValueError(f"preset={list(self.preset)}: expected [alpha, beta] with 0 < alpha < beta")
+
+    def bins(self, model_preset: str | None = None) -> DepthBins:
+        """The depth bins of the term, and of every dissection of the trained model (Eq. 6 assigns to them).
+
+        Args:
+            model_preset: the model's declared ``depth_preset``, used when ``preset`` is ``None`` (else NYU's).
+
+        Example:
+            >>> LossConfig(num_bins=8).bins("kitti")
+            DepthBins(preset='kitti', num_bins=8, kind='sid')
+        """
+        return DepthBins(self.preset or model_preset or "nyu", self.num_bins)
 
 
 @dataclass(frozen=True)
@@ -274,13 +286,11 @@ class TrainConfig:
         run_dir: output folder (config, checkpoints, metrics.csv, tb/).
         seed: random seed (torch, numpy, python).
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"mps"``.
-        recipe: name of the recipe whose values were used as defaults (recorded, not re-applied).
     """
 
     run_dir: str = "runs/train"
     seed: int = 0
     device: str = "auto"
-    recipe: str | None = None
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -300,13 +310,16 @@ class TrainConfig:
 
     @classmethod
     def from_yaml_dict(cls, data: Mapping[str, Any], overrides: Iterable[str] = ()) -> TrainConfig:
-        """Resolve a config from a YAML mapping: recipe defaults, then ``data``, then ``overrides``."""
-        from imde.training.recipes import recipe_defaults
+        """Resolve a config from a YAML mapping (its ``base:`` files already merged in) and ``overrides``.
 
+        Raises:
+            ValueError: an unknown key (with the closest valid one) or an invalid value, naming the key.
+        """
         merged = apply_overrides(data, overrides)
-        recipe = merged.get("recipe")
-        if recipe is not None:
-            merged = deep_merge(recipe_defaults(recipe), merged)
+        if merged.get("recipe") is not None:
+            raise ValueError(f"recipe={merged['recipe']!r}: recipes are YAML files now; write "
+                             f"base: configs/recipes/{merged['recipe']}.yaml (relative to your config) instead")
+        merged.pop("recipe", None)  # recorded as null by older runs
         return from_dict(cls, merged)
 
     @classmethod
@@ -322,3 +335,17 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (YAML- and ``weights_only``-safe)."""
         return to_dict(self)
+
+
+def default_layers(config: TrainConfig, model: Any, requested: Iterable[str] | None = None) -> list[str]:
+    """The layers a task works on: ``requested``, else ``config.loss.layers``, else every layer ``model`` declares.
+
+    Example:
+        >>> default_layers(TrainConfig(loss=LossConfig(interp="assign", layers=("D",))), None)
+        ['D']
+    """
+    if requested:
+        return list(requested)
+    if config.loss.layers:
+        return list(config.loss.layers)
+    return [info.name for info in getattr(model, "unit_info", ())]

@@ -30,11 +30,12 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+import imde.training.checkpoint as ckpt
+from imde.core.bins import DepthBins
 from imde.core.metrics import METRIC_NAMES, DepthMetrics
 from imde.experiments.evaluate import align_prediction
 from imde.hooks import LayerTap, resolve_layer, unwrap_model
-from imde.training import checkpoint as ckpt
-from imde.training.config import TrainConfig
+from imde.training.config import TrainConfig, default_layers
 from imde.training.data import build_dataset, eval_loader, train_loader
 from imde.training.distributed import DistInfo, all_reduce_mean, barrier, broadcast_buffers, cleanup, setup
 from imde.training.optim import LRSchedule, create_optimizer
@@ -88,7 +89,7 @@ class RunState:
     test_loader: DataLoader | None
     interp_layers: list[str]
     dissect_layers: list[str]
-    preset: str | tuple[float, float]
+    bins: DepthBins
     max_depth: float
     base_loss: nn.Module | None = None
     interp_loss: nn.Module | None = None
@@ -130,14 +131,6 @@ def _check_layers(model: nn.Module, layers: list[str], what: str) -> None:
             resolve_layer(model, name)
         except ValueError as exc:
             raise ValueError(f"{what}: {exc}") from None
-
-
-def _dissect_layers(config: TrainConfig, model: nn.Module) -> list[str]:
-    if config.train.dissect_layers is not None:
-        return list(config.train.dissect_layers)
-    if config.loss.layers:
-        return list(config.loss.layers)
-    return [info.name for info in getattr(model, "unit_info", ())]
 
 
 def preflight(
@@ -188,7 +181,7 @@ def preflight(
             raise ValueError(f"eval: {exc}") from None
     interp_layers = list(cfg.loss.layers) if cfg.loss.interp != "none" else []
     _check_layers(model, interp_layers, "loss.layers")
-    dissect_layers = _dissect_layers(cfg, model) if cfg.train.dissect_every_epoch else []
+    dissect_layers = default_layers(cfg, model, cfg.train.dissect_layers) if cfg.train.dissect_every_epoch else []
     _check_layers(model, dissect_layers, "train.dissect_layers")
     if cfg.train.dissect_every_epoch and not dissect_layers:
         raise ValueError(f"train.dissect_every_epoch=true: {type(model).__name__} declares no layers; "
@@ -205,7 +198,7 @@ def preflight(
         train_loader=train_loader(train_set, cfg.data, info, cfg.seed),
         test_loader=eval_loader(_check_not_empty(test_set, "test"), cfg.data, info) if held_out else None,
         interp_layers=interp_layers, dissect_layers=dissect_layers,
-        preset=cfg.loss.preset or getattr(model, "depth_preset", "nyu"),
+        bins=cfg.loss.bins(getattr(model, "depth_preset", None)),
         max_depth=max_depth,
         saved=saved,
     )
@@ -234,16 +227,13 @@ def _check_not_empty(dataset: Dataset[dict[str, Any]] | None, split: str) -> Dat
 
 
 def _interp_loss(state: RunState) -> nn.Module | None:
-    from imde.core.bins import preset_range
-    from imde.losses.selectivity import AssignLoss, SelectivityRegLoss
+    from imde.losses import create
 
     loss = state.config.loss
     if loss.interp == "none":
         return None
-    alpha, beta = preset_range(state.preset)
-    cls = AssignLoss if loss.interp == "assign" else SelectivityRegLoss
-    return cls(num_bins=loss.num_bins, alpha=alpha, beta=beta, lam=loss.lam, absent_bins=loss.absent_bins,
-               abs_mode=loss.abs_mode, eps=loss.eps)
+    return create(loss.interp, bins=state.bins, lam=loss.lam, absent_bins=loss.absent_bins, abs_mode=loss.abs_mode,
+                  eps=loss.eps)
 
 
 def build_run(state: RunState) -> None:
@@ -428,9 +418,8 @@ def dissect_epoch(state: RunState) -> dict[str, float]:
     from imde.experiments.dissect import compute_responses
 
     cfg = state.config
-    preset = state.preset
     responses = compute_responses(unwrap_model(state.model), state.test_loader, state.dissect_layers,
-                                  edges_preset=preset, num_bins=cfg.loss.num_bins, device=state.device,
+                                  bins=state.bins, device=state.device,
                                   max_batches=cfg.train.dissect_max_batches, progress=False)
     out: dict[str, float] = {}
     for name, response in responses.items():

@@ -357,7 +357,8 @@ def load_yaml(
     Args:
         path: the YAML file.
         overrides: ``a.b=value`` strings applied after inheritance.
-        path_keys: top-level keys holding a file name, resolved relative to the file that sets them.
+        path_keys: keys holding a file name (dotted for a nested one, ``train.base``), resolved relative to the
+            file that sets them.
 
     Raises:
         FileNotFoundError: the file, or one of its bases, does not exist (naming the file that refers to it).
@@ -373,9 +374,13 @@ def _resolve_bases(path: Path, chain: tuple[Path, ...], path_keys: tuple[str, ..
         names = " -> ".join(str(p) for p in (*chain, path))
         raise ValueError(f"config file {str(path)!r}: inheritance cycle or too deep ({names})")
     data = _read_yaml_mapping(path)
-    for key in path_keys:
-        if isinstance(data.get(key), str) and data[key]:
-            data[key] = str(path.parent / data[key])
+    for key in path_keys:  # dotted keys name a nested value ("train.base")
+        *parents, last = key.split(".")
+        node: Any = data
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and isinstance(node.get(last), str) and node[last]:
+            node[last] = str(path.parent / node[last])
     bases = data.pop("base", None)
     if bases is None:
         return data

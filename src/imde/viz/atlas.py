@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from imde.core.bins import DepthBins
 from imde.utils.device import resolve_device
 from imde.utils.io import atomic_write_bytes, atomic_write_json
 from imde.viz.colors import DEPTH_CMAP, FEATURE_CMAP, depth_limits, display_image
@@ -41,8 +42,7 @@ def export_unit_atlas(
     out_dir: str | Path,
     *,
     device: str | torch.device = "auto",
-    edges_preset: str | None = None,
-    num_bins: int = 64,
+    bins: DepthBins | None = None,
     max_tile: int = 96,
     image_normalized: bool = True,
 ) -> dict[str, Any]:
@@ -55,9 +55,8 @@ def export_unit_atlas(
             0 where invalid), plus whatever else the model needs; optional ``name`` (list of str).
         out_dir: the atlas folder, e.g. ``runs/<name>/atlas/<variant>``.
         device: where the forward pass runs (``resolve_device``).
-        edges_preset: the depth-bin preset of the dissection (``"nyu"``/``"kitti"``); default ``model.depth_preset``
-            if the model declares one; without a preset no masks are written.
-        num_bins: requested ``N_b`` of the dissection (each layer uses ``min(N_b, K)``, Sec. 4.2).
+        bins: the depth bins of the dissection (each layer uses ``bins.for_units(K)``, Sec. 4.2); default 64 bins
+            of ``model.depth_preset`` if the model declares one; without either no masks are written.
         max_tile: feature maps larger than this (longer side, pixels) are area-downsampled; images and
             depths are drawn at ``max_tile`` on their longer side.
         image_normalized: ``samples["image"]`` is ImageNet-normalised (the model transforms' output); it is
@@ -66,14 +65,14 @@ def export_unit_atlas(
     Raises:
         ValueError: on a batch without ``image``/``depth``, mismatched shapes, no layers or ``max_tile < 4``.
     """
-    from imde.experiments.dissect import layer_edges
     from imde.hooks import LayerTap
     from imde.models import run_model
 
     layers = [layers] if isinstance(layers, str) else list(layers)
     image, depth = _check_samples(samples, layers, max_tile)
     dev = resolve_device(device)
-    preset = edges_preset if edges_preset is not None else getattr(model, "depth_preset", None)
+    if bins is None and getattr(model, "depth_preset", None) is not None:
+        bins = DepthBins(model.depth_preset)
     was_training = model.training
     model.to(dev).eval()
     try:
@@ -99,12 +98,12 @@ def export_unit_atlas(
     masks: dict[int, dict[str, Any]] = {}
     for i, name in enumerate(layers):
         entry = _write_layer(out / f"layer_{i:02d}_{_file_stem(name)}.png", features[name], max_tile)
-        if preset is not None:
-            edges = layer_edges(preset, num_bins, entry["units"])
-            bins = edges.numel() - 1
-            if bins not in masks:
-                masks[bins] = _write_masks(out / f"masks_{bins:03d}.png", prediction, edges, rgb)
-            entry["masks"] = masks[bins]
+        if bins is not None:
+            layer_bins = bins.for_units(entry["units"])
+            count = layer_bins.num_bins
+            if count not in masks:
+                masks[count] = _write_masks(out / f"masks_{count:03d}.png", prediction, layer_bins.edges, rgb)
+            entry["masks"] = masks[count]
         index["layers"][str(name)] = entry
     atomic_write_json(out / "index.json", index)
     return index

@@ -291,7 +291,7 @@
       ...unitColumns(atlas, UB.layer, UB.unit, maskBin(UB.model, diss, UB.unit), `unit ${UB.unit}`)], atlas.samples);
   }
   /* The bin whose predicted-depth mask goes beside a unit: its assigned bin (Eq. 6) for the model trained with
-     L_assign, its preferred (max-response) bin otherwise (docs/math.md, "Explaining errors with FGSM"). */
+     L_assign, its preferred (max-response) bin otherwise (docs/math.md, "FGSM"). */
   function maskBin(variant, diss, unit) {
     const key = variant === "assign" && diss.assigned ? "assigned" : "preferred";
     return diss[key] ? diss[key][unit] : null;
