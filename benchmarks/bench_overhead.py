@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 import imde.models
-from imde.core.bins import DEPTH_PRESETS
+from imde.core.bins import DEPTH_PRESETS, DepthBins
 from imde.experiments.dissect import compute_responses
 from imde.hooks import LayerTap
 from imde.losses import create as create_loss
@@ -71,7 +71,7 @@ def bench_training_step(model: torch.nn.Module, batch: dict[str, Any], layers: l
     """Median seconds of a plain training step and of the same step plus ``AssignLoss`` on ``layers``."""
     base_loss = create_loss(model.default_loss)
     alpha, beta = DEPTH_PRESETS[getattr(model, "depth_preset", "nyu")]
-    assign = AssignLoss(num_bins=64, alpha=alpha, beta=beta, lam=0.1)
+    assign = AssignLoss(bins=DepthBins("nyu", 64), alpha=alpha, beta=beta, lam=0.1)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-6)
     model.train()
 
@@ -125,7 +125,7 @@ def bench_dissection(model: torch.nn.Module, batches: list[dict[str, Any]], laye
                 imde.models.run_model(model, batch, device)
 
     def dissect() -> None:
-        compute_responses(model, batches, layers, edges_preset=preset, num_bins=64, device=device)
+        compute_responses(model, batches, layers, bins=DepthBins(preset), device=device)
 
     plain, with_dissection = _alternate(forward, dissect, repeats, device)
     return _summary(plain, with_dissection)

@@ -40,8 +40,8 @@ def run_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
 def test_bad_input_is_one_line_with_exit_status_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     err = run_error(["study", str(tmp_path / "nope.yaml")], capsys)
     assert "nope.yaml" in err and "not found" in err
-    err = run_error(["study", str(CONFIGS / "demo.yaml"), "dissect.num_bnis=8", "--list"], capsys)
-    assert "did you mean 'dissect.num_bins'" in err
+    err = run_error(["study", str(CONFIGS / "demo.yaml"), "dissect.batch_szie=8", "--list"], capsys)
+    assert "did you mean 'dissect.batch_size'" in err
     err = run_error(["train", str(CONFIGS / "train" / "mff" / "resnet50_baseline.yaml"), "optim.lr=-1"], capsys)
     assert "lr=-1" in err
     err = run_error(["models", "mff_tiniest"], capsys)

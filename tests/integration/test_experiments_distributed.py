@@ -12,6 +12,7 @@ from _distributed import free_port
 from torch import nn
 
 from imde.accumulators import DepthResponse
+from imde.core.bins import DepthBins
 from imde.experiments.dissect import compute_responses
 
 WORLD_SIZE = 2
@@ -42,7 +43,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
     try:
         torch.set_num_threads(1)
         shard = _batches()[rank::WORLD_SIZE]  # 3 and 2 batches
-        responses = compute_responses(_Net(), shard, ["enc"], num_bins=8)
+        responses = compute_responses(_Net(), shard, ["enc"], bins=DepthBins("nyu", 8))
         responses["enc"].save(Path(out_dir) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
@@ -53,7 +54,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
 @pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="torch.distributed gloo missing")
 def test_two_ranks_equal_one_process(tmp_path: Path) -> None:
     mp.spawn(_worker, args=(free_port(), str(tmp_path)), nprocs=WORLD_SIZE, join=True)
-    single = compute_responses(_Net(), _batches(), ["enc"], num_bins=8)["enc"]
+    single = compute_responses(_Net(), _batches(), ["enc"], bins=DepthBins("nyu", 8))["enc"]
     for rank in range(WORLD_SIZE):
         reduced = DepthResponse.load(tmp_path / f"rank{rank}.pt")
         assert torch.equal(reduced.counts, single.counts)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from imde.core.bins import DepthBins
 from imde.models import create, list_models
 from imde.paper.config import load_study_config
 from imde.paper.steps import StudySteps
@@ -15,10 +16,10 @@ from imde.training import TrainConfig
 from imde.utils.config import load_yaml
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-TRAIN_CONFIGS = sorted((CONFIGS / "train").rglob("*.yaml"))
+TRAIN_CONFIGS = sorted([*(CONFIGS / "train").rglob("*.yaml"), *(CONFIGS / "recipes").glob("[!_]*.yaml")])
 # study configs; files starting with "_" are partial bases, checked through the configs that inherit them
 STUDY_CONFIGS = sorted(p for p in CONFIGS.rglob("*.yaml")
-                       if "train" not in p.relative_to(CONFIGS).parts and not p.name.startswith("_"))
+                       if not {"train", "recipes"} & set(p.relative_to(CONFIGS).parts) and not p.name.startswith("_"))
 
 
 @cache
@@ -36,7 +37,7 @@ def check_train_config(config: TrainConfig, where: str) -> None:
 
 
 def test_the_configs_are_found() -> None:
-    assert len(TRAIN_CONFIGS) >= 24 and CONFIGS / "demo.yaml" in STUDY_CONFIGS
+    assert len(TRAIN_CONFIGS) >= 28 and {CONFIGS / "demo.yaml", CONFIGS / "demo_smoke.yaml"} <= set(STUDY_CONFIGS)
 
 
 @pytest.mark.parametrize("path", TRAIN_CONFIGS, ids=lambda p: str(p.relative_to(CONFIGS)))
@@ -46,10 +47,9 @@ def test_train_config_loads_and_names_real_layers(path: Path) -> None:
     assert config.model.pretrained, f"{path}: the paper's models start from ImageNet weights"
 
 
-@pytest.mark.parametrize("smoke", [False, True])
 @pytest.mark.parametrize("path", STUDY_CONFIGS, ids=lambda p: str(p.relative_to(CONFIGS)))
-def test_study_config_loads_and_names_real_layers(path: Path, smoke: bool) -> None:
-    config = load_study_config(path, smoke=smoke)
+def test_study_config_loads_and_names_real_layers(path: Path) -> None:
+    config = load_study_config(path)
     steps = StudySteps(config)
     for variant, train_config in steps.train_configs.items():
         check_train_config(train_config, f"{path} variant {variant}")
@@ -57,7 +57,7 @@ def test_study_config_loads_and_names_real_layers(path: Path, smoke: bool) -> No
     used = {*steps.layers, *steps.correction_layers, *steps.ablation_layers, steps.explain_layer}
     assert used <= declared
     # the paper's studies start from ImageNet weights; the demo's mff_tiny has none (it runs offline)
-    assert steps.train_configs["assign"].model.pretrained == (path.name != "demo.yaml")
+    assert steps.train_configs["assign"].model.pretrained == (not path.name.startswith("demo"))
     assert {v: c.loss.interp for v, c in steps.train_configs.items()} == {
         "baseline": "none", "assign": "assign", "reg": "reg"}
     # the three variants differ only in the interpretability term (same schedule, seed and data)
@@ -74,7 +74,8 @@ def test_demo_trains_the_paper_layers_on_rendered_data() -> None:
     assert (assign.data.name, assign.loss.layers) == ("rendered", ("D", "MFF"))
     # L_assign and L_reg compared at the same weight and the same eps in DS
     assert (assign.loss.lam, assign.loss.eps) == (reg.loss.lam, reg.loss.eps)
-    smoke = StudySteps(load_study_config(CONFIGS / "demo.yaml", smoke=True)).train_configs["assign"]
+    smoke = StudySteps(load_study_config(CONFIGS / "demo_smoke.yaml")).train_configs["assign"]
+    assert load_study_config(CONFIGS / "demo.yaml", smoke=True) == load_study_config(CONFIGS / "demo_smoke.yaml")
     assert smoke.train.epochs == 1 and smoke.data.root != assign.data.root  # never overwrites the demo's cache
     # one lens and camera height (absolute scale learnable in the budget, docs/demo.md), smoke run included
     assert assign.data.options["camera"] == smoke.data.options["camera"] == "fixed"
@@ -84,11 +85,11 @@ def test_demo_trains_the_paper_layers_on_rendered_data() -> None:
 
 def test_base_inheritance_merges_sections_and_resolves_paths(tmp_path: Path) -> None:
     (tmp_path / "sub").mkdir()
-    (tmp_path / "root.yaml").write_text("a: {x: 1, y: 2}\nb: [1, 2]\ntrain_config: t.yaml\n")
+    (tmp_path / "root.yaml").write_text("a: {x: 1, y: 2}\nb: [1, 2]\ntrain: {base: t.yaml}\n")
     (tmp_path / "sub" / "mid.yaml").write_text("base: ../root.yaml\na: {y: 3}\n")
     (tmp_path / "sub" / "leaf.yaml").write_text("base: [mid.yaml]\nb: [9]\nc: 4\n")
-    data = load_yaml(tmp_path / "sub" / "leaf.yaml", ["a.x=7"], path_keys=("train_config",))
-    assert data == {"a": {"x": 7, "y": 3}, "b": [9], "c": 4, "train_config": str(tmp_path / "t.yaml")}
+    data = load_yaml(tmp_path / "sub" / "leaf.yaml", ["a.x=7"], path_keys=("train.base",))
+    assert data == {"a": {"x": 7, "y": 3}, "b": [9], "c": 4, "train": {"base": str(tmp_path / "t.yaml")}}
 
 
 def test_inheritance_errors_name_the_file(tmp_path: Path) -> None:
@@ -111,10 +112,10 @@ def test_bad_study_keys_and_values_are_named() -> None:
         load_study_config(CONFIGS / "demo.yaml", ["correction.variants=[assign]"])
     with pytest.raises(ValueError, match=r"variants: missing \['reg'\]"):
         load_study_config(CONFIGS / "demo.yaml", ["variants={baseline: {}, assign: {}}"])
-    with pytest.raises(ValueError, match="train config of variant 'assign': .*optim"):
+    with pytest.raises(ValueError, match=r"unknown config key 'train\.optim\.nme' \(did you mean 'train\.optim\.name'"):
         load_study_config(CONFIGS / "demo.yaml", ["train.optim.nme=sgd"])
-    with pytest.raises(ValueError, match="train config of variant 'baseline': .*optim"):
-        StudySteps(load_study_config(CONFIGS / "demo.yaml", ["variants.baseline.optim.nme=sgd"]))
+    with pytest.raises(ValueError, match="train config of variant 'baseline': .*optim"):  # checked at load
+        load_study_config(CONFIGS / "demo.yaml", ["variants.baseline.optim.nme=sgd"])
     # what a study trains and dissects is checked before the first step, naming the variant
     with pytest.raises(ValueError, match=r"variant 'baseline': model.name='mff_tinyy': not a registered model"):
         StudySteps(load_study_config(CONFIGS / "demo.yaml", ["train.model.name=mff_tinyy"]))
@@ -143,12 +144,10 @@ def test_experiment_layers_must_be_dissected_and_ablation_defaults_to_all_of_the
 
 
 def test_dissection_uses_the_bins_the_units_were_assigned_to() -> None:
-    # Eq. 6 assigns unit k to bin floor(k N_b / K) of the training's N_b: the dissection's "assigned" DS, the
-    # error analysis and the unit browser must use the same N_b, so it defaults to loss.num_bins
+    # Eq. 6 assigns unit k to bin floor(k N_b / K) of the training's N_b: the dissection, the error analysis and
+    # the unit browser take their bins from the same place, the assign variant's loss
     steps = StudySteps(load_study_config(CONFIGS / "demo.yaml", ["train.loss.num_bins=4"]))
-    assert steps.num_bins == 4
-    assert StudySteps(load_study_config(CONFIGS / "demo.yaml", ["dissect.num_bins=4", "train.loss.num_bins=4"])
-                      ).num_bins == 4
-    with pytest.raises(ValueError, match=r"dissect\.num_bins=64: the assign variant was trained with "
-                                         r"loss\.num_bins=4"):
-        StudySteps(load_study_config(CONFIGS / "demo.yaml", ["dissect.num_bins=64", "train.loss.num_bins=4"]))
+    assert steps.bins == DepthBins("rendered", 4)
+    assert StudySteps(load_study_config(CONFIGS / "study/nyu_mff_resnet50.yaml")).bins == DepthBins("nyu", 64)
+    with pytest.raises(ValueError, match=r"unknown config key 'dissect\.num_bins'"):
+        load_study_config(CONFIGS / "demo.yaml", ["dissect.num_bins=4"])

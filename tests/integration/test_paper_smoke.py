@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from imde.cli import EXIT_BAD_INPUT, main
+from imde.experiments.dissect import DissectResult
 from imde.paper.claims import measure_claims
 from imde.paper.config import load_study_config
 from imde.paper.pipeline import step_status
@@ -66,8 +67,9 @@ def test_results_agree_with_the_step_files(smoke: tuple[Path, list[str]]) -> Non
     for variant, entry in results["models"].items():
         dissect = json.loads((run / "dissect" / variant / "dissect.json").read_text())
         assert entry["selectivity"]["test"] == dissect["splits"]["test"]["selectivity"]
-        layer = json.loads((run / "dissect" / variant / "test" / "D.json").read_text())
-        assert len(layer["response"]) == len(layer["ds"]) == 8 and len(layer["edges"]) == 9
+        layer = DissectResult.load(run / "dissect" / variant).layers["test"]["D"]  # rebuilt from the raw sums
+        assert layer.mean_response.shape == (8, 8) and layer.edges.numel() == 9
+        assert layer.mean_selectivity == pytest.approx(entry["layers"]["test"]["D"])
         metrics = json.loads((run / "eval" / f"{variant}.json").read_text())["metrics"]
         assert entry["metrics"]["rms"] == metrics["rms"]
     correction = json.loads((run / "correction" / "assign.json").read_text())

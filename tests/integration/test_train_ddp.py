@@ -19,6 +19,7 @@ import torch.multiprocessing as mp
 from _distributed import free_port, torchrun_process
 from _train_toy import ToyDepthNet, ToyDepthSet, toy_config
 
+from imde.core.bins import DepthBins
 from imde.experiments.dissect import compute_responses
 from imde.experiments.evaluate import evaluate
 from imde.training import train
@@ -35,7 +36,7 @@ def _held_out(config, info: DistInfo) -> dict:
     """Evaluation and dissection of the untrained toy over this process's shard (all-reduced)."""
     loader = eval_loader(ToyDepthSet(7, seed=1), config.data, info)  # 7: uneven shards
     metrics = evaluate(ToyDepthNet(), loader, device="cpu", progress=False).to_dict()
-    response = compute_responses(ToyDepthNet(), loader, ["feat"], num_bins=4, device="cpu")["feat"]
+    response = compute_responses(ToyDepthNet(), loader, ["feat"], bins=DepthBins("nyu", 4), device="cpu")["feat"]
     return {"metrics": metrics, "sums": response.sums.tolist(), "counts": response.counts.tolist()}
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from imde.experiments.evaluate import EvalSettings, evaluate_metrics
-from imde.experiments.results import write_json
+from imde.experiments.results import SavedResult, write_json
 from imde.hooks import edit_layers
 
 
@@ -39,7 +39,7 @@ def zero_units(output: torch.Tensor, units: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass
-class AblationResult:
+class AblationResult(SavedResult):
     """Accuracy as units are ablated most- or least-selective first (Fig. 2).
 
     Attributes:
@@ -61,6 +61,7 @@ class AblationResult:
     metrics_least: list[dict[str, float]]
     order: list[tuple[str, int]]
     files: list[Path] = field(default_factory=list)
+    FILE = "ablation"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able curves (``units`` and the two delta1 lists are the demo's ``results.json`` contract)."""
@@ -73,6 +74,13 @@ class AblationResult:
             "metrics_least": self.metrics_least,
             "order": [[layer, unit] for layer, unit in self.order],
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AblationResult:
+        """The inverse of :meth:`to_dict`."""
+        return cls(list(data["layers"]), list(data["units"]), list(data["most_selective_first"]),
+                   list(data["least_selective_first"]), list(data["metrics_most"]), list(data["metrics_least"]),
+                   [(str(layer), int(unit)) for layer, unit in data["order"]])
 
 
 def _check_order_by(order_by: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -19,7 +19,7 @@ from imde.accumulators import DepthResponse
 from imde.core.bins import digitize
 from imde.experiments.dissect import DissectResult
 from imde.experiments.evaluate import EvalSettings, TrackedLoader, evaluate_metrics
-from imde.experiments.results import write_json
+from imde.experiments.results import SavedResult, write_json
 from imde.hooks import edit_layers
 
 
@@ -78,7 +78,7 @@ def _lookup_tables(
 
 
 @dataclass
-class CorrectionResult:
+class CorrectionResult(SavedResult):
     """Metrics before and after the correction of ``layers`` (one row of Table 3).
 
     Attributes:
@@ -92,6 +92,7 @@ class CorrectionResult:
     before: dict[str, float]
     after: dict[str, float]
     files: list[Path] = field(default_factory=list)
+    FILE = "correction"
 
     def change(self) -> dict[str, float]:
         """``after - before`` for every metric present in both."""
@@ -100,6 +101,11 @@ class CorrectionResult:
     def to_dict(self) -> dict[str, Any]:
         """JSON-able ``{"layers", "before", "after", "change"}``."""
         return {"layers": list(self.layers), "before": self.before, "after": self.after, "change": self.change()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CorrectionResult:
+        """The inverse of :meth:`to_dict` (``change`` is recomputed)."""
+        return cls(list(data["layers"]), dict(data["before"]), dict(data["after"]))
 
 
 def run_correction(

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,15 @@ from tqdm.auto import tqdm
 from imde.accumulators import DepthResponse
 from imde.core.bins import DEFAULT_BINS, DepthBins, assign_bins
 from imde.core.selectivity import dead_units, depth_selectivity, preferred_bins, random_baseline
-from imde.experiments.results import check_batch, count_batches, limit_batches, safe_name, write_csv, write_json
+from imde.experiments.results import (
+    SavedResult,
+    check_batch,
+    count_batches,
+    limit_batches,
+    safe_name,
+    write_csv,
+    write_json,
+)
 from imde.hooks import LayerTap
 from imde.utils.device import resolve_device
 
@@ -246,7 +255,7 @@ def units_to_bins(
 
 
 @dataclass
-class DissectResult:
+class DissectResult(SavedResult):
     """Dissection of several layers on several splits (e.g. ``{"train": ..., "test": ...}``).
 
     Attributes:
@@ -258,6 +267,7 @@ class DissectResult:
     layers: dict[str, dict[str, LayerDissection]]
     responses: dict[str, dict[str, DepthResponse]] = field(default_factory=dict, repr=False)
     files: list[Path] = field(default_factory=list)
+    FILE = "dissect"
 
     @classmethod
     def from_responses(cls, responses: Mapping[str, Mapping[str, DepthResponse]]) -> DissectResult:
@@ -289,10 +299,32 @@ class DissectResult:
             }
         }
 
-    def save(self, out_dir: str | Path) -> list[Path]:
+    @classmethod
+    def load(cls, out_dir: str | Path, name: str | None = None) -> DissectResult:
+        """The result :meth:`save` wrote, rebuilt exactly from its raw responses (``.pt``).
+
+        Raises:
+            FileNotFoundError: ``dissect.json`` or one of the response files is missing.
+        """
+        out = Path(out_dir)
+        path = out / f"{name or cls.FILE}.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: the dissection has not run")
+        splits = json.loads(path.read_text(encoding="utf-8"))["splits"]
+        responses: dict[str, dict[str, DepthResponse]] = {}
+        for split, entry in splits.items():
+            responses[split] = {}
+            for layer in entry["layers"]:
+                file = out / f"dissect_{safe_name(split)}_{safe_name(layer)}.pt"
+                if not file.is_file():
+                    raise FileNotFoundError(f"{file} not found: the raw responses of {path} are incomplete")
+                responses[split][layer] = DepthResponse.load(file)
+        return cls.from_responses(responses)
+
+    def save(self, out_dir: str | Path, name: str | None = None) -> list[Path]:  # type: ignore[override]
         """Write ``dissect.json``, one CSV per split and layer, and the raw responses (``.pt``), atomically."""
         out = Path(out_dir)
-        files = [write_json(out, "dissect.json", self)]
+        files = [write_json(out, f"{name or self.FILE}.json", self)]
         for split, per_layer in self.layers.items():
             for name, layer in per_layer.items():
                 stem = f"dissect_{safe_name(split)}_{safe_name(name)}"

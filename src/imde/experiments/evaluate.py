@@ -23,7 +23,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from imde.core.metrics import METRIC_NAMES, DepthMetrics
-from imde.experiments.results import check_batch, limit_batches, safe_name
+from imde.experiments.results import SavedResult, check_batch, limit_batches, safe_name
 from imde.utils.device import resolve_device
 from imde.utils.io import atomic_path, atomic_write_bytes
 
@@ -86,7 +86,7 @@ class ExportOptions:
 
 
 @dataclass(frozen=True)
-class EvalResult:
+class EvalResult(SavedResult):
     """Dataset-mean metrics and the protocol they were computed with.
 
     Attributes:
@@ -104,6 +104,7 @@ class EvalResult:
     crop: str
     min_depth: float
     max_depth: float
+    FILE = "eval"
 
     @property
     def protocol(self) -> str:
@@ -129,6 +130,12 @@ class EvalResult:
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (JSON-able)."""
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EvalResult:
+        """The inverse of :meth:`to_dict`."""
+        return cls(dict(data["metrics"]), int(data["num_images"]), int(data["num_skipped"]), str(data["crop"]),
+                   float(data["min_depth"]), float(data["max_depth"]))
 
     def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
         """The result as JSON text; also written atomically to ``path`` when given."""

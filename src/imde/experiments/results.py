@@ -1,14 +1,16 @@
-"""Shared plumbing for experiment results: JSON-able conversion, CSV tables, file names, batch helpers."""
+"""Shared plumbing for experiment results: a base that saves and loads them, JSON-able conversion, CSV tables,
+file names, batch helpers."""
 
 from __future__ import annotations
 
 import csv
 import dataclasses
 import io
+import json
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import torch
 
@@ -42,6 +44,44 @@ def to_jsonable(obj: Any) -> Any:
     if hasattr(obj, "item"):  # numpy scalars
         return obj.item()
     raise TypeError(f"cannot convert {type(obj).__name__} to JSON")
+
+
+class SavedResult:
+    """Base of the experiment results: ``save(dir)`` writes ``<dir>/<name>.json``, ``load(dir)`` reads it back.
+
+    A subclass defines ``to_dict()`` (plain JSON types) and ``from_dict(data)`` (its inverse) and the default
+    file stem ``FILE``; ``load(save(...))`` then gives an equal result.
+    """
+
+    FILE: ClassVar[str] = "result"
+
+    def to_dict(self) -> dict[str, Any]:  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+    def save(self, out_dir: str | Path, name: str | None = None) -> Path:
+        """Write ``out_dir/<name or FILE>.json`` atomically; return its path."""
+        return write_json(out_dir, f"{name or self.FILE}.json", self.to_dict())
+
+    @classmethod
+    def load(cls, out_dir: str | Path, name: str | None = None) -> Self:
+        """Read the result ``save(out_dir, name)`` wrote.
+
+        Raises:
+            FileNotFoundError: the file is missing (the step that writes it has not run).
+            ValueError: the file is not such a result (a missing key is named).
+        """
+        path = Path(out_dir) / f"{name or cls.FILE}.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: the step that writes it has not run")
+        data = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            return cls.from_dict(data)
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"{path}: not a {cls.__name__} ({type(err).__name__}: {err})") from None
 
 
 def safe_name(name: str) -> str:

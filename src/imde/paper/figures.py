@@ -10,21 +10,11 @@ import torch
 from imde.experiments.results import safe_name
 
 if TYPE_CHECKING:  # pragma: no cover
+    from imde.experiments.ablate import AblationResult
     from imde.experiments.dissect import LayerDissection
-    from imde.paper.steps import StudySteps
 
 #: Test image shown in the feature-map and prediction figures.
 FIGURE_IMAGE = 0
-
-
-def _ablation_result(entry: dict[str, Any]) -> Any:
-    from imde.experiments.ablate import AblationResult
-
-    keys = ("layers", "units", "most_selective_first", "least_selective_first", "metrics_most", "metrics_least",
-            "order")
-    fields = {key: entry[key] for key in keys}
-    fields["order"] = [(layer, unit) for layer, unit in fields["order"]]
-    return AblationResult(**fields)
 
 
 def pick_units(assign: LayerDissection, other: LayerDissection, depth: torch.Tensor) -> tuple[int, int, int]:
@@ -59,8 +49,26 @@ def _forward(model: torch.nn.Module, batch: dict[str, Any], layer: str, device: 
     return pred[0, 0].cpu(), tap.features[layer][0].cpu()
 
 
-def make_figures(steps: StudySteps) -> list[Path]:
-    """Draw and save every figure of the study; return the files written (under ``figures/``)."""
+def make_figures(
+    out: Path,
+    layers: list[str],
+    dissections: dict[str, dict[str, LayerDissection]],
+    ablations: dict[str, AblationResult],
+    models: dict[str, torch.nn.Module],
+    batch: dict[str, Any],
+    device: str,
+) -> list[Path]:
+    """Draw and save every figure of a study into ``out``; return the files written.
+
+    Args:
+        out: the figures folder.
+        layers: the dissected layers (the first one is shown in Fig. 5 and 6).
+        dissections: ``{variant: {layer: test-split dissection}}`` of every variant (``baseline``, ``assign``...).
+        ablations: ``{variant: ablation result}``.
+        models: ``{variant: trained model}``.
+        batch: one test image as a batch (Fig. 5, 6).
+        device: where the models run.
+    """
     from imde.viz.plots import (
         UnitView,
         plot_ablation,
@@ -71,24 +79,19 @@ def make_figures(steps: StudySteps) -> list[Path]:
         save_figure,
     )
 
-    out = steps.out / "figures"
-    cfg = steps.config
     files: list[Path] = []
-    ablation = {v: _ablation_result(steps.read_json("ablation", f"{v}.json")) for v in cfg.ablation.variants}
-    files += save_figure(plot_ablation(ablation), out / "fig2_ablation.png")
-    dissections = {v: steps.dissection(v).layers["test"] for v in cfg.variants}
-    for layer in steps.layers:
-        per_variant = {v: dissections[v][layer] for v in cfg.variants}
+    files += save_figure(plot_ablation(ablations), out / "fig2_ablation.png")
+    for layer in layers:
+        per_variant = {v: dissections[v][layer] for v in dissections}
         rand = per_variant["assign"].random_baseline
         hist = plot_selectivity_histogram({v: d.selectivity for v, d in per_variant.items()}, rand)
         files += save_figure(hist, out / f"dissect_hist_{safe_name(layer)}.png")
         for variant, dissection in per_variant.items():
             grid = plot_unit_responses(dissection)
             files += save_figure(grid, out / f"fig3_dissect_units_{variant}_{safe_name(layer)}.png")
-    batch = torch.utils.data.default_collate([steps.loader("test").dataset[FIGURE_IMAGE]])
     image, depth = batch["image"][0], batch["depth"][0, 0]
-    layer = steps.layers[0]
-    outputs = {v: _forward(steps.model(v), batch, layer, steps.device) for v in cfg.variants}
+    layer = layers[0]
+    outputs = {v: _forward(model, batch, layer, device) for v, model in models.items()}
     files += save_figure(plot_depth_predictions(image, depth, {v: pred for v, (pred, _) in outputs.items()}),
                          out / "fig6_predictions.png")
     top, unit_assign, unit_base = pick_units(dissections["assign"][layer], dissections["baseline"][layer], depth)

@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from imde.paper.session import build_loader, build_model
 
 from imde.experiments.evaluate import EvalSettings
-from imde.experiments.results import safe_name, write_json
+from imde.experiments.results import write_json
 from imde.paper.claims import claims_to_json, measure_claims
 from imde.paper.config import StudyConfig
 from imde.paper.parallel import ParallelTrainings, train_variant
 from imde.paper.runner import Step, StepRunner
+from imde.tasks import build_loader, build_model
 from imde.training.config import TrainConfig
 from imde.utils.io import atomic_write_json
 
@@ -140,20 +140,10 @@ class StudySteps:
         return _read_json(self.out.joinpath(*parts))
 
     def dissection(self, variant: str) -> Any:
-        """The ``DissectResult`` of ``variant`` rebuilt from the raw responses its dissect step saved."""
-        from imde.accumulators import DepthResponse
+        """The ``DissectResult`` of ``variant``, rebuilt from the raw responses its dissect step saved."""
         from imde.experiments.dissect import DissectResult
 
-        folder = self.out / "dissect" / variant
-        responses = {}
-        for split in self.config.dissect.splits:
-            responses[split] = {}
-            for layer in self.layers:
-                path = folder / f"dissect_{safe_name(split)}_{safe_name(layer)}.pt"
-                if not path.is_file():
-                    raise FileNotFoundError(f"{path} not found: run (or --force) step dissect_{variant}")
-                responses[split][layer] = DepthResponse.load(path)
-        return DissectResult.from_responses(responses)
+        return DissectResult.load(self.out / "dissect" / variant)
 
     # ------------------------------------------------------------------ the plan
 
@@ -266,7 +256,7 @@ class StudySteps:
 
         result = run_correction(self.model(variant), self.dissection(variant), self.loader(TEST),
                                 self.correction_layers, split=TRAIN, settings=self.settings())
-        write_json(self.out / "correction", f"{variant}.json", result)
+        result.save(self.out / "correction", variant)
         return {"delta1": [result.before["delta1"], result.after["delta1"]]}
 
     def ablate(self, variant: str) -> Mapping[str, Any]:
@@ -282,7 +272,7 @@ class StudySteps:
                              "a step below that is needed for a curve with intermediate points")
         result = run_ablation(self.model(variant), self.loader(TEST), order_by,
                               step=cfg.step, settings=self.settings(cfg.max_batches))
-        write_json(self.out / "ablation", f"{variant}.json", result)
+        result.save(self.out / "ablation", variant)
         return {"steps": len(result.units)}
 
     def explain(self, variant: str) -> Mapping[str, Any]:
@@ -305,9 +295,16 @@ class StudySteps:
 
     def figures(self) -> Mapping[str, Any]:
         """The paper's figures from the saved results (Fig. 2, 3/4 histogram, 5, 6)."""
-        from imde.paper.figures import make_figures
+        from imde.experiments.ablate import AblationResult
+        from imde.paper.figures import FIGURE_IMAGE, make_figures
 
-        return {"files": [str(p.relative_to(self.out)) for p in make_figures(self)]}
+        variants = self.config.variants
+        ablations = {v: AblationResult.load(self.out / "ablation", v) for v in self.config.ablation.variants}
+        dissections = {v: self.dissection(v).layers[TEST] for v in variants}
+        batch = torch.utils.data.default_collate([self.loader(TEST).dataset[FIGURE_IMAGE]])
+        files = make_figures(self.out / "figures", self.layers, dissections, ablations,
+                             {v: self.model(v) for v in variants}, batch, self.device)
+        return {"files": [str(p.relative_to(self.out)) for p in files]}
 
     def atlas(self, variant: str) -> Mapping[str, Any]:
         """Unit-browser sprites of ``variant``'s dissected layers."""
@@ -341,6 +338,9 @@ class StudySteps:
 
     def results(self) -> dict[str, Any]:
         """``results.json``: the public summary (its public schema plus details) assembled from the step files."""
+        from imde.experiments.ablate import AblationResult
+        from imde.experiments.correct import CorrectionResult
+
         cfg = self.config
         runner = StepRunner(self.out)
         models: dict[str, Any] = {}
@@ -360,14 +360,14 @@ class StudySteps:
                                     / sum(lay["num_units"] for lay in layers))
         correction = {}
         for variant in cfg.correction.variants:
-            entry = _read_json(self.out / "correction" / f"{variant}.json")
-            correction[variant] = {when: {"delta1": entry[when]["delta1"], "rms": entry[when]["rms"]}
-                                   for when in ("before", "after")}
-            correction[variant]["layers"] = entry["layers"]
+            fixed = CorrectionResult.load(self.out / "correction", variant)
+            correction[variant] = {when: {"delta1": metrics["delta1"], "rms": metrics["rms"]}
+                                   for when, metrics in (("before", fixed.before), ("after", fixed.after))}
+            correction[variant]["layers"] = fixed.layers
         ablation = {}
         for variant in cfg.ablation.variants:
-            entry = _read_json(self.out / "ablation" / f"{variant}.json")
-            ablation[variant] = {key: entry[key] for key in
+            curve = AblationResult.load(self.out / "ablation", variant).to_dict()
+            ablation[variant] = {key: curve[key] for key in
                                  ("layers", "units", "most_selective_first", "least_selective_first")}
         results: dict[str, Any] = {
             "name": cfg.name,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 from _reference import loop_digitize
 from imde.core.bins import (
     DEPTH_PRESETS,
+    DepthBins,
     assign_bins,
     check_edges,
     dataset_edges,
@@ -170,3 +172,20 @@ def test_assign_bins_eq6() -> None:
         assign_bins(0, 64)
     with pytest.raises(ValueError, match="num_bins"):
         assign_bins(8, 0)
+
+
+def test_depth_bins_decide_the_range_spacing_and_the_per_layer_count() -> None:
+    bins = DepthBins("kitti", 64)
+    assert (bins.alpha, bins.beta) == (3.0, 80.0)
+    torch.testing.assert_close(bins.edges, sid_edges(64, 3.0, 80.0))
+    # Sec. 4.2: a layer with K < N_b units uses K bins over the same range; a wider one the requested N_b
+    assert bins.for_units(8) == DepthBins("kitti", 8) and bins.for_units(128) is bins
+    torch.testing.assert_close(bins.for_units(8).edges, sid_edges(8, 3.0, 80.0))
+    assert DepthBins([1, 5], 3, "uniform").edges.tolist() == [0.0, 1.0, 3.0, 5.0]  # a pair, normalised
+    assert DepthBins([1, 5], 3) == DepthBins((1.0, 5.0), 3)
+    for kwargs, message in (({"preset": "mars"}, "preset='mars'"), ({"kind": "cubic"}, "kind='cubic'"),
+                            ({"num_bins": 1}, "num_bins=1"), ({"preset": (5.0, 1.0)}, "alpha=5.0, beta=1.0")):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            DepthBins(**kwargs)
+    with pytest.raises(ValueError, match="num_units=1"):
+        bins.for_units(1)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from _tiny_models import DepthInImage, make_batches
 
-from imde.core.bins import dataset_edges, digitize
+from imde.core.bins import DepthBins, dataset_edges, digitize
 from imde.experiments.correct import replace_by_response, run_correction
 from imde.experiments.dissect import DissectResult, compute_responses
 from imde.experiments.evaluate import EvalSettings
@@ -48,7 +48,7 @@ def test_correction_removes_noise_the_depth_does_not_explain():
     # feat[k] = (k+1) * depth * (1 + 0.6 * noise): the training mean per depth bin removes the noise.
     model = DepthInImage([0.25, 0.25, 0.25, 0.25], noise=0.6)
     train, test = make_batches(4, 4, seed=3), make_batches(2, 4, seed=4)
-    responses = compute_responses(model, train, ["feat"], num_bins=64)
+    responses = compute_responses(model, train, ["feat"], bins=DepthBins("nyu", 64))
     settings = EvalSettings(max_depth=10.0)
     result = run_correction(model, responses, test, ["feat"], settings=settings)
     assert result.after["rms"] < 0.8 * result.before["rms"]

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from _tiny_models import DepthInImage, StridedNet, make_batches, rebatch
 
 from imde.accumulators import DepthResponse
-from imde.core.bins import assign_bins, dataset_edges, digitize
+from imde.core.bins import DepthBins, assign_bins, dataset_edges, digitize
 from imde.core.selectivity import depth_selectivity, random_baseline
 from imde.experiments.dissect import DissectResult, compute_responses, run_dissect
 
@@ -50,7 +50,7 @@ def reference_response(model, batches, name, edges):
 
 def test_compute_responses_matches_slow_reference(batches):
     model = StridedNet()
-    responses = compute_responses(model, batches, ["enc.1", "act"], num_bins=64)
+    responses = compute_responses(model, batches, ["enc.1", "act"], bins=DepthBins("nyu", 64))
     assert list(responses) == ["enc.1", "act"]
     for name, response in responses.items():
         assert response.num_bins == 5  # N_b = min(64, K=5) (Sec. 4.2)
@@ -63,8 +63,8 @@ def test_compute_responses_matches_slow_reference(batches):
 
 def test_batching_does_not_change_responses(batches):
     model = StridedNet()
-    whole = compute_responses(model, rebatch(batches, 6), ["act"], num_bins=3)["act"]
-    single = compute_responses(model, rebatch(batches, 1), ["act"], num_bins=3)["act"]
+    whole = compute_responses(model, rebatch(batches, 6), ["act"], bins=DepthBins("nyu", 3))["act"]
+    single = compute_responses(model, rebatch(batches, 1), ["act"], bins=DepthBins("nyu", 3))["act"]
     assert whole.num_bins == 3
     # float32 convolutions round differently with the batch size; the accumulation itself is float64.
     torch.testing.assert_close(whole.sums, single.sums, rtol=1e-5, atol=1e-6)
@@ -78,14 +78,14 @@ def test_max_batches_mode_and_errors(batches):
     assert model.training, "the model's training mode must be restored"
     with pytest.raises(ValueError, match="layers"):
         compute_responses(model, batches, [])
-    with pytest.raises(ValueError, match="num_bins"):
-        compute_responses(model, batches, ["act"], num_bins=1)
+    with pytest.raises(ValueError, match="num_bins=1"):
+        DepthBins("nyu", 1)
     with pytest.raises(ValueError, match="depth"):
         compute_responses(model, [{"image": batches[0]["image"]}], ["act"])
     with pytest.raises(ValueError, match="no batch"):
         compute_responses(model, [], ["act"])
-    with pytest.raises(ValueError, match="preset='mars'"):
-        compute_responses(model, batches, ["act"], edges_preset="mars")
+    with pytest.raises(ValueError, match="bins='mars'"):
+        compute_responses(model, batches, ["act"], bins="mars")
     with pytest.raises(ValueError, match="max_batches"):
         compute_responses(model, batches, ["act"], max_batches=0)
 
@@ -95,7 +95,7 @@ def test_run_dissect_scores_and_files(tmp_path):
     with torch.no_grad():
         model.mix.weight[2] = 0.0  # unit 2 never fires: a dead unit
     loaders = {"train": make_batches(2, 2, seed=1), "test": make_batches(1, 3, seed=2)}
-    result = run_dissect(model, loaders, ["feat"], num_bins=64, out_dir=tmp_path)
+    result = run_dissect(model, loaders, ["feat"], bins=DepthBins("nyu", 64), out_dir=tmp_path)
 
     for split, loader in loaders.items():
         layer = result.layers[split]["feat"]

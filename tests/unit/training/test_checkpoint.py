@@ -15,6 +15,8 @@ from imde.training.config import TrainConfig
 from imde.training.distributed import DistInfo, ShardSampler
 from imde.training.tracking import RunLogger, read_metrics_csv
 
+RECIPES = Path(__file__).resolve().parents[3] / "configs" / "recipes"
+
 
 def test_rng_state_round_trip_through_weights_only_file(tmp_path: Path) -> None:
     model = nn.Linear(2, 1)
@@ -49,14 +51,14 @@ def test_load_rejects_foreign_files(tmp_path: Path) -> None:
 
 
 def test_check_resume_lists_differing_keys_and_allows_more_epochs() -> None:
-    saved_cfg = TrainConfig.from_yaml_dict({"recipe": "mff"}).to_dict()
+    saved_cfg = TrainConfig.from_yaml(RECIPES / "mff.yaml").to_dict()
     state = {"model_name": "mff_resnet50", "config": saved_cfg}
-    longer = TrainConfig.from_yaml_dict({"recipe": "mff"}, ["train.epochs=30", "device=cpu"]).to_dict()
+    longer = TrainConfig.from_yaml(RECIPES / "mff.yaml", ["train.epochs=30", "device=cpu"]).to_dict()
     ckpt.check_resume(state, longer, "last.pt")  # epochs and device may change
-    other = TrainConfig.from_yaml_dict({"recipe": "mff"}, ["optim.lr=1e-3", "loss.lam=0.5"]).to_dict()
+    other = TrainConfig.from_yaml(RECIPES / "mff.yaml", ["optim.lr=1e-3", "loss.lam=0.5"]).to_dict()
     with pytest.raises(ValueError, match=r"differing keys: loss\.lam: 0\.1 -> 0\.5; optim\.lr: 0\.0001 -> 0\.001"):
         ckpt.check_resume(state, other, "last.pt")
-    bts = TrainConfig.from_yaml_dict({"recipe": "bts_nyu"}).to_dict()
+    bts = TrainConfig.from_yaml(RECIPES / "bts_nyu.yaml").to_dict()
     with pytest.raises(ValueError, match="is from model 'mff_resnet50'.*'bts_densenet161_nyu'"):
         ckpt.check_resume(state, bts, "last.pt")
 

@@ -1,4 +1,4 @@
-"""Config machinery: dict <-> dataclass, overrides, YAML round trip, recipes and the error messages."""
+"""Config machinery: dict <-> dataclass, overrides, YAML round trip, the recipe files and the error messages."""
 
 from __future__ import annotations
 
@@ -8,8 +8,13 @@ import pytest
 import yaml
 
 from imde.training.config import TrainConfig
-from imde.training.recipes import RECIPES, recipe_defaults
-from imde.utils.config import apply_overrides, diff_dicts, from_dict, load_yaml, parse_override, save_yaml, to_dict
+from imde.utils.config import apply_overrides, diff_dicts, from_dict, load_yaml, parse_override, save_yaml
+
+RECIPES = Path(__file__).resolve().parents[3] / "configs" / "recipes"
+
+
+def recipe(name: str, overrides: list[str] | None = None) -> TrainConfig:
+    return TrainConfig.from_yaml(RECIPES / f"{name}.yaml", overrides or [])
 
 
 def test_overrides_are_parsed_as_yaml_and_nested() -> None:
@@ -68,7 +73,7 @@ def test_invalid_values_name_the_field(override: str, message: str) -> None:
 
 
 def test_yaml_roundtrip(tmp_path: Path) -> None:
-    cfg = TrainConfig.from_yaml_dict({"recipe": "bts_kitti"}, ["loss.interp=assign", "data.subset=4"])
+    cfg = recipe("bts_kitti", ["loss.interp=assign", "data.subset=4"])
     path = save_yaml(cfg, tmp_path / "sub" / "config.yaml")
     plain = yaml.safe_load(path.read_text())
     assert plain["loss"]["layers"] == ["upconv3", "upconv2"] and plain["data"]["subset"] == 4
@@ -77,41 +82,42 @@ def test_yaml_roundtrip(tmp_path: Path) -> None:
     assert [p.name for p in path.parent.iterdir()] == ["config.yaml"]  # no temporary file left behind
 
 
-def test_recipe_defaults_then_file_then_overrides(tmp_path: Path) -> None:
+def test_recipe_file_then_file_then_overrides(tmp_path: Path) -> None:
     file = tmp_path / "c.yaml"
-    file.write_text("recipe: mff\noptim:\n  lr: 5.0e-4\ntrain:\n  epochs: 3\n")
+    file.write_text(f"base: {RECIPES / 'mff.yaml'}\noptim:\n  lr: 5.0e-4\ntrain:\n  epochs: 3\n")
     cfg = TrainConfig.from_yaml(file, ["train.epochs=4"])
-    assert cfg.recipe == "mff" and cfg.model.name == "mff_resnet50"
+    assert cfg.model.name == "mff_resnet50"
     assert cfg.optim.name == "adam" and cfg.optim.weight_decay == pytest.approx(1e-4)  # recipe
     assert cfg.optim.lr == pytest.approx(5e-4)  # file
     assert cfg.train.epochs == 4  # override
     assert cfg.optim.schedule == "step" and cfg.optim.step_every == 5 and cfg.optim.gamma == pytest.approx(0.1)
 
 
-def test_recipe_selected_by_override() -> None:
-    cfg = TrainConfig.from_yaml_dict({}, ["recipe=cspn"])
+def test_cspn_recipe_scheme() -> None:
+    cfg = recipe("cspn")
     assert (cfg.optim.name, cfg.optim.lr, cfg.optim.momentum, cfg.optim.nesterov) == ("sgd", 0.01, 0.9, True)
     assert cfg.optim.schedule == "plateau" and cfg.train.best_mode == "min"
     assert cfg.data.transform_kwargs == {"num_samples": 500}
 
 
-@pytest.mark.parametrize("name", sorted(RECIPES))
+@pytest.mark.parametrize("name", ["mff", "bts_nyu", "bts_kitti", "cspn"])
 def test_every_recipe_is_a_valid_config(name: str) -> None:
-    cfg = TrainConfig.from_yaml_dict({"recipe": name})
-    assert to_dict(cfg)["recipe"] == name
-    assert recipe_defaults(name) is not recipe_defaults(name)  # fresh copies
+    cfg = recipe(name)
     assert cfg.model.pretrained  # the original schemes all start from ImageNet weights (models-and-data.md)
+    assert cfg.loss.layers  # each names the layers the paper trains with L_assign
 
 
 def test_bts_recipe_scheme() -> None:
-    cfg = TrainConfig.from_yaml_dict({"recipe": "bts_nyu"})
+    cfg = recipe("bts_nyu")
     assert cfg.optim.name == "adamw" and cfg.optim.encoder_weight_decay == pytest.approx(1e-2)
     assert cfg.optim.weight_decay == 0 and cfg.optim.schedule == "poly" and cfg.optim.min_lr == pytest.approx(1e-5)
+    assert recipe("bts_kitti").eval.crop == "garg" and recipe("bts_kitti").optim == cfg.optim  # one shared base
 
 
-def test_unknown_recipe() -> None:
-    with pytest.raises(ValueError, match=r"recipe='bts': unknown recipe \(did you mean 'bts_nyu'\?\)"):
-        TrainConfig.from_yaml_dict({"recipe": "bts"})
+def test_recipe_key_points_at_the_recipe_files() -> None:
+    with pytest.raises(ValueError, match=r"recipe='mff': recipes are YAML files now; write base: "
+                                         r"configs/recipes/mff\.yaml"):
+        TrainConfig.from_yaml_dict({"recipe": "mff"})
 
 
 def test_load_yaml_errors(tmp_path: Path) -> None:
@@ -135,7 +141,7 @@ def test_diff_dicts_lists_nested_and_missing_keys() -> None:
 
 def test_from_yaml_resolves_base_inheritance(tmp_path: Path) -> None:
     """The public loader reads configs that inherit (``base:``), as every shipped training config does."""
-    (tmp_path / "_common.yaml").write_text("recipe: mff\nloss: {interp: assign, lam: 0.5}\n")
+    (tmp_path / "_common.yaml").write_text(f"base: {RECIPES / 'mff.yaml'}\nloss: {{interp: assign, lam: 0.5}}\n")
     (tmp_path / "run.yaml").write_text("base: _common.yaml\nloss: {lam: 0.2}\nrun_dir: runs/x\n")
     cfg = TrainConfig.from_yaml(tmp_path / "run.yaml", ["optim.lr=3e-4"])
     assert (cfg.loss.interp, cfg.loss.lam, cfg.run_dir) == ("assign", 0.2, "runs/x")
@@ -149,5 +155,5 @@ def test_best_mode_must_agree_with_the_metric() -> None:
     with pytest.raises(ValueError, match="train.best_mode='max' with train.best_metric='rms': a lower rms is better"):
         TrainConfig.from_yaml_dict({}, ["train.best_metric=rms"])
     with pytest.raises(ValueError, match="best_mode must be 'max'"):
-        TrainConfig.from_yaml_dict({"recipe": "cspn"}, ["train.best_metric=delta1"])
+        recipe("cspn", ["train.best_metric=delta1"])
     assert TrainConfig.from_yaml_dict({}, ["train.best_metric=rms", "train.best_mode=min"]).train.best_mode == "min"

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from imde.core.bins import DepthBins
 from imde.viz.atlas import export_unit_atlas
 
 S, H, W = 3, 8, 12
@@ -44,7 +45,7 @@ def _viridis(value: float) -> np.ndarray:
 
 def test_sprite_tiles_are_the_normalised_unit_maps(tmp_path: Path, batch: dict) -> None:
     model = HandWeighted()
-    index = export_unit_atlas(model, ["units"], batch, tmp_path, device="cpu", edges_preset="nyu", num_bins=2,
+    index = export_unit_atlas(model, ["units"], batch, tmp_path, device="cpu", bins=DepthBins("nyu", 2),
                               max_tile=W, image_normalized=False)
     layer = index["layers"]["units"]
     assert layer["units"] == 3 and layer["tile"] == [H, W] and index["samples"] == S
@@ -66,8 +67,8 @@ def test_sprite_tiles_are_the_normalised_unit_maps(tmp_path: Path, batch: dict) 
 
 
 def test_images_and_predicted_bin_masks(tmp_path: Path, batch: dict) -> None:
-    index = export_unit_atlas(HandWeighted(), ["units"], batch, tmp_path, device="cpu", edges_preset="nyu",
-                              num_bins=2, max_tile=W, image_normalized=False)
+    index = export_unit_atlas(HandWeighted(), ["units"], batch, tmp_path, device="cpu", bins=DepthBins("nyu", 2),
+                              max_tile=W, image_normalized=False)
     images = np.asarray(Image.open(tmp_path / index["images"]["file"]).convert("RGB"))
     assert index["images"]["rows"] == ["image", "depth", "prediction"]
     assert images.shape == (3 * H, S * W, 3)

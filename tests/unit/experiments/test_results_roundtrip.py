@@ -1,0 +1,66 @@
+"""Every experiment result saves to a folder and loads back equal (the study's steps read each other this way)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from _tiny_models import StridedNet, make_batches
+
+from imde.core.bins import DepthBins
+from imde.experiments.ablate import AblationResult
+from imde.experiments.correct import CorrectionResult
+from imde.experiments.dissect import DissectResult, run_dissect
+from imde.experiments.evaluate import EvalResult
+
+
+def test_json_results_round_trip(tmp_path) -> None:
+    ablation = AblationResult(["D", "MFF"], [0, 2, 4], [0.8, 0.6, 0.1], [0.8, 0.79, 0.1],
+                              [{"delta1": 0.8}, {"delta1": 0.6}, {"delta1": 0.1}],
+                              [{"delta1": 0.8}, {"delta1": 0.79}, {"delta1": 0.1}],
+                              [("D", 1), ("MFF", 0), ("D", 0), ("MFF", 1)])
+    correction = CorrectionResult(["D"], {"delta1": 0.5, "rms": 1.0}, {"delta1": 0.625, "rms": 0.75})
+    evaluation = EvalResult({"delta1": 0.5, "rms": math.nan}, 10, 1, "eigen", 1e-3, 10.0)
+    for result in (ablation, correction, evaluation):
+        folder = tmp_path / result.FILE
+        assert result.save(folder, "assign") == folder / "assign.json"
+        again = type(result).load(folder, "assign")
+        assert _same(again.to_dict(), result.to_dict())
+    assert CorrectionResult.load(tmp_path / "correction", "assign").change() == {"delta1": 0.125, "rms": -0.25}
+    assert AblationResult.load(tmp_path / "ablation", "assign").order[0] == ("D", 1)  # pairs come back as tuples
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return (math.isnan(a) and math.isnan(b)) or a == b
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
+
+
+def test_loading_names_the_missing_file_and_a_wrong_one(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"baseline\.json not found"):
+        CorrectionResult.load(tmp_path, "baseline")
+    (tmp_path / "x.json").write_text('{"layers": []}')
+    with pytest.raises(ValueError, match=r"x\.json: not a CorrectionResult \(KeyError: 'before'\)"):
+        CorrectionResult.load(tmp_path, "x")
+
+
+def test_dissection_round_trips_exactly_through_its_raw_sums(tmp_path) -> None:
+    batches = make_batches(3, 2, seed=3)
+    result = run_dissect(StridedNet(), {"train": batches, "test": batches[:2]}, ["enc.1", "act"],
+                         bins=DepthBins("nyu", 4), out_dir=tmp_path)
+    again = DissectResult.load(tmp_path)
+    assert again.layers.keys() == result.layers.keys()
+    for split, per_layer in result.layers.items():
+        for name, layer in per_layer.items():
+            other = again.layers[split][name]
+            torch.testing.assert_close(other.mean_response, layer.mean_response, equal_nan=True, rtol=0, atol=0)
+            assert torch.equal(other.counts, layer.counts) and other.num_images == layer.num_images
+    assert _same(again.to_dict(), result.to_dict())
+    (tmp_path / "dissect_test_act.pt").unlink()
+    with pytest.raises(FileNotFoundError, match=r"dissect_test_act\.pt not found"):
+        DissectResult.load(tmp_path)
