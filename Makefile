@@ -1,4 +1,5 @@
-# imde: set-up, tests and the demo. Every target creates/updates the local virtual environment itself.
+# imde: set-up, tests and the demo. Every target creates/updates the local virtual environment itself, with every
+# extra installed (`.[dev]` includes `.[all]`).
 PYTHON ?= python3.11
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -38,6 +39,7 @@ test-all: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks tools
+	$(VENV)/bin/lint-imports
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_core.py

@@ -60,7 +60,7 @@ def valid_mask(
         gt: ground truth ``[B, 1, H, W]`` or ``[B, H, W]`` in metres.
         min_depth: exclusive lower cap.
         max_depth: exclusive upper cap.
-        crop: optional boolean ``[H, W]`` mask (e.g. ``imde.data.crop_mask(name, H, W)``).
+        crop: optional boolean ``[H, W]`` mask (e.g. ``imde.core.crops.crop_mask(name, H, W)``).
     """
     gt = _as_bhw(gt, "gt")
     valid = torch.isfinite(gt) & (gt > min_depth) & (gt < max_depth)
@@ -134,7 +134,7 @@ class DepthMetrics:
     Attributes:
         min_depth: lower cap.
         max_depth: upper cap.
-        crop: name of the evaluation crop (``imde.data.crop_mask`` names: none, eigen_nyu, eigen_kitti, garg).
+        crop: name of the evaluation crop (``imde.core.crops.crop_mask`` names: none, eigen_nyu, eigen_kitti, garg).
     """
 
     min_depth: float = 1e-3
@@ -147,7 +147,7 @@ class DepthMetrics:
                 f"min_depth={self.min_depth}, max_depth={self.max_depth}: expected 0 <= min_depth < max_depth"
             )
         if self.crop != "none":
-            from imde.data import crop_mask
+            from imde.core.crops import crop_mask
 
             crop_mask(self.crop, 1, 1)  # validates the name now rather than at the first batch
         self._crop_cache: dict[tuple[int, int, str], torch.Tensor] = {}
@@ -163,7 +163,7 @@ class DepthMetrics:
             return None
         key = (height, width, str(device))
         if key not in self._crop_cache:
-            from imde.data import crop_mask
+            from imde.core.crops import crop_mask
 
             self._crop_cache[key] = crop_mask(self.crop, height, width, device=device)
         return self._crop_cache[key]

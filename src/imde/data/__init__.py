@@ -5,10 +5,10 @@
 
 from __future__ import annotations
 
+from imde.core.crops import crop_box as crop_box
+from imde.core.crops import crop_mask as crop_mask
+from imde.core.crops import kb_crop as kb_crop
 from imde.data._registry import create as create
 from imde.data._registry import list_datasets as list_datasets
-from imde.data.crops import crop_box as crop_box
-from imde.data.crops import crop_mask as crop_mask
-from imde.data.crops import kb_crop as kb_crop
 
 __all__ = ["create", "crop_box", "crop_mask", "kb_crop", "list_datasets"]

@@ -14,10 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+
+from imde.utils.optional import require
 
 # PIL modes of single-channel pngs -> the integer type stored in the file.
 _DEPTH_MODES: dict[str, type[np.integer]] = {"L": np.uint8, "I;16": np.uint16, "I;16B": np.uint16, "I;16L": np.uint16}
+Image = require("PIL.Image", extra="data")
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
 

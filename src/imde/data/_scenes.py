@@ -14,9 +14,11 @@ from pathlib import Path
 from types import ModuleType
 
 import numpy as np
-from PIL import Image
 
 from imde.data._textures import MATERIALS, surface_texture
+from imde.utils.optional import require
+
+Image = require("PIL.Image", extra="data")
 
 NEAR = 0.05
 """Near clipping plane of the camera (m)."""
@@ -443,8 +445,8 @@ def render_scene(
         raise ValueError(f"camera={camera!r}: expected one of {', '.join(CAMERAS)}")
     if materials not in MATERIALS:
         raise ValueError(f"materials={materials!r}: expected one of {', '.join(MATERIALS)}")
-    import pybullet as pb
-    import pybullet_data
+    pb = require("pybullet", extra="data")
+    pybullet_data = require("pybullet_data", extra="data")
 
     own = client is None
     if own:

@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 
 from imde.data._io import FileSource, decode_depth_png, parse_list_text, read_list, rgb_array_to_tensor
 from imde.data._listed import ListedDataset, Sample, Transform, check_pair, make_record, require_list
+from imde.utils.optional import require
 
 NYU_FOCAL = 518.8579
 """Focal length (pixels) of the NYU Depth V2 Kinect colour camera, as used by BTS and the authors."""
@@ -182,7 +183,7 @@ class NYUMat(Dataset[Sample]):
         self._pid: int | None = None
 
     def _check_layout(self) -> int:
-        import h5py
+        h5py = require("h5py", extra="data")
 
         with h5py.File(self.path, "r") as handle:
             for key in ("images", self.depth_key):
@@ -205,7 +206,7 @@ class NYUMat(Dataset[Sample]):
     def _handle(self) -> Any:
         """This process's open ``h5py.File`` (opened on first use)."""
         if self._file is None or self._pid != os.getpid():
-            import h5py
+            h5py = require("h5py", extra="data")
 
             self._file = h5py.File(self.path, "r")
             self._pid = os.getpid()
@@ -228,7 +229,7 @@ class NYUMat(Dataset[Sample]):
 
 def _read_split(path: Path, split: str, num_frames: int) -> np.ndarray:
     """0-based frame indices of ``split`` from ``splits.mat`` (1-based MATLAB indices in the file)."""
-    from scipy.io import loadmat
+    loadmat = require("scipy.io", extra="data").loadmat
 
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found (the official NYU Depth V2 split file splits.mat)")

@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 from imde.data._io import rgb_array_to_tensor
 from imde.data._listed import Sample, Transform, check_pair
 from imde.data.nyu import NYU_FOCAL, check_split
+from imde.utils.optional import require
 
 SPLIT_FOLDERS = {"train": "train", "test": "val"}
 """Sub-folder of ``root`` holding each split (the extraction calls the test split ``val``)."""
@@ -96,7 +97,7 @@ class NYUH5(Dataset[Sample]):
         return len(self.files)
 
     def __getitem__(self, index: int) -> Sample:
-        import h5py
+        h5py = require("h5py", extra="data")
 
         path, where = self.files[index], self.where[index]
         if not path.is_file():

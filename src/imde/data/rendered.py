@@ -31,6 +31,7 @@ from imde.data._listed import Sample, Transform
 from imde.data._scenes import CAMERAS, MAX_DEPTH, RenderedView, render_scene
 from imde.data._textures import MATERIALS
 from imde.utils.io import atomic_path, atomic_write_json
+from imde.utils.optional import require
 
 FORMAT_VERSION = 2
 """Bumped whenever the scene generator changes, so that older caches are re-rendered."""
@@ -100,7 +101,7 @@ _WORKER_CLIENT: int | None = None
 def _init_worker() -> None:
     """Pool initializer: one PyBullet DIRECT client per worker process, reused for all its scenes."""
     global _WORKER_CLIENT
-    import pybullet
+    pybullet = require("pybullet", extra="data")
 
     _WORKER_CLIENT = pybullet.connect(pybullet.DIRECT)
 
@@ -381,8 +382,8 @@ def save_contact_sheet(
     """
     if n < 1 or n > len(dataset):  # type: ignore[arg-type]
         raise ValueError(f"n={n}: expected between 1 and len(dataset)={len(dataset)}")  # type: ignore[arg-type]
-    import matplotlib
-    from matplotlib.figure import Figure  # no pyplot: leaves the user's backend and figures alone
+    matplotlib = require("matplotlib", extra="viz")
+    Figure = require("matplotlib.figure", extra="viz").Figure  # no pyplot: the user's backend stays
 
     rows = math.ceil(n / columns)
     fig = Figure(figsize=(2.4 * columns, 0.95 * rows))

@@ -31,11 +31,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-import torchvision.transforms.functional as TF
-from torchvision.transforms import ColorJitter as _TorchColorJitter
-from torchvision.transforms import InterpolationMode
 
-from imde.data.crops import kb_crop_box
+from imde.core.crops import kb_crop_box
+from imde.utils.optional import require
+
+TF = require("torchvision.transforms.functional", extra="data")
+_TorchColorJitter = require("torchvision.transforms", extra="data").ColorJitter
+InterpolationMode = require("torchvision.transforms", extra="data").InterpolationMode
 
 Sample = dict[str, Any]
 Size = int | tuple[int, int]
@@ -247,7 +249,7 @@ class RandomCrop:
 
 
 class KBCrop:
-    """BTS's KITTI crop: bottom 352 rows, centred 1216 columns (see :func:`imde.data.crops.kb_crop_box`)."""
+    """BTS's KITTI crop: bottom 352 rows, centred 1216 columns (see :func:`imde.core.crops.kb_crop_box`)."""
 
     def __call__(self, sample: Sample) -> Sample:
         frame_h, frame_w = sample["image"].shape[-2:] if "image" in sample else sample["depth"].shape[-2:]

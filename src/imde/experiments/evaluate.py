@@ -26,6 +26,7 @@ from imde.core.metrics import METRIC_NAMES, DepthMetrics
 from imde.experiments.results import SavedResult, check_batch, limit_batches, safe_name
 from imde.utils.device import resolve_device
 from imde.utils.io import atomic_path, atomic_write_bytes
+from imde.utils.optional import require
 
 PNG_SCALES = {"nyu": 1000.0, "kitti": 256.0}
 """16-bit PNG depth scales: millimetres for NYU, ×256 for KITTI (the datasets' own formats)."""
@@ -225,7 +226,7 @@ def _export_batch(
 
 
 def _write_png(path: Path, array: np.ndarray) -> None:
-    from PIL import Image
+    Image = require("PIL.Image", extra="viz")
 
     with atomic_path(path) as tmp:
         Image.fromarray(array).save(tmp, format="PNG")
@@ -233,7 +234,7 @@ def _write_png(path: Path, array: np.ndarray) -> None:
 
 def _colorize(depth: np.ndarray, max_depth: float, colormap: str) -> np.ndarray:
     """``uint8 [H, W, 3]`` colour map of ``depth`` with fixed limits ``[0, max_depth]``."""
-    from matplotlib import colormaps
+    colormaps = require("matplotlib", extra="viz").colormaps
 
     rgba = colormaps[colormap](np.clip(depth / max_depth, 0.0, 1.0))
     return (rgba[..., :3] * 255).round().astype(np.uint8)

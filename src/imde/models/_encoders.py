@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import timm
 import torch
 from torch import nn
 
 from imde.errors import WeightsUnavailableError
+from imde.utils.optional import require
+
+timm = require("timm", extra="models")
 
 
 def create_timm_model(arch: str, tag: str | None, pretrained: bool, pretrained_file: str | os.PathLike[str] | None,

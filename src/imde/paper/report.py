@@ -24,6 +24,7 @@ from typing import Any
 
 from imde.utils.config import load_yaml
 from imde.utils.io import atomic_write_text
+from imde.utils.optional import require
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -607,10 +608,7 @@ def _markdown_cell(value: Any) -> str:
 
 
 def _render(template: str, **context: Any) -> str:
-    try:
-        import jinja2
-    except ImportError as err:  # pragma: no cover - jinja2 is a declared dependency
-        raise ImportError("imde.paper.report needs jinja2: pip install jinja2") from err
+    jinja2 = require("jinja2", extra="viz")
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
         autoescape=lambda name: bool(name and name.endswith(".html.j2")),

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from imde.utils.io import atomic_write_text
+from imde.utils.optional import require
 
 CSV_HEADER = ("epoch", "step", "kind", "name", "value")
 
@@ -36,7 +37,7 @@ class RunLogger:
         self._file: Any = None
         if not enabled:
             return
-        from torch.utils.tensorboard import SummaryWriter
+        SummaryWriter = require("torch.utils.tensorboard", extra="train").SummaryWriter
 
         kept = _rows_up_to(self.csv_path, resume_step) if resume_step is not None else []
         buffer = io.StringIO()

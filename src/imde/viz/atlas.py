@@ -28,6 +28,7 @@ from torch import nn
 from imde.core.bins import DepthBins
 from imde.utils.device import resolve_device
 from imde.utils.io import atomic_write_bytes, atomic_write_json
+from imde.utils.optional import require
 from imde.viz.colors import DEPTH_CMAP, FEATURE_CMAP, depth_limits, display_image
 
 ATLAS_FORMAT = "imde-unit-atlas/1"
@@ -150,7 +151,7 @@ def _display_images(image: torch.Tensor, normalized: bool) -> torch.Tensor:
 
 def colormap_lut(name: str) -> torch.Tensor:
     """The 256-entry ``uint8`` RGB lookup table of a matplotlib colour map."""
-    import matplotlib
+    matplotlib = require("matplotlib", extra="viz")
 
     table = matplotlib.colormaps[name](np.linspace(0.0, 1.0, 256))[:, :3]
     return torch.from_numpy(np.round(table * 255).astype(np.uint8))
@@ -181,7 +182,7 @@ def tile_sprite(tiles: torch.Tensor) -> torch.Tensor:
 
 
 def _write_png(path: Path, pixels: torch.Tensor) -> None:
-    from PIL import Image
+    Image = require("PIL.Image", extra="viz")
 
     buffer = io.BytesIO()
     Image.fromarray(pixels.contiguous().numpy()).save(buffer, format="PNG", optimize=True)

@@ -16,6 +16,7 @@ import torch
 
 from imde.experiments.features import UnitView
 from imde.utils.io import atomic_path
+from imde.utils.optional import require
 from imde.viz.colors import DEPTH_CMAP, ERROR_CMAP, FEATURE_CMAP, depth_limits, display_image
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -36,11 +37,8 @@ PREFERRED_COLOR = "#2e86ab"
 
 def _figure(rows: int, cols: int, *, panel: float = PANEL_INCHES, aspect: float = 1.0) -> tuple[Figure, list[Axes]]:
     """A ``Figure`` with a ``rows x cols`` grid of axes (flattened row-major)."""
-    try:
-        from matplotlib.figure import Figure
-    except ImportError as err:  # pragma: no cover - matplotlib is a dependency
-        raise ImportError("imde.viz needs matplotlib: pip install matplotlib") from err
-    fig = Figure(figsize=(cols * panel, rows * panel * aspect), layout="constrained")
+    figure = require("matplotlib.figure", extra="viz").Figure
+    fig = figure(figsize=(cols * panel, rows * panel * aspect), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False)
     return fig, [ax for row in axes for ax in row]
 
@@ -183,7 +181,7 @@ def plot_ablation(results: AblationResult | Mapping[str, AblationResult], metric
                 label=f"{prefix}most selective first")
         ax.plot(run.units, least, color=color, linestyle="--", marker="s", markersize=3,
                 label=f"{prefix}least selective first")
-    from matplotlib.ticker import MaxNLocator
+    MaxNLocator = require("matplotlib.ticker", extra="viz").MaxNLocator
 
     first = next(iter(runs.values()))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # unit counts
