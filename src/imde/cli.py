@@ -149,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "  imde study configs/demo.yaml --force ablate_assign\n  imde study configs/demo.yaml --list")
     study.add_argument("config", help="study config YAML")
     study.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. run_dir=runs/x")
-    study.add_argument("--smoke", action="store_true", help="the same pipeline at toy sizes (the config's smoke:)")
+    study.add_argument("--smoke", action="store_true",
+                       help="the same pipeline at toy sizes: the config <name>_smoke.yaml beside it")
     study.add_argument("--force", nargs="+", default=[], metavar="STEP",
                        help="redo these steps and every step depending on them")
     study.add_argument("--list", action="store_true", help="list the steps and whether each is done, then exit")
