@@ -180,7 +180,12 @@ class StudyConfig:
         for name, overrides in self.variants.items():
             if not isinstance(overrides, Mapping):
                 raise ValueError(f"variants.{name}: expected a mapping of train overrides, got {overrides!r}")
-            self.variant_train(name)  # every variant is a valid training config, checked at load
+        losses = {name: self.variant_train(name).loss for name in self.variants}  # each a valid TrainConfig
+        bins = {name: (loss.preset, loss.num_bins) for name, loss in losses.items()}
+        if len(set(bins.values())) > 1:
+            listed = "; ".join(f"{name}: preset {p!r}, num_bins {n}" for name, (p, n) in bins.items())
+            raise ValueError(f"variants: their loss bins differ ({listed}); the study dissects and compares every "
+                             "variant over the same bins: set them in train.loss")
         for key, section in (("correction", self.correction), ("ablation", self.ablation), ("explain", self.explain)):
             unknown = [v for v in section.variants if v not in self.variants]
             if unknown:

@@ -15,13 +15,21 @@ from typing import Any
 
 import torch
 
-from imde.experiments.evaluate import EvalSettings
 from imde.experiments.results import write_json
 from imde.paper.claims import claims_to_json, measure_claims
 from imde.paper.config import StudyConfig
 from imde.paper.parallel import ParallelTrainings, train_variant
 from imde.paper.runner import Step, StepRunner
-from imde.tasks import build_loader, build_model
+from imde.tasks import (
+    Session,
+    ablate_run,
+    build_loader,
+    build_model,
+    correct_run,
+    dissect_run,
+    evaluate_run,
+    explain_run,
+)
 from imde.training.config import TrainConfig
 from imde.utils.io import atomic_write_json
 
@@ -91,7 +99,7 @@ class StudySteps:
         self.device = device
         self.out = config.out
         self._models: dict[str, torch.nn.Module] = {}
-        self._loaders: dict[str, Any] = {}
+        self._loaders: dict[tuple[str, int | None], Any] = {}
         self._trainings: ParallelTrainings | None = None
         self.train_configs = {variant: self.train_config(variant) for variant in config.variants}
         reference = self.train_configs["assign"]
@@ -124,16 +132,15 @@ class StudySteps:
 
     def loader(self, split: str, batch_size: int | None = None) -> Any:
         """Ordered evaluation loader of ``split`` (every variant shares the data and the transform)."""
-        key = f"{split}:{batch_size}"
+        key = (split, batch_size)
         if key not in self._loaders:
             self._loaders[key] = build_loader(self.train_configs["baseline"], split, batch_size)
         return self._loaders[key]
 
-    def settings(self, max_batches: int | None = None) -> EvalSettings:
-        """The evaluation protocol of the study (the training config's crop and caps)."""
-        ev = self.train_configs["baseline"].eval
-        return EvalSettings(device=self.device, crop=ev.crop, min_depth=ev.min_depth, max_depth=ev.max_depth,
-                            max_batches=max_batches)
+    def session(self, variant: str) -> Session:
+        """The trained ``variant`` as a :class:`imde.tasks.Session` (the tasks decide every default from it),
+        sharing this study's loaders."""
+        return Session(self.train_configs[variant], self.model(variant), self.device, loaders=self._loaders)
 
     def read_json(self, *parts: str) -> Any:
         """A JSON file an earlier step wrote inside the run directory."""
@@ -221,25 +228,23 @@ class StudySteps:
 
     def dissect(self, variant: str) -> Mapping[str, Any]:
         """Dissect ``variant`` on every split (Eq. 1-2): ``dissect.json``, per-unit CSVs and raw responses."""
-        from imde.experiments.dissect import run_dissect
 
         cfg = self.config.dissect
         folder = self.out / "dissect" / variant
-        result = run_dissect(self.model(variant), {s: self.loader(s, cfg.batch_size) for s in cfg.splits},
-                             self.layers, bins=self.bins, device=self.device,
+        result = dissect_run(self.session(variant), cfg.splits, self.layers, batch_size=cfg.batch_size,
                              max_batches=cfg.max_batches, out_dir=folder)
         return {"selectivity": {split: result.selectivity(split) for split in result.layers}}
 
     def evaluate(self, variant: str) -> Mapping[str, Any]:
         """Depth metrics of ``variant`` on the test split (Table 1)."""
-        from imde.experiments.evaluate import evaluate_metrics
-
-        metrics = evaluate_metrics(self.model(variant), self.loader(TEST), self.settings())
-        write_json(self.out / "eval", f"{variant}.json", {"variant": variant, "split": TEST, "metrics": metrics})
-        return {"delta1": metrics["delta1"], "rms": metrics["rms"]}
+        result = evaluate_run(self.session(variant), TEST)
+        result.save(self.out / "eval", variant)
+        return {"delta1": result.metrics["delta1"], "rms": result.metrics["rms"]}
 
     def _metrics(self, variant: str) -> dict[str, float]:
-        return self.read_json("eval", f"{variant}.json")["metrics"]
+        from imde.experiments.evaluate import EvalResult
+
+        return {name: float(value) for name, value in EvalResult.load(self.out / "eval", variant).metrics.items()}
 
     def compare(self) -> Mapping[str, Any]:
         """Table 2: selectivity (train/test) and metrics of every variant."""
@@ -252,43 +257,29 @@ class StudySteps:
 
     def correct(self, variant: str) -> Mapping[str, Any]:
         """Table 3: test metrics before and after replacing responses by their training means (Sec. 5.2)."""
-        from imde.experiments.correct import run_correction
-
-        result = run_correction(self.model(variant), self.dissection(variant), self.loader(TEST),
-                                self.correction_layers, split=TRAIN, settings=self.settings())
+        result = correct_run(self.session(variant), self.correction_layers, dissection=self.dissection(variant))
         result.save(self.out / "correction", variant)
         return {"delta1": [result.before["delta1"], result.after["delta1"]]}
 
     def ablate(self, variant: str) -> Mapping[str, Any]:
         """Fig. 2: delta1 while ablating units most- and least-selective first (training-set DS order)."""
-        from imde.experiments.ablate import run_ablation
-
         cfg = self.config.ablation
-        dissected = self.dissection(variant).layers[TRAIN]
-        order_by = {layer: dissected[layer].selectivity for layer in self.ablation_layers}
-        num_units = sum(values.numel() for values in order_by.values())
-        if cfg.step >= num_units:
-            raise ValueError(f"ablation.step={cfg.step}: layers {self.ablation_layers} have {num_units} units; "
-                             "a step below that is needed for a curve with intermediate points")
-        result = run_ablation(self.model(variant), self.loader(TEST), order_by,
-                              step=cfg.step, settings=self.settings(cfg.max_batches))
+        result = ablate_run(self.session(variant), self.ablation_layers, step=cfg.step,
+                            dissection=self.dissection(variant), eval_batches=cfg.max_batches)
         result.save(self.out / "ablation", variant)
         return {"steps": len(result.units)}
 
     def explain(self, variant: str) -> Mapping[str, Any]:
         """Fig. 8: FGSM error analysis of one test image through the units of the top error bin."""
-        from imde.experiments.explain import run_explain
         from imde.viz.plots import plot_explain, save_figure
 
         cfg = self.config.explain
         self.check_explain_index()
-        batch = torch.utils.data.default_collate([self.loader(TEST).dataset[cfg.index]])
         responses = None
         if self.train_configs[variant].loss.interp != "assign":  # no assignment: units go to their preferred bin
             responses = self.dissection(variant).layers[TRAIN][self.explain_layer]
-        result = run_explain(self.model(variant), batch, layer=self.explain_layer, epsilon=cfg.epsilon,
-                             responses=responses, bins=self.bins,
-                             device=self.device, out_dir=self.out / "explain" / variant)
+        result = explain_run(self.session(variant), self.explain_layer, index=cfg.index, epsilon=cfg.epsilon,
+                             responses=responses, out_dir=self.out / "explain" / variant)
         write_json(self.out / "explain", f"{variant}.json", result)
         save_figure(plot_explain(result), self.out / "figures" / f"explain_{variant}.png")
         return {"layer": self.explain_layer}
