@@ -152,6 +152,6 @@ def test_dissection_uses_the_bins_the_units_were_assigned_to() -> None:
     with pytest.raises(ValueError, match=r"unknown config key 'dissect\.num_bins'"):
         load_study_config(CONFIGS / "demo.yaml", ["dissect.num_bins=4"])
     # one set of bins for the whole study: a variant cannot change them
-    with pytest.raises(ValueError, match=r"variants: their loss bins differ \(baseline: preset 'rendered', num_bins 64; "
-                                         r"assign: preset 'rendered', num_bins 8"):
+    with pytest.raises(ValueError, match=r"variants: their loss bins differ \(baseline: preset 'rendered', "
+                                         r"num_bins 64; assign: preset 'rendered', num_bins 8"):
         load_study_config(CONFIGS / "demo.yaml", ["variants.assign.loss.num_bins=8"])

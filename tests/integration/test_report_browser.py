@@ -91,7 +91,7 @@ def test_page_loads_without_errors_or_network(page: Page) -> None:
 
 def test_unit_browser_switches_units(page: Page, report: Path) -> None:
     data = json.loads(page.page.inner_text("#imde-data"))
-    ds = data["dissect"]["assign"]["test"]["D"]["ds"]
+    ds = data["dissect"]["assign"]["test"]["D"]["units"]["selectivity"]
     assert page.page.input_value("#ub-model") == "assign"
     assert page.text("#ub-title") == "Interpretable (L_assign) · D · unit 0"
     assert page.text("#ub-ds") == f"{ds[0]:.4f}"
@@ -110,7 +110,7 @@ def test_unit_browser_switches_units(page: Page, report: Path) -> None:
     assert position.split()[1] == f"{12 / 15 * 100:g}%"  # row 12 of 16 units in the layer sprite
 
     page.page.select_option("#ub-model", "baseline")
-    base = data["dissect"]["baseline"]["test"]["D"]["ds"]
+    base = data["dissect"]["baseline"]["test"]["D"]["units"]["selectivity"]
     assert page.text("#ub-title") == "Baseline · D · unit 12" and page.text("#ub-ds") == f"{base[12]:.4f}"
     page.page.select_option("#ub-layer", "MFF")
     assert page.text("#ub-title") == "Baseline · MFF · unit 12"
@@ -121,7 +121,7 @@ def test_unit_browser_switches_units(page: Page, report: Path) -> None:
     assert grids.count() == 6 and grids.nth(0).locator(".cell").count() == 16
     grids.nth(4).locator('.cell[data-unit="3"]').click()  # layer MFF, interpretable model
     assert page.text("#ub-title") == "Interpretable (L_assign) · MFF · unit 3"
-    mff = data["dissect"]["assign"]["test"]["MFF"]["ds"]
+    mff = data["dissect"]["assign"]["test"]["MFF"]["units"]["selectivity"]
     assert page.text("#ub-ds") == f"{mff[3]:.4f}" and page.page.input_value("#ub-layer") == "MFF"
     assert page.errors == []
 

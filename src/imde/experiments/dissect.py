@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -208,6 +208,54 @@ class LayerDissection:
             },
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], layer: str) -> LayerDissection:
+        """The inverse of :meth:`to_dict` (what ``dissect.json`` holds for ``layer``), shapes checked.
+
+        Raises:
+            ValueError: ``layer 'name': <key> ...``: a missing key, or a length that disagrees with the
+                ``[K, N_b]`` of ``units.mean_response``.
+        """
+        where = f"layer {layer!r}"
+        units = data.get("units") if isinstance(data, Mapping) else None
+        response = units.get("mean_response") if isinstance(units, Mapping) else None
+        if not isinstance(response, list) or not response or not isinstance(response[0], list) or not response[0]:
+            raise ValueError(f"{where}: expected units.mean_response, a non-empty [units][bins] list of lists")
+        num_units, num_bins = len(response), len(response[0])
+        if any(not isinstance(row, list) or len(row) != num_bins for row in response):
+            raise ValueError(f"{where}: units.mean_response must have {num_bins} bins in every row")
+        lengths = {**{f"units.{key}": (units.get(key), num_units) for key in _PER_UNIT},
+                   "counts": (data.get("counts"), num_bins), "edges": (data.get("edges"), num_bins + 1)}
+        for key, (value, length) in lengths.items():
+            if value is None:
+                continue
+            if not isinstance(value, list) or len(value) != length:
+                got = len(value) if isinstance(value, list) else type(value).__name__
+                raise ValueError(f"{where}: {key} has length {got}; expected {length} ({num_units} units, "
+                                 f"{num_bins} bins)")
+        absent = [key for key, (value, _) in lengths.items() if value is None]
+        absent += [key for key in ("random_baseline",) if not isinstance(data.get(key), int | float)]
+        if absent:
+            raise ValueError(f"{where}: missing {', '.join(absent)} (as LayerDissection.to_dict writes them)")
+
+        def floats(values: Any) -> torch.Tensor:  # JSON null (a browser's NaN) back to NaN
+            return torch.tensor(_nan_for_none(values), dtype=torch.float64)
+
+        return cls(
+            layer=layer,
+            edges=floats(data["edges"]),
+            counts=torch.tensor(data["counts"], dtype=torch.int64),
+            mean_response=floats(response),
+            selectivity=floats(units["selectivity"]),
+            selectivity_assigned=floats(units["selectivity_assigned"]),
+            preferred_bin=torch.tensor(units["preferred_bin"], dtype=torch.int64),
+            assigned_bin=torch.tensor(units["assigned_bin"], dtype=torch.int64),
+            dead=torch.tensor(units["dead"], dtype=torch.bool),
+            random_baseline=float(data["random_baseline"]),
+            num_images=int(data.get("num_images", 0)),
+            num_empty_images=int(data.get("num_empty_images", 0)),
+        )
+
     def write_csv(self, path: Path) -> Path:
         """One row per unit: DS (both forms), preferred/assigned bin, dead flag, ``R[k, :]``; a last row of counts."""
         header = ["unit", "selectivity", "selectivity_assigned", "preferred_bin", "assigned_bin", "dead"]
@@ -228,6 +276,15 @@ class LayerDissection:
         ]
         rows.append(["count", "", "", "", "", "", *self.counts.tolist()])
         return write_csv(path, header, rows)
+
+
+_PER_UNIT = ("selectivity", "selectivity_assigned", "preferred_bin", "assigned_bin", "dead")
+
+
+def _nan_for_none(values: Any) -> Any:
+    if isinstance(values, list):
+        return [_nan_for_none(value) for value in values]
+    return math.nan if values is None else values
 
 
 def units_to_bins(
@@ -300,26 +357,18 @@ class DissectResult(SavedResult):
         }
 
     @classmethod
-    def load(cls, out_dir: str | Path, name: str | None = None) -> DissectResult:
-        """The result :meth:`save` wrote, rebuilt exactly from its raw responses (``.pt``).
+    def from_dict(cls, data: Mapping[str, Any]) -> DissectResult:
+        """The inverse of :meth:`to_dict` (``dissect.json``); the raw accumulators are not in it.
 
         Raises:
-            FileNotFoundError: ``dissect.json`` or one of the response files is missing.
+            ValueError: a malformed split or layer, naming it (see :meth:`LayerDissection.from_dict`).
         """
-        out = Path(out_dir)
-        path = out / f"{name or cls.FILE}.json"
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} not found: the dissection has not run")
-        splits = json.loads(path.read_text(encoding="utf-8"))["splits"]
-        responses: dict[str, dict[str, DepthResponse]] = {}
-        for split, entry in splits.items():
-            responses[split] = {}
-            for layer in entry["layers"]:
-                file = out / f"dissect_{safe_name(split)}_{safe_name(layer)}.pt"
-                if not file.is_file():
-                    raise FileNotFoundError(f"{file} not found: the raw responses of {path} are incomplete")
-                responses[split][layer] = DepthResponse.load(file)
-        return cls.from_responses(responses)
+        splits = data.get("splits") if isinstance(data, Mapping) else None
+        if not isinstance(splits, Mapping) or not all(isinstance(entry, Mapping) for entry in splits.values()):
+            raise ValueError(f"expected {{'splits': {{split: {{'layers': {{...}}}}}}}}, got {str(data):.80}")
+        return cls(layers={split: {name: LayerDissection.from_dict(layer, name)
+                                   for name, layer in (entry.get("layers") or {}).items()}
+                           for split, entry in splits.items()})
 
     def save(self, out_dir: str | Path, name: str | None = None) -> list[Path]:  # type: ignore[override]
         """Write ``dissect.json``, one CSV per split and layer, and the raw responses (``.pt``), atomically."""

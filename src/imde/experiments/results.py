@@ -77,11 +77,16 @@ class SavedResult:
         path = Path(out_dir) / f"{name or cls.FILE}.json"
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found: the step that writes it has not run")
-        data = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})") from None
         try:
             return cls.from_dict(data)
         except (KeyError, TypeError) as err:
             raise ValueError(f"{path}: not a {cls.__name__} ({type(err).__name__}: {err})") from None
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
 
 
 def safe_name(name: str) -> str:

@@ -250,75 +250,22 @@ def order_variants(names: Iterable[str]) -> list[str]:
 
 
 def _read_dissections(folder: Path) -> dict[str, dict[str, dict[str, dict[str, Any]]]]:
-    """``{variant: {split: {layer: dissection}}}`` from every ``dissect/<variant>/**/dissect.json``.
+    """``{variant: {split: {layer: LayerDissection.to_dict()}}}`` from every ``dissect/<variant>/dissect.json``.
 
-    Each file is ``DissectResult.to_dict()`` of ``imde.experiments.dissect``: ``{"splits": {split: {"layers":
-    {layer: ...}}}}``; the splits of several files of one variant are merged.
+    Each file is loaded as the :class:`~imde.experiments.dissect.DissectResult` the dissect step saved (shapes
+    checked, errors naming the file, the layer and the key); the page gets each layer as ``to_dict()`` writes
+    it, with the test split first.
     """
+    from imde.experiments.dissect import DissectResult
+
     out: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
     if not folder.is_dir():
         return out
-    for variant in order_variants(p.name for p in folder.iterdir() if p.is_dir()):
-        for path in sorted((folder / variant).rglob("dissect.json")):
-            raw = _read_json(path)
-            splits = raw.get("splits") if isinstance(raw, dict) else None
-            if not isinstance(splits, dict):
-                raise ValueError(f"{path}: expected {{'splits': {{split: {{'layers': {{...}}}}}}}}, got {str(raw):.80}")
-            for split, entry in splits.items():
-                layers = entry.get("layers", {}) if isinstance(entry, dict) else {}
-                merged = out.setdefault(variant, {}).setdefault(split, {})
-                merged.update({name: read_layer_dissection(layer, path, name) for name, layer in layers.items()})
-    for variant, splits in out.items():
-        out[variant] = dict(sorted(splits.items(), key=lambda item: (item[0] != "test", item[0])))
+    for variant in order_variants(p.name for p in folder.iterdir() if (p / "dissect.json").is_file()):
+        result = DissectResult.load(folder / variant)
+        splits = sorted(result.layers.items(), key=lambda item: (item[0] != "test", item[0]))
+        out[variant] = {split: {name: layer.to_dict() for name, layer in layers.items()} for split, layers in splits}
     return out
-
-
-def read_layer_dissection(raw: Any, path: Path, layer: str) -> dict[str, Any]:
-    """One layer of a ``dissect.json`` (``LayerDissection.to_dict()``, Eq. 1-2), checked for consistent shapes.
-
-    Returns the fields the page uses: ``response`` ``[K][N_b]`` (``None`` where a bin has no pixel), ``ds`` (Eq. 2),
-    ``ds_assigned`` (Eq. 5 form), ``edges``, ``counts``, ``preferred``, ``assigned``, ``dead``, ``selectivity``.
-
-    Raises:
-        ValueError: naming the file, the layer, the key, the length found and the length expected.
-    """
-    where = f"{path}: layer {layer!r}"
-    units = raw.get("units") if isinstance(raw, dict) else None
-    if not isinstance(units, dict) or not isinstance(units.get("mean_response"), list) or not units["mean_response"]:
-        raise ValueError(f"{where}: expected units.mean_response, a non-empty [units][bins] list of lists")
-    response = units["mean_response"]
-    num_units, num_bins = len(response), len(response[0]) if isinstance(response[0], list) else 0
-    if num_bins == 0 or any(not isinstance(row, list) or len(row) != num_bins for row in response):
-        raise ValueError(f"{where}: units.mean_response must have {num_bins or 'the same number of'} bins in every row")
-    lengths = {"units.selectivity": (units.get("selectivity"), num_units),
-               "units.selectivity_assigned": (units.get("selectivity_assigned"), num_units),
-               "units.preferred_bin": (units.get("preferred_bin"), num_units),
-               "units.assigned_bin": (units.get("assigned_bin"), num_units),
-               "units.dead": (units.get("dead"), num_units),
-               "counts": (raw.get("counts"), num_bins), "edges": (raw.get("edges"), num_bins + 1)}
-    for key, (value, length) in lengths.items():
-        if value is not None and (not isinstance(value, list) or len(value) != length):
-            got = len(value) if isinstance(value, list) else type(value).__name__
-            raise ValueError(f"{where}: {key} has length {got}; expected {length} ({num_units} units, {num_bins} bins)")
-    if units.get("selectivity") is None:
-        raise ValueError(f"{where}: missing units.selectivity (the DS of each unit, Eq. 2)")
-    ds = [_finite_or_none(v) for v in units["selectivity"]]
-    return {
-        "layer": layer,
-        "units": num_units,
-        "bins": num_bins,
-        "response": [[_finite_or_none(v) for v in row] for row in response],
-        "ds": ds,
-        "ds_assigned": [_finite_or_none(v) for v in units["selectivity_assigned"]]
-        if units.get("selectivity_assigned") is not None else None,
-        "edges": raw.get("edges"),
-        "counts": raw.get("counts"),
-        "preferred": units.get("preferred_bin"),
-        "assigned": units.get("assigned_bin"),
-        "dead": units.get("dead"),
-        "selectivity": _number(raw, "selectivity"),
-        "random_baseline": _number(raw, "random_baseline"),
-    }
 
 
 def _read_atlases(folder: Path, missing: dict[str, list[str]]) -> dict[str, dict[str, Any]]:
@@ -375,13 +322,6 @@ def _png_size(path: Path) -> tuple[int, int]:
 
 def _data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
-
-
-def _finite_or_none(value: Any) -> float | None:
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
 
 
 def _json_safe(obj: Any) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -49,7 +50,7 @@ def test_loading_names_the_missing_file_and_a_wrong_one(tmp_path) -> None:
         CorrectionResult.load(tmp_path, "x")
 
 
-def test_dissection_round_trips_exactly_through_its_raw_sums(tmp_path) -> None:
+def test_dissection_round_trips_exactly_through_its_json(tmp_path) -> None:
     batches = make_batches(3, 2, seed=3)
     result = run_dissect(StridedNet(), {"train": batches, "test": batches[:2]}, ["enc.1", "act"],
                          bins=DepthBins("nyu", 4), out_dir=tmp_path)
@@ -60,7 +61,12 @@ def test_dissection_round_trips_exactly_through_its_raw_sums(tmp_path) -> None:
             other = again.layers[split][name]
             torch.testing.assert_close(other.mean_response, layer.mean_response, equal_nan=True, rtol=0, atol=0)
             assert torch.equal(other.counts, layer.counts) and other.num_images == layer.num_images
+            for key in ("selectivity", "selectivity_assigned", "preferred_bin", "assigned_bin", "dead", "edges"):
+                assert torch.equal(getattr(other, key).nan_to_num(-9), getattr(layer, key).nan_to_num(-9)), key
     assert _same(again.to_dict(), result.to_dict())
-    (tmp_path / "dissect_test_act.pt").unlink()
-    with pytest.raises(FileNotFoundError, match=r"dissect_test_act\.pt not found"):
-        DissectResult.load(tmp_path)
+    # a file whose shapes disagree is refused, naming the file, the layer and the key
+    data = result.to_dict()
+    data["splits"]["test"]["layers"]["act"]["units"]["dead"] = [False]
+    (tmp_path / "bad.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"bad\.json: layer 'act': units\.dead has length 1; expected 5"):
+        DissectResult.load(tmp_path, "bad")

@@ -132,8 +132,9 @@ def test_embedded_data_round_trips(built: tuple[Path, str]) -> None:
     data = _page_data(html)  # strict JSON: no NaN
     raw = json.loads((run / "dissect" / "assign" / "dissect.json").read_text())
     layer = raw["splits"]["test"]["layers"]["D"]
-    assert data["dissect"]["assign"]["test"]["D"]["ds"] == pytest.approx(layer["units"]["selectivity"], rel=1e-5)
-    response = data["dissect"]["assign"]["test"]["D"]["response"]
+    page_layer = data["dissect"]["assign"]["test"]["D"]  # the page holds LayerDissection.to_dict(), keys unchanged
+    assert page_layer["units"]["selectivity"] == pytest.approx(layer["units"]["selectivity"], rel=1e-5)
+    response = data["dissect"]["assign"]["test"]["D"]["units"]["mean_response"]
     expected = layer["units"]["mean_response"]
     for row, ref in zip(response, expected, strict=True):
         assert [v if v is not None else float("nan") for v in row] == pytest.approx(ref, rel=1e-5, nan_ok=True)

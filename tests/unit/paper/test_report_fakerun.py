@@ -193,6 +193,6 @@ def test_fake_dissection_is_selective_where_it_should_be(fake_run: Path) -> None
     assert list(run.dissect) == ["baseline", "assign", "reg"]
     assign = run.dissect["assign"]["test"]["D"]
     baseline = run.dissect["baseline"]["test"]["D"]
-    assert assign["units"] == UNITS and assign["bins"] == UNITS
+    assert assign["num_units"] == UNITS and assign["num_bins"] == UNITS
     assert assign["selectivity"] > baseline["selectivity"] + 0.2
-    assert any(run.dissect["reg"]["test"]["MFF"]["dead"])
+    assert any(run.dissect["reg"]["test"]["MFF"]["units"]["dead"])

@@ -93,7 +93,7 @@
       variants.forEach((v, i) => {
         const diss = (DATA.dissect[v][splitOf(v)] || {})[layer];
         if (!diss) return;
-        const ds = diss.ds.filter((d) => d !== null);
+        const ds = diss.units.selectivity.filter((d) => d !== null);
         const counts = new Array(bins).fill(0);
         for (const d of ds) counts[Math.min(bins - 1, Math.max(0, Math.floor(d * bins)))] += 1;
         series.push({ v: v, i: i, frac: counts.map((c) => c / Math.max(ds.length, 1)), mean: diss.selectivity });
@@ -191,14 +191,14 @@
   const UB = { model: null, split: null, layer: null, unit: 0 };
   function tuning(root, diss, unit, variant) {
     root.replaceChildren();
-    const r = diss.response[unit];
+    const r = diss.units.mean_response[unit];
     const finite = r.filter((v) => v !== null);
     const box = { left: 50, right: 548, top: 16, bottom: 214 };
     const lo = Math.min(0, ...finite), hi = Math.max(1e-12, ...finite);
-    const sc = frame(root, box, [0, diss.bins], [lo, hi * 1.08], "depth bin (near → far)", "mean response");
-    const w = (box.right - box.left) / diss.bins;
-    const assigned = variant === "assign" && diss.assigned ? diss.assigned[unit] : null;
-    const preferred = diss.preferred ? diss.preferred[unit] : null;
+    const sc = frame(root, box, [0, diss.num_bins], [lo, hi * 1.08], "depth bin (near → far)", "mean response");
+    const w = (box.right - box.left) / diss.num_bins;
+    const assigned = variant === "assign" && diss.units.assigned_bin ? diss.units.assigned_bin[unit] : null;
+    const preferred = diss.units.preferred_bin ? diss.units.preferred_bin[unit] : null;
     if (assigned !== null && assigned !== undefined && assigned >= 0) {
       svg("rect", { x: sc.x(assigned), y: box.top, width: w, height: box.bottom - box.top, fill: "#fff3bf", class: "assigned-band" }, root);
     }
@@ -213,24 +213,24 @@
     });
     const pts = r.map((v, b) => (v === null ? null : `${sc.x(b) + w / 2},${sc.y(v)}`)).filter(Boolean);
     svg("polyline", { points: pts.join(" "), fill: "none", stroke: "#1b2a4a", "stroke-width": 1.5, class: "tuning" }, root);
-    const step = Math.max(1, Math.ceil(diss.bins / 8));
-    for (let b = 0; b < diss.bins; b += step) {
+    const step = Math.max(1, Math.ceil(diss.num_bins / 8));
+    for (let b = 0; b < diss.num_bins; b += step) {
       const t = diss.edges ? `${fmt(diss.edges[b + 1], 1)}m` : String(b);
       text(root, sc.x(b) + w / 2, box.bottom + 14, t, { "text-anchor": "middle" });
     }
   }
   function miniCurve(cell, diss, unit, variant) {
     const root = svg("svg", { viewBox: "0 0 100 40", preserveAspectRatio: "none" }, cell);
-    const r = diss.response[unit];
+    const r = diss.units.mean_response[unit];
     const finite = r.filter((v) => v !== null);
     const lo = Math.min(0, ...finite), hi = Math.max(1e-12, ...finite);
-    const x = linear(0, Math.max(diss.bins - 1, 1), 3, 97), y = linear(lo, hi, 37, 3);
-    const a = variant === "assign" && diss.assigned ? diss.assigned[unit] : null;
+    const x = linear(0, Math.max(diss.num_bins - 1, 1), 3, 97), y = linear(lo, hi, 37, 3);
+    const a = variant === "assign" && diss.units.assigned_bin ? diss.units.assigned_bin[unit] : null;
     if (a !== null && a !== undefined && a >= 0) {
-      svg("rect", { x: x(a) - 47 / diss.bins, y: 0, width: 94 / diss.bins, height: 40, fill: "#ffe8a1" }, root);
+      svg("rect", { x: x(a) - 47 / diss.num_bins, y: 0, width: 94 / diss.num_bins, height: 40, fill: "#ffe8a1" }, root);
     }
     const pts = r.map((v, b) => (v === null ? null : `${x(b)},${y(v)}`)).filter(Boolean);
-    const ds = diss.ds[unit] || 0;
+    const ds = diss.units.selectivity[unit] || 0;
     const col = `hsl(228, ${Math.round(20 + 60 * ds)}%, ${Math.round(62 - 26 * ds)}%)`;
     svg("polyline", { points: pts.join(" "), fill: "none", stroke: col, "stroke-width": 2, "vector-effect": "non-scaling-stroke" }, root);
   }
@@ -249,10 +249,10 @@
   }
   /* Mini tuning curves of every unit of a layer, each labelled with its DS; a click calls onPick(unit). */
   function unitGrid(host, diss, variant, onPick) {
-    for (let k = 0; k < diss.units; k++) {
-      const cell = html("div", { class: "cell", "data-unit": k, title: `unit ${k} · DS ${fmt(diss.ds[k], 3)}` }, host);
+    for (let k = 0; k < diss.num_units; k++) {
+      const cell = html("div", { class: "cell", "data-unit": k, title: `unit ${k} · DS ${fmt(diss.units.selectivity[k], 3)}` }, host);
       miniCurve(cell, diss, k, variant);
-      html("span", {}, cell, `${k} · ${fmt(diss.ds[k], 2)}`);
+      html("span", {}, cell, `${k} · ${fmt(diss.units.selectivity[k], 2)}`);
       cell.addEventListener("click", () => onPick(k));
     }
   }
@@ -293,22 +293,22 @@
   /* The bin whose predicted-depth mask goes beside a unit: its assigned bin (Eq. 6) for the model trained with
      L_assign, its preferred (max-response) bin otherwise (docs/math.md, "FGSM"). */
   function maskBin(variant, diss, unit) {
-    const key = variant === "assign" && diss.assigned ? "assigned" : "preferred";
-    return diss[key] ? diss[key][unit] : null;
+    const key = variant === "assign" && diss.units.assigned_bin ? "assigned_bin" : "preferred_bin";
+    return diss.units[key] ? diss.units[key][unit] : null;
   }
   function selectUnit(k) {
     const diss = current();
     if (!diss) return;
-    UB.unit = Math.max(0, Math.min(diss.units - 1, k | 0));
+    UB.unit = Math.max(0, Math.min(diss.num_units - 1, k | 0));
     document.getElementById("ub-unit").value = UB.unit;
-    document.getElementById("ub-unit").max = diss.units - 1;
+    document.getElementById("ub-unit").max = diss.num_units - 1;
     document.getElementById("ub-title").textContent = `${label(UB.model)} · ${UB.layer} · unit ${UB.unit}` +
-      (diss.dead && diss.dead[UB.unit] ? " (dead)" : "");
-    document.getElementById("ub-ds").textContent = fmt(diss.ds[UB.unit], 4);
-    const assigned = UB.model === "assign" && diss.assigned ? diss.assigned[UB.unit] : null;
+      (diss.units.dead && diss.units.dead[UB.unit] ? " (dead)" : "");
+    document.getElementById("ub-ds").textContent = fmt(diss.units.selectivity[UB.unit], 4);
+    const assigned = UB.model === "assign" && diss.units.assigned_bin ? diss.units.assigned_bin[UB.unit] : null;
     document.getElementById("ub-assigned").textContent = assigned === null ? "–" :
-      `${binRange(diss, assigned)} · DS ${fmt(diss.ds_assigned ? diss.ds_assigned[UB.unit] : null, 3)}`;
-    document.getElementById("ub-preferred").textContent = diss.preferred ? binRange(diss, diss.preferred[UB.unit]) : "–";
+      `${binRange(diss, assigned)} · DS ${fmt(diss.units.selectivity_assigned ? diss.units.selectivity_assigned[UB.unit] : null, 3)}`;
+    document.getElementById("ub-preferred").textContent = diss.units.preferred_bin ? binRange(diss, diss.units.preferred_bin[UB.unit]) : "–";
     document.getElementById("ub-layer-ds").textContent = fmt(diss.selectivity, 4);
     tuning(document.getElementById("ub-curve"), diss, UB.unit, UB.model);
     document.querySelectorAll("#ub-grid .cell").forEach((c) => c.classList.toggle("selected", +c.dataset.unit === UB.unit));
@@ -345,9 +345,9 @@
   /* ------------------------------------------- Fig. 5: interpretable units beside the baseline's */
   function bestUnitForBin(diss, bin, key) {
     let best = null;
-    for (let k = 0; k < diss.units; k++) {
-      const b = diss[key] ? diss[key][k] : null;
-      if (b === bin && (best === null || (diss.ds[k] || 0) > (diss.ds[best] || 0))) best = k;
+    for (let k = 0; k < diss.num_units; k++) {
+      const b = diss.units[key] ? diss.units[key][k] : null;
+      if (b === bin && (best === null || (diss.units.selectivity[k] || 0) > (diss.units.selectivity[best] || 0))) best = k;
     }
     return best;
   }
@@ -359,9 +359,9 @@
     const layer = layersOf(ours, split).find((l) => DATA.atlas[ours].layers[l]);
     if (!layer) return;
     const diss = DATA.dissect[ours][split][layer];
-    const key = diss.assigned ? "assigned" : "preferred";
+    const key = diss.units.assigned_bin ? "assigned_bin" : "preferred_bin";
     const seen = (b) => b !== null && b >= 0 && (!diss.counts || diss.counts[b] > 0);
-    const bins = [...new Set(diss[key] || [])].filter(seen).sort((p, q) => p - q);
+    const bins = [...new Set(diss.units[key] || [])].filter(seen).sort((p, q) => p - q);
     const picks = bins.length ? [bins[0], bins[Math.floor(bins.length / 2)], bins[bins.length - 1]] : [];
     const baseDiss = ((DATA.dissect[base] || {})[splitOf(base)] || {})[layer];
     const atlas = DATA.atlas[ours], shown = Math.min(atlas.samples, 3);
