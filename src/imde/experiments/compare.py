@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from imde.experiments.dissect import DissectResult
-from imde.experiments.results import write_csv, write_json
+from imde.experiments.results import SavedResult, write_csv, write_json
 from imde.utils.io import atomic_write_text
 
 TABLE2_METRICS: tuple[str, ...] = ("delta1", "delta2", "delta3", "rms", "rel", "log10")
@@ -17,7 +17,7 @@ TABLE2_METRICS: tuple[str, ...] = ("delta1", "delta2", "delta3", "rms", "rel", "
 
 
 @dataclass
-class ComparisonTable:
+class ComparisonTable(SavedResult):
     """One row per model, columns ``selectivity_<split>`` then the metrics (Table 2).
 
     Attributes:
@@ -29,10 +29,16 @@ class ComparisonTable:
     columns: list[str]
     rows: dict[str, dict[str, float]]
     files: list[Path] = field(default_factory=list)
+    FILE = "comparison"
 
     def to_dict(self) -> dict[str, Any]:
         """``{"columns": [...], "rows": {model: {column: value}}}``."""
         return {"columns": list(self.columns), "rows": {name: dict(row) for name, row in self.rows.items()}}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ComparisonTable:
+        """The inverse of :meth:`to_dict`."""
+        return cls(list(data["columns"]), {name: dict(row) for name, row in data["rows"].items()})
 
     def to_markdown(self, digits: int = 3) -> str:
         """A Markdown table (missing values blank)."""
@@ -49,14 +55,14 @@ class ComparisonTable:
             for name, row in self.rows.items()
         )
 
-    def save(self, out_dir: str | Path) -> list[Path]:
-        """Write ``comparison.json``, ``comparison.csv`` and ``comparison.md`` atomically."""
-        out = Path(out_dir)
-        rows = [[name, *(row[column] for column in self.columns)] for name, row in self.rows.items()]
+    def save(self, out_dir: str | Path, name: str | None = None) -> list[Path]:  # type: ignore[override]
+        """Write ``<name>.json`` (``comparison`` by default), ``.csv`` and ``.md`` atomically."""
+        out, stem = Path(out_dir), name or self.FILE
+        rows = [[model, *(row[column] for column in self.columns)] for model, row in self.rows.items()]
         self.files = [
-            write_json(out, "comparison.json", self),
-            write_csv(out / "comparison.csv", ["model", *self.columns], rows),
-            atomic_write_text(out / "comparison.md", self.to_markdown()),
+            write_json(out, f"{stem}.json", self),
+            write_csv(out / f"{stem}.csv", ["model", *self.columns], rows),
+            atomic_write_text(out / f"{stem}.md", self.to_markdown()),
         ]
         return self.files
 

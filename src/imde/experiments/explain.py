@@ -9,6 +9,7 @@ top-activated region covers the error pixels.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ import torch.nn.functional as F
 from imde.accumulators import DepthResponse
 from imde.core.bins import DEFAULT_BINS, DepthBins, digitize
 from imde.experiments.dissect import LayerDissection, units_to_bins
-from imde.experiments.results import as_batch, check_batch, write_json
+from imde.experiments.results import SavedResult, as_batch, check_batch, write_json
 from imde.hooks import LayerTap
 from imde.utils.device import resolve_device
 from imde.utils.io import atomic_torch_save
@@ -181,7 +182,7 @@ class ExplainCase:
 
 
 @dataclass
-class ExplainResult:
+class ExplainResult(SavedResult):
     """FGSM error analysis of one layer (Fig. 8): the clean and the adversarial case.
 
     Attributes:
@@ -203,6 +204,7 @@ class ExplainResult:
     clean: ExplainCase
     adversarial: ExplainCase
     files: list[Path] = field(default_factory=list)
+    FILE = "explain"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able numbers of both cases."""
@@ -214,6 +216,30 @@ class ExplainResult:
             "clean": self.clean.to_dict(),
             "adversarial": self.adversarial.to_dict(),
         }
+
+    def save(self, out_dir: str | Path, name: str | None = None) -> list[Path]:  # type: ignore[override]
+        """Write ``<name>.json`` (the numbers) and ``<name>.pt`` (images, maps, masks) atomically."""
+        stem = name or self.FILE
+        maps = {"depth": self.depth, "clean": vars(self.clean), "adversarial": vars(self.adversarial)}
+        self.files = [write_json(out_dir, f"{stem}.json", self), atomic_torch_save(maps, Path(out_dir) / f"{stem}.pt")]
+        return self.files
+
+    @classmethod
+    def load(cls, out_dir: str | Path, name: str | None = None) -> ExplainResult:
+        """The result :meth:`save` wrote (both files).
+
+        Raises:
+            FileNotFoundError: either file is missing.
+        """
+        stem = Path(out_dir) / (name or cls.FILE)
+        for path in (stem.with_suffix(".json"), stem.with_suffix(".pt")):
+            if not path.is_file():
+                raise FileNotFoundError(f"{path} not found: the error analysis has not run")
+        data = json.loads(stem.with_suffix(".json").read_text(encoding="utf-8"))
+        maps = torch.load(stem.with_suffix(".pt"), map_location="cpu", weights_only=True)
+        return cls(str(data["layer"]), float(data["epsilon"]), str(data["unit_bins"]),
+                   torch.tensor(data["edges"], dtype=torch.float64), maps["depth"], ExplainCase(**maps["clean"]),
+                   ExplainCase(**maps["adversarial"]))
 
 
 def _analyse(
@@ -308,6 +334,5 @@ def run_explain(
         model.train(was_training)
     result = ExplainResult(layer, float(epsilon), mode, edges, depth, clean, attacked)
     if out_dir is not None:
-        result.files = [write_json(out_dir, "explain.json", result), atomic_torch_save(
-            {"depth": depth, "clean": vars(clean), "adversarial": vars(attacked)}, Path(out_dir) / "explain.pt")]
+        result.save(out_dir)
     return result

@@ -6,16 +6,13 @@ any step can be resumed or forced on its own. Models are loaded once per process
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Mapping
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from imde.experiments.results import write_json
 from imde.paper.claims import claims_to_json, measure_claims
 from imde.paper.config import StudyConfig
 from imde.paper.parallel import ParallelTrainings, train_variant
@@ -30,7 +27,7 @@ from imde.tasks import (
     evaluate_run,
     explain_run,
 )
-from imde.training.config import TrainConfig
+from imde.training.config import TrainConfig, default_layers
 from imde.utils.io import atomic_write_json
 
 log = logging.getLogger("imde.paper")
@@ -38,12 +35,6 @@ log = logging.getLogger("imde.paper")
 #: Test-set metrics copied into ``results.json`` (the public schema), in Table 1's order.
 PUBLIC_METRICS = ("delta1", "delta2", "delta3", "rms", "rel", "log10")
 TRAIN, TEST = "train", "test"
-
-
-def _read_json(path: Path) -> Any:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: the step that writes it has not run (try --force on it)")
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def meta_model(config: TrainConfig) -> torch.nn.Module:
@@ -103,9 +94,7 @@ class StudySteps:
         self._trainings: ParallelTrainings | None = None
         self.train_configs = {variant: self.train_config(variant) for variant in config.variants}
         reference = self.train_configs["assign"]
-        self.layers = list(config.dissect.layers or reference.loss.layers)
-        if not self.layers:
-            raise ValueError("dissect.layers: empty, and the assign variant names no loss.layers to fall back on")
+        self.layers = default_layers(reference, meta_model(reference), config.dissect.layers)
         probed = [*self.layers, *([config.explain.layer] if config.explain.layer else [])]
         models = {variant: check_variant(variant, cfg, probed) for variant, cfg in self.train_configs.items()}
         self.bins = config.bins(str(models["assign"].depth_preset))
@@ -141,10 +130,6 @@ class StudySteps:
         """The trained ``variant`` as a :class:`imde.tasks.Session` (the tasks decide every default from it),
         sharing this study's loaders."""
         return Session(self.train_configs[variant], self.model(variant), self.device, loaders=self._loaders)
-
-    def read_json(self, *parts: str) -> Any:
-        """A JSON file an earlier step wrote inside the run directory."""
-        return _read_json(self.out.joinpath(*parts))
 
     def dissection(self, variant: str) -> Any:
         """The ``DissectResult`` of ``variant``, rebuilt from the raw responses its dissect step saved."""
@@ -252,7 +237,7 @@ class StudySteps:
 
         table = compare_reg_assign({v: (self.dissection(v), self._metrics(v)) for v in self.config.variants},
                                    splits=self.config.dissect.splits)
-        write_json(self.out, "compare.json", table)
+        table.save(self.out, "compare")
         return {"rows": len(table.rows)}
 
     def correct(self, variant: str) -> Mapping[str, Any]:
@@ -279,8 +264,8 @@ class StudySteps:
         if self.train_configs[variant].loss.interp != "assign":  # no assignment: units go to their preferred bin
             responses = self.dissection(variant).layers[TRAIN][self.explain_layer]
         result = explain_run(self.session(variant), self.explain_layer, index=cfg.index, epsilon=cfg.epsilon,
-                             responses=responses, out_dir=self.out / "explain" / variant)
-        write_json(self.out / "explain", f"{variant}.json", result)
+                             responses=responses)
+        result.save(self.out / "explain", variant)
         save_figure(plot_explain(result), self.out / "figures" / f"explain_{variant}.png")
         return {"layer": self.explain_layer}
 
@@ -337,7 +322,7 @@ class StudySteps:
         models: dict[str, Any] = {}
         random_baselines = []
         for variant in cfg.variants:
-            dissect = _read_json(self.out / "dissect" / variant / "dissect.json")["splits"]
+            dissect = self.dissection(variant).to_dict()["splits"]
             metrics = self._metrics(variant)
             models[variant] = {
                 "selectivity": {split: dissect[split]["selectivity"] for split in dissect},

@@ -11,9 +11,11 @@ from _tiny_models import StridedNet, make_batches
 
 from imde.core.bins import DepthBins
 from imde.experiments.ablate import AblationResult
+from imde.experiments.compare import ComparisonTable
 from imde.experiments.correct import CorrectionResult
 from imde.experiments.dissect import DissectResult, run_dissect
 from imde.experiments.evaluate import EvalResult
+from imde.experiments.explain import ExplainCase, ExplainResult
 
 
 def test_json_results_round_trip(tmp_path) -> None:
@@ -70,3 +72,31 @@ def test_dissection_round_trips_exactly_through_its_json(tmp_path) -> None:
     (tmp_path / "bad.json").write_text(json.dumps(data))
     with pytest.raises(ValueError, match=r"bad\.json: layer 'act': units\.dead has length 1; expected 5"):
         DissectResult.load(tmp_path, "bad")
+
+
+def test_comparison_and_explain_round_trip(tmp_path) -> None:
+    table = ComparisonTable(["selectivity_test", "delta1"], {"baseline": {"selectivity_test": 0.3, "delta1": 0.8},
+                                                             "assign": {"selectivity_test": 0.7, "delta1": math.nan}})
+    files = table.save(tmp_path, "compare")
+    assert [f.name for f in files] == ["compare.json", "compare.csv", "compare.md"]
+    assert _same(ComparisonTable.load(tmp_path, "compare").to_dict(), table.to_dict())
+
+    def case(seed: int) -> ExplainCase:
+        gen = torch.Generator().manual_seed(seed)
+        return ExplainCase(torch.rand(1, 3, 4, 5, generator=gen), torch.rand(1, 1, 4, 5, generator=gen),
+                           torch.rand(1, 4, 5, generator=gen) > 0.5, 0.25, 0.4, torch.tensor([3, 0, 5]), 2, [4, 5],
+                           torch.rand(1, 2, 4, 5, generator=gen), torch.tensor([0.5, float("nan")]))
+
+    result = ExplainResult("D", 0.05, "assigned", torch.tensor([0.0, 1.0, 2.0, 3.0], dtype=torch.float64),
+                           torch.rand(1, 1, 4, 5), case(0), case(1))
+    result.save(tmp_path, "assign")
+    again = ExplainResult.load(tmp_path, "assign")
+    assert _same(again.to_dict(), result.to_dict())
+    for name in ("clean", "adversarial"):
+        for key, value in vars(getattr(result, name)).items():
+            other = getattr(getattr(again, name), key)
+            assert torch.equal(other.nan_to_num(-1), value.nan_to_num(-1)) if torch.is_tensor(value) else other == value
+    assert torch.equal(again.depth, result.depth)
+    (tmp_path / "assign.pt").unlink()
+    with pytest.raises(FileNotFoundError, match=r"assign\.pt not found"):
+        ExplainResult.load(tmp_path, "assign")
