@@ -1,8 +1,8 @@
 """Training a study's variants side by side in worker processes (``train_workers`` > 1).
 
 On a CPU, one small model cannot keep every core busy: oneDNN's convolutions on a few dozen channels scale
-poorly past one thread, so two one-thread trainings side by side get through 1.1-1.4x as many images per
-second as one two-thread training (``mff_tiny`` on two cores, docs/benchmarks.md, "Training throughput").
+poorly past one thread, so one-thread trainings side by side get through more images per second than one
+training with all the threads (measured in docs/benchmarks.md, "Training throughput").
 :class:`ParallelTrainings` trains the unfinished variants, at most ``train_workers`` at a time, each in its
 own ``spawn``-ed process with ``threads`` intra-op threads, and hands each ``train_<variant>`` step its result
 when that step asks for it. The runs are the same as in one process: every training seeds itself from its

@@ -1,13 +1,14 @@
 """``imde study``: the paper's whole story as resumable steps writing into one run directory.
 
-Layout of ``run_dir`` (read by :mod:`imde.paper.report`)::
+Layout of ``run_dir`` (read by :mod:`imde.paper.report`); every result file is written by the result's own
+``save`` and read back by its ``load`` (:class:`imde.experiments.results.SavedResult`)::
 
     config.yaml            the resolved study config
     models/<variant>/      training runs (config.yaml, checkpoints/, metrics.csv, tb/)
     dissect/<variant>/     dissect.json, per-unit CSVs, raw responses (.pt)
-    eval/<variant>.json    test-split metrics
-    compare.json           Table 2 (selectivity train/test and metrics per variant)
-    correction/<variant>.json, ablation/<variant>.json, explain/<variant>.json (+ folders of raw files)
+    eval/<variant>.json    test-split metrics (EvalResult)
+    compare.json           Table 2 (selectivity train/test and metrics per variant; also .csv and .md)
+    correction/<variant>.json, ablation/<variant>.json, explain/<variant>.json (+ explain/<variant>.pt: maps)
     figures/*.png          contact sheet, ablation curves, dissection and feature-map figures
     atlas/<variant>/       unit browser sprites
     results.json           the public summary with the measured claims; results.md and report.html

@@ -217,8 +217,8 @@ class LoopConfig:
         log_every: log the step's losses every this many steps.
         amp: mixed precision (used on CUDA only; ignored elsewhere).
         channels_last: keep the model's 4-D weights (and so its activations) in channels-last memory format,
-            the layout oneDNN and cuDNN convolutions run fastest in (1.1-1.4x per step for ``mff_tiny`` on
-            CPU, docs/benchmarks.md); the numbers are the same up to floating-point rounding.
+            the layout oneDNN and cuDNN convolutions run fastest in (measured in docs/benchmarks.md); the
+            numbers are the same up to floating-point rounding.
         grad_clip: clip the global gradient norm to this value (``None``: no clipping).
         eval_every_epoch: evaluate on the held-out split after every epoch.
         dissect_every_epoch: dissect ``dissect_layers`` on the held-out split after every epoch (logged as
