@@ -94,9 +94,9 @@ class StudySteps:
         self._trainings: ParallelTrainings | None = None
         self.train_configs = {variant: self.train_config(variant) for variant in config.variants}
         reference = self.train_configs["assign"]
-        self.layers = default_layers(reference, meta_model(reference), config.dissect.layers)
-        probed = [*self.layers, *([config.explain.layer] if config.explain.layer else [])]
+        probed = [*config.dissect.layers, *([config.explain.layer] if config.explain.layer else [])]
         models = {variant: check_variant(variant, cfg, probed) for variant, cfg in self.train_configs.items()}
+        self.layers = default_layers(reference, models["assign"], config.dissect.layers)
         self.bins = config.bins(str(models["assign"].depth_preset))
         self.correction_layers = list(config.correction.layers or self.layers)
         self.ablation_layers = list(config.ablation.layers or self.layers)
