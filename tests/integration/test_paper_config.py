@@ -43,7 +43,8 @@ def test_the_configs_are_found() -> None:
 def test_train_config_loads_and_names_real_layers(path: Path) -> None:
     config = TrainConfig.from_yaml(path)
     check_train_config(config, str(path))
-    assert config.model.pretrained, f"{path}: the paper's models start from ImageNet weights"
+    if config.data.name != "rendered":  # the embedded data's CPU-sized models train from scratch, offline
+        assert config.model.pretrained, f"{path}: the paper's models start from ImageNet weights"
 
 
 @pytest.mark.parametrize("smoke", [False, True])
@@ -152,3 +153,22 @@ def test_dissection_uses_the_bins_the_units_were_assigned_to() -> None:
     with pytest.raises(ValueError, match=r"dissect\.num_bins=64: the assign variant was trained with "
                                          r"loss\.num_bins=4"):
         StudySteps(load_study_config(CONFIGS / "demo.yaml", ["dissect.num_bins=64", "train.loss.num_bins=4"]))
+
+
+def test_the_rendered_training_config_trains_the_demo_assign_model(tmp_path: Path) -> None:
+    """`imde train configs/train/rendered/mff_tiny_assign.yaml` is the demo's L_assign variant on its own."""
+    from imde.utils.config import diff_dicts
+
+    demo = load_study_config(CONFIGS / "demo.yaml")
+    study_assign = TrainConfig.from_yaml_dict(demo.variant_train("assign")).to_dict()
+    standalone = TrainConfig.from_yaml(CONFIGS / "train" / "rendered" / "mff_tiny_assign.yaml").to_dict()
+    monitoring = {"run_dir", "train.eval_every_epoch", "train.dissect_every_epoch"}  # where and what is logged
+    assert [key for key in diff_dicts(study_assign, standalone) if key not in monitoring] == []
+
+
+def test_a_study_config_given_to_imde_train_says_use_imde_study(capsys: pytest.CaptureFixture[str]) -> None:
+    from imde.cli import EXIT_BAD_INPUT, main
+
+    assert main(["train", str(CONFIGS / "demo.yaml")]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "is a study config" in err and f"`imde study {CONFIGS / 'demo.yaml'}`" in err
