@@ -223,7 +223,8 @@ def cmd_models(args: argparse.Namespace) -> int:
     """``imde models``: names, parameter counts and declared layers, built on the meta device (no memory)."""
     import torch
 
-    from imde.models import create, list_models
+    from imde.models import create, list_models, model_options
+    from imde.training.config import TrainConfig, default_layers
 
     names = args.names or list_models()
     unknown = [name for name in names if name not in list_models()]
@@ -235,6 +236,9 @@ def cmd_models(args: argparse.Namespace) -> int:
         params = sum(p.numel() for p in model.parameters())
         print(f"{name}: {params:,} parameters, input {model.input_size}, preset {model.depth_preset}, "
               f"loss {model.default_loss}")
+        options = ", ".join(f"{key}={value!r}" for key, value in model_options(name).items())
+        print(f"  options (model.kwargs): {options or 'none'}")
+        print(f"  default layers: {' '.join(default_layers(TrainConfig(), model))}")
         for info in model.unit_info:
             sign = "signed" if info.signed else ">= 0"
             print(f"    {info.name:<8} {info.num_units:4d} units  stride {info.stride:2d}  {sign:<6}  {info.module}")

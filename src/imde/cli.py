@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from imde import __version__
-from imde.errors import WeightsUnavailableError
+from imde.errors import RunFolderBusyError, WeightsUnavailableError
 
 EXIT_BAD_INPUT = 2
 SPLITS = ("train", "test")
@@ -208,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         _check_torchrun(args)
         return int(args.handler(args) or 0)
-    except (ValueError, FileNotFoundError, FileExistsError, WeightsUnavailableError) as exc:
+    except (ValueError, FileNotFoundError, FileExistsError, WeightsUnavailableError, RunFolderBusyError) as exc:
         if args.debug:
             raise
         print(f"imde: error: {exc}", file=sys.stderr)

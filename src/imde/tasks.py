@@ -40,6 +40,9 @@ CHECKPOINT_NAMES = ("best", "last")
 def load_train_config(source: str | os.PathLike[str], overrides: Iterable[str] = ()) -> TrainConfig:
     """The training config of a run directory (its ``config.yaml``) or of a YAML file (``base:`` resolved).
 
+    For a run directory, ``run_dir`` is that directory (absolute), not the ``run_dir`` its ``config.yaml``
+    recorded: a copied or moved run reads and writes only its own files, from any working directory.
+
     Raises:
         FileNotFoundError: ``source`` does not exist, or is a folder without ``config.yaml``.
         ValueError: an invalid config (unknown key, bad value).
@@ -55,7 +58,10 @@ def load_train_config(source: str | os.PathLike[str], overrides: Iterable[str] =
         where = "run directory" if Path(source).is_dir() else "config"
         raise ValueError(f"source={str(source)!r} is a study {where}, not a training run; point at one of its "
                          "trained models, <study run_dir>/models/<variant> (baseline, assign or reg)")
-    return TrainConfig.from_yaml(path, overrides)
+    config = TrainConfig.from_yaml(path, overrides)
+    if Path(source).is_dir():  # the run is the folder passed, wherever its config says it was written
+        config = replace(config, run_dir=str(Path(source).resolve()))
+    return config
 
 
 def checkpoint_path(config: TrainConfig, checkpoint: str) -> Path:

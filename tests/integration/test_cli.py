@@ -133,3 +133,13 @@ def test_bad_choices_and_stray_words_are_named(tmp_path: Path, capsys: pytest.Ca
         main(["study", str(CONFIGS / "demo.yaml"), "--list", f"run_dir={tmp_path}", "noequals"])
     err = capsys.readouterr().err
     assert "unrecognized arguments: noequals (config overrides are key=value)" in err and "run_dir" not in err
+
+
+def test_models_shows_each_model_options_and_default_layers(capsys: pytest.CaptureFixture[str]) -> None:
+    from imde.models import create
+
+    assert main(["models", "mff_tiny"]) == 0
+    out = capsys.readouterr().out
+    assert "options (model.kwargs): d_units=16, r_units=32, channels=(16, 32, 48, 64)" in out
+    declared = " ".join(info.name for info in create("mff_tiny").unit_info)
+    assert f"default layers: {declared}" in out

@@ -146,7 +146,8 @@ def test_registered_model_on_rendered_data_from_config_only(tmp_path: Path) -> N
     config = TrainConfig.from_yaml_dict({
         "run_dir": str(tmp_path / "run"), "device": "cpu", "model": {"name": "mff_tiny"},
         "data": {"name": "rendered", "root": str(tmp_path / "data"), "transform": "simple",
-                 "options": {"size": [32, 40], "num_train": 4, "num_test": 2, "num_workers": 0, "progress": False},
+                 "options": {"size": [32, 40], "num_train": 4, "num_test": 2, "num_workers": 0, "progress": False,
+                             "generate": True},
                  "batch_size": 2, "eval_batch_size": 2, "num_workers": 0},
         "loss": {"interp": "reg", "layers": ["D", "MFF"]},
         "train": {"epochs": 1, "log_every": 1, "progress": False, "max_steps": 1},
@@ -174,7 +175,7 @@ def test_channels_last_trains_the_same_model(tmp_path: Path) -> None:
         config = TrainConfig.from_yaml_dict({
             "run_dir": str(run), "device": "cpu", "model": {"name": "mff_tiny"},
             "data": {"name": "rendered", "root": str(tmp_path / "data"), "transform": "simple",
-                     "options": {"size": [32, 40], "num_train": 4, "num_test": 2, "progress": False},
+                     "options": {"size": [32, 40], "num_train": 4, "num_test": 2, "progress": False, "generate": True},
                      "batch_size": 2, "num_workers": 0},
             "loss": {"interp": "assign", "layers": ["D", "MFF"]},
             "train": {"epochs": 1, "log_every": 1, "progress": False, "channels_last": channels_last,

@@ -255,7 +255,10 @@ def _cache_problem(root: Path, params: dict[str, Any]) -> str | None:
 
 
 class RenderedDataset(Dataset[Sample]):
-    """Rendered furnished rooms with exact metric depth; generated into ``root`` on first use.
+    """Rendered furnished rooms with exact metric depth, read from the cache in ``root``.
+
+    A missing or mismatched cache is an error unless ``generate=True`` (what `imde data render` and the study's
+    ``render`` step pass): a mistyped ``root`` must not silently render and train on a fresh dataset.
 
     Args:
         root: cache folder.
@@ -265,7 +268,8 @@ class RenderedDataset(Dataset[Sample]):
         num_train: training images.
         num_test: test images.
         seed: dataset seed.
-        generate: render the dataset when ``root`` has no matching cache; with ``False`` that is an error.
+        generate: render the dataset when ``root`` has no matching cache (default ``False``: that is an error
+            saying how to render it).
         num_workers: render processes (see :func:`generate`).
         progress: show a progress bar while rendering.
         views_per_scene: camera views rendered per room (fewer views: more rooms for the same image count).
@@ -291,7 +295,7 @@ class RenderedDataset(Dataset[Sample]):
         num_train: int = 2000,
         num_test: int = 300,
         seed: int = 0,
-        generate: bool = True,
+        generate: bool = False,
         num_workers: int | None = None,
         progress: bool = True,
         views_per_scene: int = VIEWS_PER_SCENE,
@@ -308,8 +312,9 @@ class RenderedDataset(Dataset[Sample]):
         if problem is not None:
             if not generate:
                 raise FileNotFoundError(
-                    f"root={str(self.root)!r} holds no complete rendered dataset: {problem}; "
-                    "pass generate=True (or run `imde data render`) to render it"
+                    f"root={str(self.root)!r} holds no complete rendered dataset: {problem}; render it with "
+                    f"`imde data render --root {self.root}` (with the same options), let `imde study` render it "
+                    "(its render step), or pass generate=True"
                 )
             _generate(self.root, size, num_train, num_test, seed, views_per_scene, num_workers, progress, camera,
                       materials)

@@ -13,6 +13,7 @@ from imde.models import cspn as cspn
 from imde.models import mff as mff
 from imde.models._registry import create as create
 from imde.models._registry import list_models as list_models
+from imde.models._registry import model_options as model_options
 from imde.models._registry import register_model as register_model
 from imde.models._run import run_model as run_model
 from imde.models._units import UnitInfo as UnitInfo
@@ -30,6 +31,7 @@ __all__ = [
     "list",
     "list_models",
     "load_checkpoint",
+    "model_options",
     "register_model",
     "run_model",
 ]

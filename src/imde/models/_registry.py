@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -52,3 +53,16 @@ def create(name: str, pretrained: bool = False, **kwargs: object) -> nn.Module:
     if name not in _MODELS:
         raise ValueError(f"model name={name!r} is not registered; expected one of {', '.join(list_models())}")
     return _MODELS[name](pretrained=pretrained, **kwargs)
+
+
+def model_options(name: str) -> dict[str, object]:
+    """The options ``create(name, **kwargs)`` accepts besides ``pretrained``, with their defaults.
+
+    >>> model_options("mff_tiny")["d_units"]
+    16
+    """
+    if name not in _MODELS:
+        raise ValueError(f"model name={name!r} is not registered; expected one of {', '.join(list_models())}")
+    parameters = inspect.signature(_MODELS[name]).parameters.values()
+    return {p.name: p.default for p in parameters
+            if p.name != "pretrained" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}

@@ -24,6 +24,7 @@ from typing import Any
 from imde.paper.config import StudyConfig
 from imde.paper.runner import Step, StepRecord, StepRunner, dependents
 from imde.utils.config import diff_dicts, load_yaml, save_yaml, to_dict
+from imde.utils.runlock import exclusive_run_dir
 
 log = logging.getLogger("imde.paper")
 
@@ -79,7 +80,14 @@ def run_study(config: StudyConfig, *, force: tuple[str, ...] = (), device: str |
 
     Raises:
         ValueError: a run directory holding models trained with another config, or an unknown step in ``force``.
+        RunFolderBusyError: another process is writing ``config.out`` (one writer per run folder).
     """
+    with exclusive_run_dir(config.out, f"imde study {config.name}"):
+        return _run_study(config, force, device)
+
+
+def _run_study(config: StudyConfig, force: tuple[str, ...], device: str | None) -> dict[str, Any]:
+    """The body of :func:`run_study`, inside the run folder's writer lock."""
     from imde.paper.steps import StudySteps
 
     changed, prefixes = stale_steps(config)

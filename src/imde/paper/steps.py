@@ -175,7 +175,7 @@ class StudySteps:
         data = self.train_configs["baseline"].data
         sizes = {}
         for split in (TRAIN, TEST):
-            dataset = create(data.name, data.root, split, **data.options)
+            dataset = create(data.name, data.root, split, **{**data.options, "generate": True})
             sizes[split] = len(dataset)  # type: ignore[arg-type]
         if self.config.render.contact_sheet:
             save_contact_sheet(dataset, self.out / "figures" / "contact_sheet.png",

@@ -328,9 +328,14 @@ class TrainConfig:
 
         Raises:
             FileNotFoundError: ``path`` or one of its bases does not exist.
-            ValueError: invalid YAML, an unknown key (with the closest valid one), or an invalid value.
+            ValueError: invalid YAML, a study config, an unknown key (with the closest valid one), or an invalid
+                value.
         """
-        return cls.from_yaml_dict(load_yaml(path), overrides)
+        data = load_yaml(path)
+        if "variants" in data:
+            raise ValueError(f"{path} is a study config (it has 'variants'): run it with `imde study {path}`; "
+                             "`imde train` takes a training config (e.g. configs/train/rendered/mff_tiny.yaml)")
+        return cls.from_yaml_dict(data, overrides)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (YAML- and ``weights_only``-safe)."""

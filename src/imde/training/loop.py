@@ -41,6 +41,7 @@ from imde.training.distributed import DistInfo, all_reduce_mean, barrier, broadc
 from imde.training.optim import LRSchedule, create_optimizer
 from imde.training.tracking import RunLogger
 from imde.utils.config import save_yaml
+from imde.utils.runlock import exclusive_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -525,21 +526,23 @@ def train(
 
     Raises:
         ValueError / FileNotFoundError: bad config, layers, data or checkpoint, before any training work.
+        RunFolderBusyError: another process is writing ``config.run_dir``.
         NonFiniteLossError: the loss became NaN or infinite.
     """
     created_group = not (torch.distributed.is_available() and torch.distributed.is_initialized())
     info, device = setup(config.device)
-    try:
-        state = preflight(config, info, device, resume, model=model, train_set=train_set, test_set=test_set)
-        build_run(state)
-        if info.is_main:
-            save_yaml(config, Path(config.run_dir) / "config.yaml")
-        try:
-            while state.epoch < config.train.epochs and not _steps_done(state):
-                summary = train_one_epoch(state)
-                _finish_epoch(state, summary)
-        finally:
-            state.logger.close()
+    try:  # one writer per run folder: rank 0 holds its lock for the whole run
+        with exclusive_run_dir(config.run_dir, "imde train") if info.is_main else nullcontext():
+            state = preflight(config, info, device, resume, model=model, train_set=train_set, test_set=test_set)
+            build_run(state)
+            if info.is_main:
+                save_yaml(config, Path(config.run_dir) / "config.yaml")
+            try:
+                while state.epoch < config.train.epochs and not _steps_done(state):
+                    summary = train_one_epoch(state)
+                    _finish_epoch(state, summary)
+            finally:
+                state.logger.close()
     finally:
         if created_group:
             cleanup()

@@ -28,7 +28,7 @@ TINY = {"size": SIZE, "num_train": 8, "num_test": 4, "seed": 3, "num_workers": 0
 def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny cached dataset (one train scene of 8 views, one test scene of 4), rendered in this process."""
     root = tmp_path_factory.mktemp("rendered")
-    RenderedDataset(root, "train", **TINY)
+    RenderedDataset(root, "train", **TINY, generate=True)
     return root
 
 
@@ -272,7 +272,7 @@ def test_parameter_change_invalidates_the_cache(tiny_root: Path, tmp_path: Path)
     root = _copy(tiny_root, tmp_path)
     with pytest.raises(FileNotFoundError, match=r"num_test=4 \(wanted 5\)"):
         RenderedDataset(root, "test", **{**TINY, "num_test": 5}, generate=False)
-    dataset = RenderedDataset(root, "test", **{**TINY, "num_test": 5})
+    dataset = RenderedDataset(root, "test", **{**TINY, "num_test": 5}, generate=True)
     assert len(dataset) == 5
     assert json.loads((root / "index.json").read_text())["num_test"] == 5
     # Scenes are keyed by (seed, split, index): the first test scene is unchanged by the new count.
@@ -314,11 +314,18 @@ def test_interrupted_generation_leaves_no_complete_index(tiny_root: Path, tmp_pa
 
     monkeypatch.setattr(rendered, "render_scene", crash_on_second_scene)
     with pytest.raises(KeyboardInterrupt):
-        RenderedDataset(root, "train", **{**TINY, "seed": 9})
+        RenderedDataset(root, "train", **{**TINY, "seed": 9}, generate=True)
     assert not (root / "index.json").exists()
     assert not list(root.glob(".*.tmp"))
     with pytest.raises(FileNotFoundError, match="index.json not found"):
         RenderedDataset(root, "train", **TINY, generate=False)
+
+
+def test_a_missing_root_is_an_error_that_says_how_to_render_and_renders_nothing(tmp_path: Path) -> None:
+    typo = tmp_path / "renderd"
+    with pytest.raises(FileNotFoundError, match=r"imde data render --root .*renderd"):
+        RenderedDataset(typo, "train", **TINY)
+    assert not typo.exists()
 
 
 def test_missing_split_file_is_not_a_complete_cache(tiny_root: Path, tmp_path: Path) -> None:
