@@ -18,8 +18,9 @@ from tqdm.auto import tqdm
 from imde.accumulators import DepthResponse
 from imde.core.bins import assign_bins, dataset_edges
 from imde.core.selectivity import dead_units, depth_selectivity, preferred_bins, random_baseline
+from imde.experiments._depth_check import DepthRangeCheck
 from imde.experiments.results import check_batch, count_batches, limit_batches, safe_name, write_csv, write_json
-from imde.hooks import LayerTap
+from imde.hooks import run_with_features
 from imde.utils.device import resolve_device
 
 
@@ -66,36 +67,30 @@ def compute_responses(
     Raises:
         ValueError: no layers, ``num_bins < 2``, a batch without ``depth``, or a loader that yields nothing.
     """
-    from imde.models import run_model
-
     layers = list(layers)
     if not layers or len(set(layers)) != len(layers):
         raise ValueError(f"layers={layers!r}: expected a non-empty list of distinct layer names")
-    dataset_edges(edges_preset, max(num_bins, 2))  # an unknown preset fails here, before any forward pass
+    beta = float(dataset_edges(edges_preset, max(num_bins, 2))[-1])  # an unknown preset fails before any forward
     if num_bins < 2:
         raise ValueError(f"num_bins={num_bins}: expected at least 2 depth bins")
+    depth_check = DepthRangeCheck(beta, f"dissect (edges preset {edges_preset!r})")
     dev = resolve_device(device)
     model.to(dev)
-    was_training = model.training
-    model.eval()
     responses: dict[str, DepthResponse] = {}
-    try:
-        with torch.no_grad(), LayerTap(model, layers) as tap:
-            batches = limit_batches(loader, max_batches)
-            for batch in tqdm(batches, desc="dissect", total=count_batches(loader, max_batches), disable=not progress):
-                check_batch(batch)
-                run_model(model, batch, dev)
-                depth = batch["depth"].to(dev)
-                for name in layers:
-                    features = tap.features[name]
-                    if name not in responses:
-                        edges = layer_edges(edges_preset, num_bins, features.shape[1])
-                        responses[name] = DepthResponse(features.shape[1], edges, device=dev)
-                    responses[name].update(features, depth)
-    finally:
-        model.train(was_training)
+    batches = limit_batches(loader, max_batches)
+    for batch in tqdm(batches, desc="dissect", total=count_batches(loader, max_batches), disable=not progress):
+        check_batch(batch)
+        depth = batch["depth"].to(dev)
+        depth_check.update(depth)
+        _, features = run_with_features(model, batch, layers, device=dev)
+        for name in layers:
+            if name not in responses:
+                edges = layer_edges(edges_preset, num_bins, features[name].shape[1])
+                responses[name] = DepthResponse(features[name].shape[1], edges, device=dev)
+            responses[name].update(features[name], depth)
     if not responses:
         raise ValueError("loader: yielded no batch; nothing to dissect")
+    depth_check.finish()
     if dist.is_available() and dist.is_initialized():
         for response in responses.values():
             response.all_reduce()

@@ -11,6 +11,8 @@ from __future__ import annotations
 from imde.models import bts as bts
 from imde.models import cspn as cspn
 from imde.models import mff as mff
+from imde.models._output import DEPTH_KEYS as DEPTH_KEYS
+from imde.models._output import depth_from_output as depth_from_output
 from imde.models._registry import create as create
 from imde.models._registry import list_models as list_models
 from imde.models._registry import register_model as register_model
@@ -23,10 +25,12 @@ from imde.models.released import load_checkpoint as load_checkpoint
 list = list_models  # noqa: A001 - the public name is imde.models.list()
 
 __all__ = [
+    "DEPTH_KEYS",
     "LoadReport",
     "UnitInfo",
     "adapt_state_dict",
     "create",
+    "depth_from_output",
     "list",
     "list_models",
     "load_checkpoint",

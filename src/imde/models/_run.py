@@ -1,4 +1,4 @@
-"""Feed a batch dict to any registered model, so callers need no per-model input logic."""
+"""Feed a batch dict to any model and read its depth prediction, so callers need no per-model logic."""
 
 from __future__ import annotations
 
@@ -8,11 +8,17 @@ import torch
 from torch import nn
 
 from imde.hooks import unwrap_model
+from imde.models._output import OutputRule, depth_from_output
 from imde.utils.device import resolve_device
 
 
-def run_model(model: nn.Module, batch: Mapping[str, object], device: str | torch.device | None = None) -> torch.Tensor:
+def run_model(
+    model: nn.Module, batch: Mapping[str, object], device: str | torch.device | None = None, output: OutputRule = None
+) -> torch.Tensor:
     """Build a model's input from a batch dict and return its predicted depth ``[B, 1, h, w]`` in metres.
+
+    The model's output (tensor, tuple, dict or ``ModelOutput``) becomes the prediction through
+    :func:`imde.models.depth_from_output`.
 
     Args:
         model: A registered model (declares ``in_chans`` and ``uses_focal``) or any ``nn.Module`` taking an
@@ -21,9 +27,11 @@ def run_model(model: nn.Module, batch: Mapping[str, object], device: str | torch
         batch: A collated dataset batch: ``image`` ``[B, 3, H, W]``; ``sparse_depth`` ``[B, 1, H, W]`` for
             4-channel models (CSPN); ``focal`` ``[B]`` for models that use it (BTS-KITTI).
         device: Where to run; default: the device of the model's parameters.
+        output: Which part of the output is the depth (a key, an index or a callable); default the model's
+            ``depth_output`` attribute when it has one, else the recognised cases of ``depth_from_output``.
 
     Raises:
-        ValueError: when a key the model needs is missing.
+        ValueError: when a key the model needs is missing, or the output holds no single depth prediction.
     """
     if device is not None:
         target = resolve_device(device)
@@ -44,5 +52,7 @@ def run_model(model: nn.Module, batch: Mapping[str, object], device: str | torch
             raise ValueError(f"run_model: {name} needs the focal length; batch has keys {sorted(batch)}, "
                              f"expected a 'focal' entry [B]")
         focal = torch.as_tensor(batch["focal"]).to(target, torch.float32).reshape(-1)
-        return model(image, focal=focal)
-    return model(image)
+        raw = model(image, focal=focal)
+    else:
+        raw = model(image)
+    return depth_from_output(raw, output if output is not None else getattr(inner, "depth_output", None))
