@@ -214,7 +214,8 @@ def run_with_features(
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Run ``model`` on a batch in eval mode and return its depth prediction and the tapped layers' features.
 
-    The model is put in eval mode for the pass and its mode restored afterwards (also on error); gradients
+    The model is put in eval mode for the pass and every submodule's mode restored afterwards (also on error,
+    and also when submodules were in different modes, e.g. frozen BatchNorm layers in a training model); gradients
     are off unless ``grad=True``. The input is built and the output read by :func:`imde.models.run_model`
     (image, sparse depth, focal as the model needs; tensor, tuple, dict or ``ModelOutput`` output).
 
@@ -238,11 +239,12 @@ def run_with_features(
     from imde.models._run import run_model
 
     tap = LayerTap(model, layers, detach=not grad) if layers else None
-    was_training = model.training
+    modes = [(module, module.training) for module in model.modules()]
     model.eval()
     try:
         with torch.set_grad_enabled(grad), tap if tap is not None else nullcontext():
             prediction = run_model(model, batch, device, output=output)
     finally:
-        model.train(was_training)
+        for module, training in modes:
+            module.training = training
     return prediction, dict(tap.features) if tap is not None else {}

@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from imde.core.metrics import METRIC_NAMES, DepthMetrics
+from imde.errors import NonFiniteFeaturesError
 from imde.experiments.evaluate import align_prediction
 from imde.hooks import LayerTap, resolve_layer, unwrap_model
 from imde.training import checkpoint as ckpt
@@ -303,8 +304,13 @@ def _restore(state: RunState) -> int:
 # --------------------------------------------------------------------------------------------------
 
 
-def _loss_terms(state: RunState, batch: Mapping[str, Any], tap: LayerTap | None) -> dict[str, torch.Tensor]:
-    """Forward pass and the loss terms: ``loss`` (total), ``base``, ``interp``."""
+def _loss_terms(state: RunState, batch: Mapping[str, Any], tap: LayerTap | None) -> tuple[dict[str, torch.Tensor], str]:
+    """Forward pass and the loss terms: ``loss`` (total), ``base``, ``interp``; and what made a term non-finite.
+
+    The model's output goes through ``run_model``'s output rule (tensor, tuple, dict, ``ModelOutput``). NaN
+    or inf features make the selectivity loss refuse them; the term is then NaN and the refusal's message
+    (layer, number of bad values) is returned, for :func:`_check_finite` to report with the step and files.
+    """
     from imde.models import run_model
 
     depth = batch["depth"].to(state.device, non_blocking=True)
@@ -312,24 +318,28 @@ def _loss_terms(state: RunState, batch: Mapping[str, Any], tap: LayerTap | None)
         pred = run_model(state.model, batch, state.device)
     pred, target = align_prediction(pred.float(), depth, upsample_to_gt=False)
     terms = {"base": state.base_loss(pred, target)}
+    cause = ""
     if state.interp_loss is not None and tap is not None:
         features = {name: tap.features[name].float() for name in state.interp_layers}
-        terms["interp"] = state.interp_loss(features, depth)
+        try:
+            terms["interp"] = state.interp_loss(features, depth)
+        except NonFiniteFeaturesError as error:
+            terms["interp"], cause = terms["base"].new_full((), math.nan), str(error)
     else:
         terms["interp"] = terms["base"].new_zeros(())
     terms["loss"] = terms["base"] + terms["interp"]
-    return terms
+    return terms, cause
 
 
-def _check_finite(state: RunState, terms: Mapping[str, torch.Tensor], batch: Mapping[str, Any]) -> None:
+def _check_finite(state: RunState, terms: Mapping[str, torch.Tensor], batch: Mapping[str, Any], cause: str) -> None:
     bad = (~torch.isfinite(terms["loss"].detach())).float()
     if state.info.distributed:
         torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX)
     if bad.item() > 0:
         values = {name: float(value.detach()) for name, value in terms.items()}
         raise NonFiniteLossError(
-            f"non-finite loss at step {state.step} (epoch {state.epoch}, rank {state.info.rank}): terms {values}; "
-            f"batch files {list(batch.get('name', ['<no name key>']))}"
+            f"non-finite loss at step {state.step} (epoch {state.epoch}, rank {state.info.rank}): terms {values}"
+            f"{'; ' + cause if cause else ''}; batch files {list(batch.get('name', ['<no name key>']))}"
         )
 
 
@@ -341,8 +351,8 @@ def training_step(state: RunState, batch: Mapping[str, Any], tap: LayerTap | Non
     """
     cfg = state.config
     state.schedule.before_step(state.epoch, state.step)
-    terms = _loss_terms(state, batch, tap)
-    _check_finite(state, terms, batch)
+    terms, cause = _loss_terms(state, batch, tap)
+    _check_finite(state, terms, batch, cause)
     state.optimizer.zero_grad(set_to_none=True)
     state.scaler.scale(terms["loss"]).backward()
     if cfg.train.grad_clip is not None:
