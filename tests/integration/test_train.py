@@ -121,6 +121,25 @@ def test_nan_loss_stops_with_step_files_and_terms(tmp_path: Path) -> None:
     assert not (tmp_path / "run" / "checkpoints" / "last.pt").exists()
 
 
+class NaNFeatures(ToyDepthNet):
+    """``feat``'s unit 2 is NaN; the prediction reads ``nan_to_num(feat)``, so only the selectivity loss sees it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        with torch.no_grad():
+            self.feat.bias[2] = float("nan")
+
+    def forward(self, x: torch.Tensor, focal: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(torch.nan_to_num(self.act(self.feat(self.hidden(x[:, :1])))))
+
+
+def test_nan_features_stop_with_the_layer_step_and_files(tmp_path: Path) -> None:
+    config = toy_config(str(tmp_path / "run"), loss={"interp": "assign", "layers": ["feat"], "num_bins": 4})
+    with pytest.raises(NonFiniteLossError, match=r"step 0 .*'interp': nan.*features\['feat'\] .*: 1280 of 5120 values "
+                                                 r"are NaN or inf; batch files \['toy/"):
+        train(config, model=NaNFeatures(), train_set=ToyDepthSet(8), test_set=ToyDepthSet(4))
+
+
 @pytest.mark.parametrize(
     ("sections", "message"),
     [
