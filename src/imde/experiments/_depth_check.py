@@ -3,10 +3,14 @@
 A dataset read in the wrong unit (millimetres where imde expects metres), a preset for another dataset
 (``beta`` = 10 m for NYU, 80 m for KITTI) or an all-NaN depth map otherwise shows up only at the end, as
 bins without a single pixel. :class:`DepthRangeCheck` looks at the first batch and at the totals, and says
-what it saw and what the likely cause is.
+what it saw and what the likely cause is: a first batch whose valid pixels lie mostly beyond ``beta`` stops
+the work at once; a first batch without any valid pixel is only a warning (a dataset may hold images
+without depth), and the work fails at the end if no batch had a valid pixel in ``(0, beta]``.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import torch
 import torch.distributed as dist
@@ -25,8 +29,9 @@ def depth_range_problem(num_valid: int, num_inside: int, low: float, high: float
         ``None`` when the sample is fine, else a sentence with the observed range and the likely cause.
 
     Example:
-        >>> depth_range_problem(100, 0, 500.0, 9000.0, beta=10.0)[:48]
-        'depth: all 100 valid pixels are beyond beta = 10'
+        >>> depth_range_problem(100, 0, 500.0, 9000.0, beta=10.0)
+        'depth: all valid pixels are beyond beta = 10 m (100 of 100, observed range 500 to 9000); it looks like \
+millimetres (0.5 to 9 m after dividing by 1000): imde expects metres'
     """
     if num_valid == 0:
         return ("depth: no valid pixel (every value is NaN, inf or <= 0); check the dataset's depth files and "
@@ -34,9 +39,9 @@ def depth_range_problem(num_valid: int, num_inside: int, low: float, high: float
     if 2 * num_inside > num_valid:
         return None
     share = "all" if num_inside == 0 else "most"
-    message = (f"depth: {share} {num_valid} valid pixels are beyond beta = {beta:g} m ({num_valid - num_inside} "
-               f"beyond, observed range {low:g} to {high:g}); ")
-    if high / MILLIMETRES_PER_METRE <= beta:
+    message = (f"depth: {share} valid pixels are beyond beta = {beta:g} m ({num_valid - num_inside} of {num_valid}, "
+               f"observed range {low:g} to {high:g}); ")
+    if beta / 10 < high / MILLIMETRES_PER_METRE <= 2 * beta:  # the deepest pixel is plausible in millimetres
         return message + (f"it looks like millimetres ({low / MILLIMETRES_PER_METRE:g} to "
                           f"{high / MILLIMETRES_PER_METRE:g} m after dividing by 1000): imde expects metres")
     return message + ("check the unit (imde expects metres) and the depth preset or cap for this dataset "
@@ -64,10 +69,13 @@ class DepthRangeCheck:
         self.low, self.high = float("inf"), float("-inf")
 
     def update(self, depth: Tensor) -> None:
-        """Count ``depth``'s pixels (one reduction); the first batch must be fine on its own.
+        """Count ``depth``'s pixels (one reduction); the first batch's valid pixels must lie mostly in range.
+
+        Warns:
+            UserWarning: the first batch has no valid pixel (the diagnosis; :meth:`finish` fails if none has).
 
         Raises:
-            ValueError: the first batch has no valid pixel or most of its valid pixels exceed ``beta``.
+            ValueError: most of the first batch's valid pixels exceed ``beta``.
         """
         valid = torch.isfinite(depth) & (depth > 0)
         inside = valid & (depth <= self.beta)
@@ -79,7 +87,10 @@ class DepthRangeCheck:
         self.num_inside += int(num_inside)
         self.low, self.high = min(self.low, low), max(self.high, high)
         self.num_batches += 1
-        if self.num_batches == 1:
+        if self.num_batches == 1 and num_valid == 0:
+            warnings.warn(f"{self.where}: the first batch: {depth_range_problem(0, 0, low, high, self.beta)}",
+                          stacklevel=3)
+        elif self.num_batches == 1:
             self._raise_if_wrong(int(num_valid), int(num_inside), low, high, "the first batch")
 
     def finish(self) -> None:
