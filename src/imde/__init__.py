@@ -24,6 +24,7 @@ from imde.core.selectivity import preferred_bins as preferred_bins
 from imde.core.selectivity import random_baseline as random_baseline
 from imde.hooks import LayerTap as LayerTap
 from imde.hooks import edit_layers as edit_layers
+from imde.hooks import run_with_features as run_with_features
 from imde.losses.selectivity import AssignLoss as AssignLoss
 from imde.losses.selectivity import SelectivityRegLoss as SelectivityRegLoss
 
@@ -45,6 +46,7 @@ __all__ = [
     "log_edges",
     "preferred_bins",
     "random_baseline",
+    "run_with_features",
     "sid_edges",
     "uniform_edges",
 ]
