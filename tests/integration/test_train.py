@@ -121,6 +121,23 @@ def test_nan_loss_stops_with_step_files_and_terms(tmp_path: Path) -> None:
     assert not (tmp_path / "run" / "checkpoints" / "last.pt").exists()
 
 
+class DictToy(ToyDepthNet):
+    """``ToyDepthNet`` returning ``{"out": depth, "aux": -depth}`` (torchvision segmentation style)."""
+
+    def forward(self, x: torch.Tensor, focal: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        depth = super().forward(x, focal)
+        return {"out": depth, "aux": -depth}
+
+
+def test_a_dict_returning_model_trains_like_the_tensor_one(tmp_path: Path) -> None:
+    loss = {"interp": "assign", "layers": ["feat"], "num_bins": 4}
+    runs = [train(toy_config(str(tmp_path / name), loss=loss, train={"epochs": 2}), model=model,
+                  train_set=ToyDepthSet(8), test_set=ToyDepthSet(4)) for name, model in
+            (("dict", DictToy()), ("tensor", ToyDepthNet()))]
+    assert [h["loss"] for h in runs[0].history] == [h["loss"] for h in runs[1].history]
+    assert runs[0].history[0]["eval/rms"] == runs[1].history[0]["eval/rms"]
+
+
 class NaNFeatures(ToyDepthNet):
     """``feat``'s unit 2 is NaN; the prediction reads ``nan_to_num(feat)``, so only the selectivity loss sees it."""
 

@@ -55,4 +55,15 @@ def run_model(
         raw = model(image, focal=focal)
     else:
         raw = model(image)
-    return depth_from_output(raw, output if output is not None else getattr(inner, "depth_output", None))
+    return depth_from_output(raw, output if output is not None else declared_output(inner))
+
+
+def declared_output(model: nn.Module) -> OutputRule:
+    """The model's ``depth_output`` attribute when it is a key, an index or a plain callable, else ``None``.
+
+    A submodule or parameter that happens to be called ``depth_output`` (a model's last layer) is no rule.
+    """
+    rule = getattr(model, "depth_output", None)
+    if isinstance(rule, str | int) or (callable(rule) and not isinstance(rule, nn.Module)):
+        return rule
+    return None

@@ -70,3 +70,19 @@ def test_run_model_takes_the_argument_then_the_model_attribute() -> None:
     assert float(run_model(model, batch).mean()) == 1.0
     assert float(run_model(nn.DataParallel(model), batch).mean()) == 1.0  # read from the unwrapped model
     assert float(run_model(model, batch, output="fine").mean()) == 2.0
+
+
+class HeadNamedDepthOutput(nn.Module):
+    """A model whose last layer is *called* ``depth_output``: a layer, not an output rule."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.depth_output = nn.Conv2d(3, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.depth_output(x), x
+
+
+def test_a_layer_called_depth_output_is_not_a_rule() -> None:
+    model, image = HeadNamedDepthOutput(), torch.rand(1, 3, 2, 2)
+    torch.testing.assert_close(run_model(model, {"image": image}), model.depth_output(image))
