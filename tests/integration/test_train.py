@@ -121,6 +121,20 @@ def test_nan_loss_stops_with_step_files_and_terms(tmp_path: Path) -> None:
     assert not (tmp_path / "run" / "checkpoints" / "last.pt").exists()
 
 
+class Millimetres(ToyDepthSet):
+    def __getitem__(self, index: int) -> dict:
+        sample = super().__getitem__(index)
+        return {**sample, "depth": sample["depth"] * 1000}
+
+
+def test_millimetre_training_data_stops_before_training(tmp_path: Path) -> None:
+    config = toy_config(str(tmp_path / "run"))
+    with pytest.raises(ValueError, match=r"train \(max depth 10 m\): the first training sample: depth: all "
+                                         r"valid pixels are beyond .*looks like millimetres"):
+        train(config, model=ToyDepthNet(), train_set=Millimetres(4), test_set=ToyDepthSet(4))
+    assert not (tmp_path / "run" / "config.yaml").exists()
+
+
 class DictToy(ToyDepthNet):
     """``ToyDepthNet`` returning ``{"out": depth, "aux": -depth}`` (torchvision segmentation style)."""
 
@@ -131,7 +145,7 @@ class DictToy(ToyDepthNet):
 
 def test_a_dict_returning_model_trains_like_the_tensor_one(tmp_path: Path) -> None:
     loss = {"interp": "assign", "layers": ["feat"], "num_bins": 4}
-    runs = [train(toy_config(str(tmp_path / name), loss=loss, train={"epochs": 2}), model=model,
+    runs = [train(toy_config(str(tmp_path / name), loss=loss, train={"epochs": 1}), model=model,
                   train_set=ToyDepthSet(8), test_set=ToyDepthSet(4)) for name, model in
             (("dict", DictToy()), ("tensor", ToyDepthNet()))]
     assert [h["loss"] for h in runs[0].history] == [h["loss"] for h in runs[1].history]

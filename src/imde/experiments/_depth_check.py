@@ -54,6 +54,7 @@ class DepthRangeCheck:
     Args:
         beta: the upper end of the depth range of the work (the bins' last edge, the evaluation cap), metres.
         where: the name of the work, for messages (``"dissect"``, ``"evaluate"``).
+        first: what the first update holds, for messages.
 
     Example:
         >>> check = DepthRangeCheck(beta=10.0, where="dissect")
@@ -61,8 +62,8 @@ class DepthRangeCheck:
         >>> check.finish()
     """
 
-    def __init__(self, beta: float, where: str) -> None:
-        self.beta, self.where = float(beta), where
+    def __init__(self, beta: float, where: str, first: str = "the first batch") -> None:
+        self.beta, self.where, self.first = float(beta), where, first
         self.num_batches = 0
         self.num_valid = 0
         self.num_inside = 0
@@ -88,10 +89,10 @@ class DepthRangeCheck:
         self.low, self.high = min(self.low, low), max(self.high, high)
         self.num_batches += 1
         if self.num_batches == 1 and num_valid == 0:
-            warnings.warn(f"{self.where}: the first batch: {depth_range_problem(0, 0, low, high, self.beta)}",
+            warnings.warn(f"{self.where}: {self.first}: {depth_range_problem(0, 0, low, high, self.beta)}",
                           stacklevel=3)
         elif self.num_batches == 1:
-            self._raise_if_wrong(int(num_valid), int(num_inside), low, high, "the first batch")
+            self._raise_if_wrong(int(num_valid), int(num_inside), low, high, self.first)
 
     def finish(self) -> None:
         """Raise when, over all batches (of all processes under ``torch.distributed``), no valid pixel fell in

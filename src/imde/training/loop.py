@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from imde.core.metrics import METRIC_NAMES, DepthMetrics
 from imde.errors import NonFiniteFeaturesError
+from imde.experiments._depth_check import DepthRangeCheck
 from imde.experiments.evaluate import align_prediction
 from imde.hooks import LayerTap, resolve_layer, unwrap_model
 from imde.training import checkpoint as ckpt
@@ -165,7 +166,8 @@ def preflight(
     Raises:
         ValueError: unknown layer names (with the model's declared layers), an empty split, an unknown
             ``best_metric``, a checkpoint from another model or config, a fresh run into a run directory
-            that already holds a checkpoint.
+            that already holds a checkpoint, a first training sample whose depth lies mostly beyond the model's
+            maximum depth (millimetres?).
         FileNotFoundError: ``resume=True`` without ``checkpoints/last.pt``.
     """
     cfg = config
@@ -201,6 +203,7 @@ def preflight(
     if held_out and test_set is None:
         test_set = build_dataset(cfg.data, "test", train=False)
     _check_not_empty(train_set, "train")
+    _check_depth_unit(train_set, max_depth)
     state = RunState(
         config=cfg, info=info, device=device, model=model,
         train_loader=train_loader(train_set, cfg.data, info, cfg.seed),
@@ -232,6 +235,14 @@ def _check_not_empty(dataset: Dataset[dict[str, Any]] | None, split: str) -> Dat
     if dataset is None or len(dataset) == 0:  # type: ignore[arg-type]
         raise ValueError(f"data: the {split} split is empty (no samples)")
     return dataset
+
+
+def _check_depth_unit(dataset: Dataset[dict[str, Any]], max_depth: float) -> None:
+    """The first training sample's depth must lie mostly in ``(0, max_depth]`` (metres, not millimetres)."""
+    sample = dataset[0]
+    if isinstance(sample, Mapping) and "depth" in sample:
+        check = DepthRangeCheck(max_depth, f"train (max depth {max_depth:g} m)", first="the first training sample")
+        check.update(torch.as_tensor(sample["depth"]))
 
 
 def _interp_loss(state: RunState) -> nn.Module | None:
