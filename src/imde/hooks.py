@@ -14,7 +14,7 @@ each tapped layer per forward pass (``docs/benchmarks.md``, "Layer taps"). With 
 ``clone`` in the graph, so a loss on the tapped features still trains the layer.
 
 :func:`run_with_features` is the one way the experiments run a model for its prediction and features: eval
-mode, no gradients, a tap, the model's output through :func:`imde.models.run_model`, the mode restored.
+mode, no gradients, a tap, the model's output through :func:`imde.models.run_model`, every mode restored.
 """
 
 from __future__ import annotations

@@ -127,11 +127,11 @@ class Millimetres(ToyDepthSet):
         return {**sample, "depth": sample["depth"] * 1000}
 
 
-def test_millimetre_training_data_stops_before_training(tmp_path: Path) -> None:
+def test_millimetre_held_out_data_stops_before_training(tmp_path: Path) -> None:
     config = toy_config(str(tmp_path / "run"))
-    with pytest.raises(ValueError, match=r"train \(max depth 10 m\): the first training sample: depth: all "
+    with pytest.raises(ValueError, match=r"train \(max depth 10 m\): the first held-out sample: depth: all "
                                          r"valid pixels are beyond .*looks like millimetres"):
-        train(config, model=ToyDepthNet(), train_set=Millimetres(4), test_set=ToyDepthSet(4))
+        train(config, model=ToyDepthNet(), train_set=ToyDepthSet(4), test_set=Millimetres(4))
     assert not (tmp_path / "run" / "config.yaml").exists()
 
 

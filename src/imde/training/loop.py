@@ -166,7 +166,7 @@ def preflight(
     Raises:
         ValueError: unknown layer names (with the model's declared layers), an empty split, an unknown
             ``best_metric``, a checkpoint from another model or config, a fresh run into a run directory
-            that already holds a checkpoint, a first training sample whose depth lies mostly beyond the model's
+            that already holds a checkpoint, a first held-out sample whose depth lies mostly beyond the model's
             maximum depth (millimetres?).
         FileNotFoundError: ``resume=True`` without ``checkpoints/last.pt``.
     """
@@ -203,7 +203,8 @@ def preflight(
     if held_out and test_set is None:
         test_set = build_dataset(cfg.data, "test", train=False)
     _check_not_empty(train_set, "train")
-    _check_depth_unit(train_set, max_depth)
+    if held_out:  # the held-out split: no augmentation, so reading a sample draws no random number
+        _check_depth_unit(_check_not_empty(test_set, "test"), max_depth)
     state = RunState(
         config=cfg, info=info, device=device, model=model,
         train_loader=train_loader(train_set, cfg.data, info, cfg.seed),
@@ -238,10 +239,10 @@ def _check_not_empty(dataset: Dataset[dict[str, Any]] | None, split: str) -> Dat
 
 
 def _check_depth_unit(dataset: Dataset[dict[str, Any]], max_depth: float) -> None:
-    """The first training sample's depth must lie mostly in ``(0, max_depth]`` (metres, not millimetres)."""
+    """The first held-out sample's depth must lie mostly in ``(0, max_depth]`` (metres, not millimetres)."""
     sample = dataset[0]
     if isinstance(sample, Mapping) and "depth" in sample:
-        check = DepthRangeCheck(max_depth, f"train (max depth {max_depth:g} m)", first="the first training sample")
+        check = DepthRangeCheck(max_depth, f"train (max depth {max_depth:g} m)", first="the first held-out sample")
         check.update(torch.as_tensor(sample["depth"]))
 
 
