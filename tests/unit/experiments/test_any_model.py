@@ -10,6 +10,9 @@ import pytest
 import torch
 from _tiny_models import DepthInImage, make_batches
 from torch import nn
+from torchvision import models
+from torchvision.models import segmentation
+from torchvision.models.resnet import Bottleneck
 
 from imde.experiments.ablate import run_ablation
 from imde.experiments.correct import run_correction
@@ -18,10 +21,6 @@ from imde.experiments.evaluate import EvalSettings, evaluate
 from imde.experiments.explain import run_explain
 from imde.hooks import LayerTap, run_with_features
 from imde.losses.selectivity import AssignLoss
-
-models = pytest.importorskip("torchvision.models")
-segmentation = pytest.importorskip("torchvision.models.segmentation")
-Bottleneck = pytest.importorskip("torchvision.models.resnet").Bottleneck
 
 
 def _fcn() -> nn.Module:
