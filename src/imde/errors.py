@@ -1,6 +1,10 @@
-"""Exceptions of imde that are not a ``ValueError`` or ``FileNotFoundError`` about an argument."""
+"""Exceptions of imde that callers may want to tell apart from other errors."""
 
 from __future__ import annotations
+
+
+class NonFiniteFeaturesError(ValueError):
+    """A layer's features hold NaN or inf values; the message names the layer and how many values are bad."""
 
 
 class WeightsUnavailableError(RuntimeError):

@@ -4,6 +4,17 @@ A layer is named either by a model's declared layer name (``model.unit_info``: o
 and ``.module``, the dotted path of the module whose output *is* that layer) or by any dotted module
 name of ``model.named_modules()``. Hooks exist only inside a ``with`` block and are removed in ``finally``,
 also when the forward pass raises.
+
+A tap hands out a *copy* of each layer's output, taken when the layer returns. Many networks change a
+layer's output in place later in the forward pass (torchvision's ResNet bottleneck adds the shortcut to its
+last BatchNorm's output with ``out += identity`` and then applies ``ReLU(inplace=True)``); without the copy
+the tap would hold those later values. Detecting the change afterwards (``tensor._version``) could only
+raise, since the original values are gone by then, so the copy is always taken: it costs one memory copy of
+each tapped layer per forward pass (``docs/benchmarks.md``, "Layer taps"). With autograd on, the copy is a
+``clone`` in the graph, so a loss on the tapped features still trains the layer.
+
+:func:`run_with_features` is the one way the experiments run a model for its prediction and features: eval
+mode, no gradients, a tap, the model's output through :func:`imde.models.run_model`, every mode restored.
 """
 
 from __future__ import annotations
@@ -64,6 +75,25 @@ def resolve_layer(model: nn.Module, name: str) -> tuple[nn.Module, str]:
     return module, name
 
 
+def check_single_device(model: nn.Module, what: str) -> None:
+    """Refuse ``nn.DataParallel`` over several devices, whose replicas would each overwrite a tap's features.
+
+    ``DataParallel`` copies the model, hooks included, to every device and runs the copies in threads on
+    slices of the batch, so a hook that stores "the layer's output" keeps one slice chosen by timing.
+    ``DistributedDataParallel`` (one process per device, each with its own tap) has no such problem.
+
+    Raises:
+        ValueError: ``model`` is an ``nn.DataParallel`` with more than one device.
+    """
+    if isinstance(model, nn.DataParallel) and len(model.device_ids) > 1:
+        raise ValueError(
+            f"{what}: nn.DataParallel over {len(model.device_ids)} devices {list(model.device_ids)} is not "
+            f"supported: each device's replica runs the hooks on its slice of the batch and would overwrite the "
+            f"others'. Use DistributedDataParallel (one process per GPU, e.g. torchrun; imde train, eval and "
+            f"dissect support it), or pass the model on one device (model.module)"
+        )
+
+
 def _as_names(layers: str | Sequence[str]) -> list[str]:
     names = [layers] if isinstance(layers, str) else list(layers)
     if not names:
@@ -76,13 +106,19 @@ def _as_names(layers: str | Sequence[str]) -> list[str]:
 class LayerTap:
     """Context manager that captures the outputs of named layers through forward hooks.
 
-    ``tap.features[name]`` is the layer's output of the most recent forward pass inside the block. It stays
-    in the autograd graph (so the selectivity losses can use it) unless ``detach=True`` or grad is off.
+    ``tap.features[name]`` is a copy of the layer's output of the most recent forward pass inside the block,
+    as the layer returned it, whatever the model does to that tensor afterwards (in-place ops: see the module
+    docstring). It stays in the autograd graph (so the selectivity losses can use it) unless ``detach=True``
+    or grad is off.
 
     Args:
         model: any ``nn.Module`` (DDP / DataParallel are unwrapped).
         layers: one name or a sequence of names (declared layer names or dotted module names).
         detach: store detached outputs.
+
+    Raises:
+        ValueError: an unknown layer name, or ``nn.DataParallel`` over several devices
+            (:func:`check_single_device`).
 
     Example:
         >>> import torch
@@ -94,6 +130,7 @@ class LayerTap:
     """
 
     def __init__(self, model: nn.Module, layers: str | Sequence[str], detach: bool = False) -> None:
+        check_single_device(model, "LayerTap")
         self.model = model
         self.layers = _as_names(layers)
         self.modules = {name: resolve_layer(model, name)[0] for name in self.layers}  # fail before any hook
@@ -106,7 +143,7 @@ class LayerTap:
             if not isinstance(output, Tensor):
                 kind = type(output).__name__
                 raise ValueError(f"layer {name!r} ({type(module).__name__}) returned {kind}, not a Tensor")
-            self.features[name] = output.detach() if self.detach else output
+            self.features[name] = (output.detach() if self.detach else output).clone()
 
         return hook
 

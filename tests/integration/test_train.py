@@ -121,6 +121,56 @@ def test_nan_loss_stops_with_step_files_and_terms(tmp_path: Path) -> None:
     assert not (tmp_path / "run" / "checkpoints" / "last.pt").exists()
 
 
+class Millimetres(ToyDepthSet):
+    def __getitem__(self, index: int) -> dict:
+        sample = super().__getitem__(index)
+        return {**sample, "depth": sample["depth"] * 1000}
+
+
+def test_millimetre_held_out_data_stops_before_training(tmp_path: Path) -> None:
+    config = toy_config(str(tmp_path / "run"))
+    with pytest.raises(ValueError, match=r"train \(max depth 10 m\): the first held-out sample: depth: all "
+                                         r"valid pixels are beyond .*looks like millimetres"):
+        train(config, model=ToyDepthNet(), train_set=ToyDepthSet(4), test_set=Millimetres(4))
+    assert not (tmp_path / "run" / "config.yaml").exists()
+
+
+class DictToy(ToyDepthNet):
+    """``ToyDepthNet`` returning ``{"out": depth, "aux": -depth}`` (torchvision segmentation style)."""
+
+    def forward(self, x: torch.Tensor, focal: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        depth = super().forward(x, focal)
+        return {"out": depth, "aux": -depth}
+
+
+def test_a_dict_returning_model_trains_like_the_tensor_one(tmp_path: Path) -> None:
+    loss = {"interp": "assign", "layers": ["feat"], "num_bins": 4}
+    runs = [train(toy_config(str(tmp_path / name), loss=loss, train={"epochs": 1}), model=model,
+                  train_set=ToyDepthSet(8), test_set=ToyDepthSet(4)) for name, model in
+            (("dict", DictToy()), ("tensor", ToyDepthNet()))]
+    assert [h["loss"] for h in runs[0].history] == [h["loss"] for h in runs[1].history]
+    assert runs[0].history[0]["eval/rms"] == runs[1].history[0]["eval/rms"]
+
+
+class NaNFeatures(ToyDepthNet):
+    """``feat``'s unit 2 is NaN; the prediction reads ``nan_to_num(feat)``, so only the selectivity loss sees it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        with torch.no_grad():
+            self.feat.bias[2] = float("nan")
+
+    def forward(self, x: torch.Tensor, focal: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(torch.nan_to_num(self.act(self.feat(self.hidden(x[:, :1])))))
+
+
+def test_nan_features_stop_with_the_layer_step_and_files(tmp_path: Path) -> None:
+    config = toy_config(str(tmp_path / "run"), loss={"interp": "assign", "layers": ["feat"], "num_bins": 4})
+    with pytest.raises(NonFiniteLossError, match=r"step 0 .*'interp': nan.*features\['feat'\] .*: 1280 of 5120 values "
+                                                 r"are NaN or inf; batch files \['toy/"):
+        train(config, model=NaNFeatures(), train_set=ToyDepthSet(8), test_set=ToyDepthSet(4))
+
+
 @pytest.mark.parametrize(
     ("sections", "message"),
     [

@@ -10,6 +10,7 @@ from torch import nn
 
 from imde.hooks import LayerTap, declared_layers, edit_layers, resolve_layer, unwrap_model
 from imde.losses.selectivity import AssignLoss
+from imde.models import run_with_features
 
 
 class _Unit(NamedTuple):
@@ -140,3 +141,79 @@ def test_edit_layers_replaces_outputs_only_inside_the_block() -> None:
     with pytest.raises(ValueError, match="unknown layer 'Z'"):
         with edit_layers(net, {"Z": torch.neg}):
             pass
+
+
+class InPlaceAfterLayer(nn.Module):
+    """``lin`` triples its input; the forward then shifts and rectifies that very tensor in place."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Conv2d(1, 1, 1, bias=False)
+        with torch.no_grad():
+            self.lin.weight.fill_(3.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.lin(x)
+        out -= 5.0
+        return torch.relu_(out)
+
+
+def test_tap_keeps_the_output_as_returned_under_later_in_place_ops() -> None:
+    net = InPlaceAfterLayer()
+    x = torch.tensor([[[[-1.0, 1.0, 2.0]]]])
+    with LayerTap(net, ["lin"]) as tap:
+        out = net(x)
+    assert torch.equal(tap.features["lin"], torch.tensor([[[[-3.0, 3.0, 6.0]]]]))
+    assert torch.equal(out, torch.tensor([[[[0.0, 0.0, 1.0]]]]))
+
+
+def test_in_place_tap_keeps_the_gradient_of_the_returned_output() -> None:
+    net = InPlaceAfterLayer()
+    x = torch.tensor([[[[-1.0, 1.0, 2.0]]]])
+    with LayerTap(net, ["lin"]) as tap:
+        net(x)
+    tap.features["lin"].pow(2).sum().backward()  # d/dw sum (w x)^2 = 2 w sum x^2 = 2 * 3 * 6
+    assert net.lin.weight.grad.item() == pytest.approx(36.0)
+
+
+def test_run_with_features_restores_the_mode_and_turns_grad_off() -> None:
+    net = TinyNet().train()
+    x = torch.tensor([[[[1.0, -1.0]], [[-2.0, 3.0]]]])
+    pred, feats = run_with_features(net, {"image": x}, ["D"])
+    assert torch.equal(feats["D"], torch.relu(2 * x)) and torch.equal(pred, torch.relu(2 * x).sum(1, keepdim=True))
+    assert net.training and not pred.requires_grad and not feats["D"].requires_grad and _hook_count(net) == 0
+    pred, feats = run_with_features(net.eval(), {"image": x}, grad=True)
+    assert feats == {} and pred.requires_grad and not net.training
+    with pytest.raises(RuntimeError, match="non-finite input"):
+        run_with_features(net.train(), {"image": torch.full_like(x, float("nan"))}, ["D"])
+    assert net.training and _hook_count(net) == 0
+
+
+def test_data_parallel_over_several_devices_is_refused_with_ddp_advice() -> None:
+    net = TinyNet()
+    wrapped = nn.DataParallel(net)  # on a machine without GPUs: no replicas, device_ids == []
+    with LayerTap(wrapped, ["D"]) as tap:  # one device (or none): the hooks see the whole batch
+        wrapped(torch.ones(2, 2, 1, 1))
+    assert tap.features["D"].shape == (2, 2, 1, 1)
+    wrapped.device_ids = [0, 1]  # what DataParallel holds on a machine with two GPUs
+    with pytest.raises(ValueError, match=r"DataParallel over 2 devices .*DistributedDataParallel"):
+        LayerTap(wrapped, ["D"])
+    with pytest.raises(ValueError, match="DistributedDataParallel"):
+        run_with_features(wrapped, {"image": torch.ones(2, 2, 1, 1)}, ["D"])
+    assert _hook_count(net) == 0
+
+
+def test_edit_and_tap_of_an_in_place_layer() -> None:
+    net = InPlaceAfterLayer()
+    x = torch.tensor([[[[-1.0, 1.0, 2.0]]]])
+    with edit_layers(net, {"lin": lambda y: 2 * y}), LayerTap(net, ["lin"]) as tap:
+        out = net(x)
+    assert torch.equal(tap.features["lin"], torch.tensor([[[[-6.0, 6.0, 12.0]]]]))  # the edited output
+    assert torch.equal(out, torch.tensor([[[[0.0, 1.0, 7.0]]]]))
+
+
+def test_run_with_features_restores_mixed_modes() -> None:
+    net = TinyNet().train()
+    net.dec.eval()  # e.g. a frozen part of a model in training
+    run_with_features(net, {"image": torch.ones(1, 2, 1, 1)})
+    assert net.training and net.enc.training and not net.dec.training and not net.dec.act.training

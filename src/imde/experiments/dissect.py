@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from imde.accumulators import DepthResponse
 from imde.core.bins import DEFAULT_BINS, DepthBins, assign_bins
 from imde.core.selectivity import dead_units, depth_selectivity, preferred_bins, random_baseline
+from imde.experiments._depth_check import DepthRangeCheck
 from imde.experiments.results import (
     SavedResult,
     check_batch,
@@ -28,7 +29,7 @@ from imde.experiments.results import (
     write_csv,
     write_json,
 )
-from imde.hooks import LayerTap
+from imde.models import run_with_features
 from imde.utils.device import resolve_device
 
 
@@ -66,35 +67,29 @@ def compute_responses(
         ValueError: no layers, a layer of fewer than 2 units, a batch without ``depth``, or a loader that yields
             nothing.
     """
-    from imde.models import run_model
-
     layers = list(layers)
     if not layers or len(set(layers)) != len(layers):
         raise ValueError(f"layers={layers!r}: expected a non-empty list of distinct layer names")
     if not isinstance(bins, DepthBins):
         raise ValueError(f"bins={bins!r}: expected an imde.core.bins.DepthBins")
+    depth_check = DepthRangeCheck(bins.beta, f"dissect (edges preset {bins.preset!r})")
     dev = resolve_device(device)
     model.to(dev)
-    was_training = model.training
-    model.eval()
     responses: dict[str, DepthResponse] = {}
-    try:
-        with torch.no_grad(), LayerTap(model, layers) as tap:
-            batches = limit_batches(loader, max_batches)
-            for batch in tqdm(batches, desc="dissect", total=count_batches(loader, max_batches), disable=not progress):
-                check_batch(batch)
-                run_model(model, batch, dev)
-                depth = batch["depth"].to(dev)
-                for name in layers:
-                    features = tap.features[name]
-                    if name not in responses:
-                        edges = bins.for_units(features.shape[1]).edges
-                        responses[name] = DepthResponse(features.shape[1], edges, device=dev)
-                    responses[name].update(features, depth)
-    finally:
-        model.train(was_training)
+    batches = limit_batches(loader, max_batches)
+    for batch in tqdm(batches, desc="dissect", total=count_batches(loader, max_batches), disable=not progress):
+        check_batch(batch)
+        depth = batch["depth"].to(dev)
+        depth_check.update(depth)
+        _, features = run_with_features(model, batch, layers, device=dev)
+        for name in layers:
+            if name not in responses:
+                edges = bins.for_units(features[name].shape[1]).edges
+                responses[name] = DepthResponse(features[name].shape[1], edges, device=dev)
+            responses[name].update(features[name], depth)
     if not responses:
         raise ValueError("loader: yielded no batch; nothing to dissect")
+    depth_check.finish()
     if dist.is_available() and dist.is_initialized():
         for response in responses.values():
             response.all_reduce()

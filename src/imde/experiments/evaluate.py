@@ -23,7 +23,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from imde.core.metrics import METRIC_NAMES, DepthMetrics
+from imde.experiments._depth_check import DepthRangeCheck
 from imde.experiments.results import SavedResult, check_batch, limit_batches, safe_name
+from imde.models import run_with_features
 from imde.utils.device import resolve_device
 from imde.utils.io import atomic_path, atomic_write_bytes
 from imde.utils.optional import require
@@ -179,28 +181,23 @@ def evaluate(
     Raises:
         ValueError: bad caps or crop name, a batch without ``image``/``depth``, or a loader that yields nothing.
     """
-    from imde.models import run_model
-
     metrics = DepthMetrics(min_depth=min_depth, max_depth=max_depth, crop=crop or "none")
     dev = resolve_device(device)
     model.to(dev)
-    was_training = model.training
-    model.eval()
+    depth_check = DepthRangeCheck(max_depth, f"evaluate (max_depth {max_depth:g} m)")
     num_batches = 0
-    try:
-        with torch.no_grad():
-            for batch in tqdm(limit_batches(loader, max_batches), desc="evaluate", disable=not progress):
-                check_batch(batch)
-                pred = run_model(model, batch, dev)
-                pred, depth = align_prediction(pred.float(), batch["depth"].to(dev), upsample_to_gt=upsample_to_gt)
-                metrics.update(pred, depth)
-                if export is not None:
-                    _export_batch(pred, batch, export, model, max_depth, num_batches)
-                num_batches += 1
-    finally:
-        model.train(was_training)
+    for batch in tqdm(limit_batches(loader, max_batches), desc="evaluate", disable=not progress):
+        check_batch(batch)
+        depth_check.update(batch["depth"].to(dev))
+        pred, _ = run_with_features(model, batch, device=dev)
+        pred, depth = align_prediction(pred.float(), batch["depth"].to(dev), upsample_to_gt=upsample_to_gt)
+        metrics.update(pred, depth)
+        if export is not None:
+            _export_batch(pred, batch, export, model, max_depth, num_batches)
+        num_batches += 1
     if num_batches == 0:
         raise ValueError("evaluate: the loader yielded no batches (empty split?)")
+    depth_check.finish()
     metrics.all_reduce()
     return EvalResult(metrics.compute(), metrics.num_images, metrics.num_skipped, metrics.crop, min_depth, max_depth)
 

@@ -22,7 +22,7 @@ from imde.accumulators import DepthResponse
 from imde.core.bins import DEFAULT_BINS, DepthBins, digitize
 from imde.experiments.dissect import LayerDissection, units_to_bins
 from imde.experiments.results import SavedResult, as_batch, check_batch, write_json
-from imde.hooks import LayerTap
+from imde.models import run_with_features
 from imde.utils.device import resolve_device
 from imde.utils.io import atomic_torch_save
 
@@ -75,23 +75,16 @@ def fgsm(
     Returns:
         The perturbed ``image`` ``[B, C, H, W]`` on ``device``, detached.
     """
-    from imde.models import run_model
-
     check_batch(batch)
     if not epsilon >= 0:
         raise ValueError(f"epsilon={epsilon}: expected a non-negative step size")
     dev = resolve_device(device)
     loss_fn = loss_fn or default_loss(model)
     image = batch["image"].to(dev).detach().clone().requires_grad_(True)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.enable_grad():
-            pred = run_model(model, {**batch, "image": image}, dev)
-            depth = resize_depth(batch["depth"].to(dev), tuple(pred.shape[-2:]))
-            (grad,) = torch.autograd.grad(loss_fn(pred, depth), image)
-    finally:
-        model.train(was_training)
+    pred, _ = run_with_features(model, {**batch, "image": image}, device=dev, grad=True)
+    depth = resize_depth(batch["depth"].to(dev), tuple(pred.shape[-2:]))
+    with torch.enable_grad():
+        (grad,) = torch.autograd.grad(loss_fn(pred, depth), image)
     return (image + epsilon * grad.sign()).detach()
 
 
@@ -254,12 +247,9 @@ def _analyse(
     Returns:
         The case, the resized ground truth, the layer's edges and how units were tied to bins.
     """
-    from imde.models import run_model
-
     layer, dissection, bins, loss_fn = spec
-    with torch.no_grad(), LayerTap(model, [layer]) as tap:
-        pred = run_model(model, {**batch, "image": image}, dev)
-        features = tap.features[layer]
+    pred, tapped = run_with_features(model, {**batch, "image": image}, [layer], device=dev)
+    features = tapped[layer]
     edges, unit_bins, mode = units_to_bins(features.shape[1], dissection, bins=bins)
     size = tuple(pred.shape[-2:])
     depth = resize_depth(batch["depth"].to(dev), size)
@@ -324,14 +314,9 @@ def run_explain(
     if isinstance(responses, DepthResponse):
         responses = LayerDissection.from_response(layer, responses)
     spec = (layer, responses, bins, loss_fn)
-    was_training = model.training
-    model.eval()
-    try:
-        adversarial = fgsm(model, batch, epsilon=epsilon, loss_fn=loss_fn, device=dev)
-        clean, depth, edges, mode = _analyse(model, batch, batch["image"].to(dev), spec, dev)
-        attacked, _, _, _ = _analyse(model, batch, adversarial, spec, dev)
-    finally:
-        model.train(was_training)
+    adversarial = fgsm(model, batch, epsilon=epsilon, loss_fn=loss_fn, device=dev)
+    clean, depth, edges, mode = _analyse(model, batch, batch["image"].to(dev), spec, dev)
+    attacked, _, _, _ = _analyse(model, batch, adversarial, spec, dev)
     result = ExplainResult(layer, float(epsilon), mode, edges, depth, clean, attacked)
     if out_dir is not None:
         result.save(out_dir)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from imde.core.bins import DEFAULT_BINS, DepthBins
 from imde.experiments.dissect import LayerDissection, units_to_bins
 from imde.experiments.results import as_batch
-from imde.hooks import LayerTap
+from imde.models import run_with_features
 from imde.utils.device import resolve_device
 
 
@@ -51,19 +51,10 @@ def unit_views(
     Units stand for their assigned bin (Eq. 6) or, with a ``dissection``, their preferred bin (see
     ``units_to_bins``).
     """
-    from imde.models import run_model
-
     batch = as_batch(batch)
     dev = resolve_device(device)
-    model.to(dev)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), LayerTap(model, [layer]) as tap:
-            pred = run_model(model, batch, dev)
-            features = tap.features[layer]
-    finally:
-        model.train(was_training)
+    pred, tapped = run_with_features(model.to(dev), batch, [layer], device=dev)
+    features = tapped[layer]
     num_units = features.shape[1]
     chosen = torch.as_tensor(list(units), dtype=torch.long)
     if chosen.numel() == 0 or int(chosen.min()) < 0 or int(chosen.max()) >= num_units:

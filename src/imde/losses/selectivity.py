@@ -23,6 +23,8 @@ Conventions, and the switches that give the authors' code:
   and its gradient with respect to ``R_o`` grows as ``1 / (R_d + R_o)`` on the way; with ``eps > 0`` a
   fading unit scores lower (``DS -> 0`` as its response vanishes) and is pushed to respond more on its bin
   (``dDS/dR_d = (2 R_o + eps) / (R_d + R_o + eps)^2 > 0``). Dissection (Eq. 2) never uses it.
+- NaN or inf features are an error (:class:`imde.errors.NonFiniteFeaturesError`, naming the layer and the
+  number of bad values), as in :class:`imde.DepthResponse`: silently dropping a unit would bias the loss.
 - A layer with no unit left (e.g. a batch whose valid depth falls in fewer than 2 bins with ``"skip"``)
   contributes 0 (with a zero gradient) rather than failing the training step.
 """
@@ -35,9 +37,22 @@ from torch import Tensor, nn
 from imde.core.bins import EDGE_KINDS, DepthBins, assign_bins, digitize
 from imde.core.response import response_sums
 from imde.core.selectivity import selectivity_from_abs
+from imde.errors import NonFiniteFeaturesError
 
 ABSENT_BIN_MODES = ("skip", "authors")
 ABS_MODES = ("paper", "authors")
+
+
+def _check_finite(name: str, feat: Tensor) -> None:
+    """Refuse NaN / inf features: one sum is finite unless some element is not (or a finite sum overflows)."""
+    detached = feat.detach()
+    if bool(torch.isfinite(detached.sum())):
+        return
+    bad = int((~torch.isfinite(detached)).sum())
+    if bad:
+        raise NonFiniteFeaturesError(
+            f"features[{name!r}] {tuple(feat.shape)}: {bad} of {feat.numel()} values are NaN or inf"
+        )
 
 
 class _SelectivityLoss(nn.Module):
@@ -104,6 +119,7 @@ class _SelectivityLoss(nn.Module):
                 )
             if not feat.is_floating_point():
                 raise ValueError(f"features[{name!r}]: expected a floating tensor, got {feat.dtype}")
+            _check_finite(name, feat)
         return depth
 
     def _mean_selectivity(self, sums: Tensor, counts: Tensor) -> Tensor:

@@ -11,11 +11,14 @@ from __future__ import annotations
 from imde.models import bts as bts
 from imde.models import cspn as cspn
 from imde.models import mff as mff
+from imde.models._output import DEPTH_KEYS as DEPTH_KEYS
+from imde.models._output import depth_from_output as depth_from_output
 from imde.models._registry import create as create
 from imde.models._registry import list_models as list_models
 from imde.models._registry import model_options as model_options
 from imde.models._registry import register_model as register_model
 from imde.models._run import run_model as run_model
+from imde.models._run import run_with_features as run_with_features
 from imde.models._units import UnitInfo as UnitInfo
 from imde.models.released import LoadReport as LoadReport
 from imde.models.released import adapt_state_dict as adapt_state_dict
@@ -24,14 +27,17 @@ from imde.models.released import load_checkpoint as load_checkpoint
 list = list_models  # noqa: A001 - the public name is imde.models.list()
 
 __all__ = [
+    "DEPTH_KEYS",
     "LoadReport",
     "UnitInfo",
     "adapt_state_dict",
     "create",
+    "depth_from_output",
     "list",
     "list_models",
     "load_checkpoint",
     "model_options",
     "register_model",
     "run_model",
+    "run_with_features",
 ]

@@ -39,14 +39,12 @@ def pick_units(assign: LayerDissection, other: LayerDissection, depth: torch.Ten
 
 
 def _forward(model: torch.nn.Module, batch: dict[str, Any], layer: str, device: str) -> tuple[torch.Tensor, ...]:
-    from imde.hooks import LayerTap
-    from imde.models import run_model
+    from imde.models import run_with_features
     from imde.utils.device import resolve_device
 
     dev = resolve_device(device)
-    with torch.no_grad(), LayerTap(model.to(dev), [layer]) as tap:
-        pred = run_model(model, batch, dev)
-    return pred[0, 0].cpu(), tap.features[layer][0].cpu()
+    pred, features = run_with_features(model.to(dev), batch, [layer], device=dev)
+    return pred[0, 0].cpu(), features[layer][0].cpu()
 
 
 def make_figures(

@@ -33,6 +33,8 @@ from tqdm.auto import tqdm
 import imde.training.checkpoint as ckpt
 from imde.core.bins import DepthBins
 from imde.core.metrics import METRIC_NAMES, DepthMetrics
+from imde.errors import NonFiniteFeaturesError
+from imde.experiments._depth_check import DepthRangeCheck
 from imde.experiments.evaluate import align_prediction
 from imde.hooks import LayerTap, resolve_layer, unwrap_model
 from imde.training.config import TrainConfig, default_layers
@@ -158,7 +160,8 @@ def preflight(
     Raises:
         ValueError: unknown layer names (with the model's declared layers), an empty split, an unknown
             ``best_metric``, a checkpoint from another model or config, a fresh run into a run directory
-            that already holds a checkpoint.
+            that already holds a checkpoint, a first held-out sample whose depth lies mostly beyond the model's
+            maximum depth (millimetres?).
         FileNotFoundError: ``resume=True`` without ``checkpoints/last.pt``.
     """
     cfg = config
@@ -194,6 +197,8 @@ def preflight(
     if held_out and test_set is None:
         test_set = build_dataset(cfg.data, "test", train=False)
     _check_not_empty(train_set, "train")
+    if held_out:  # the held-out split: no augmentation, so reading a sample draws no random number
+        _check_depth_unit(_check_not_empty(test_set, "test"), max_depth)
     state = RunState(
         config=cfg, info=info, device=device, model=model,
         train_loader=train_loader(train_set, cfg.data, info, cfg.seed),
@@ -225,6 +230,14 @@ def _check_not_empty(dataset: Dataset[dict[str, Any]] | None, split: str) -> Dat
     if dataset is None or len(dataset) == 0:  # type: ignore[arg-type]
         raise ValueError(f"data: the {split} split is empty (no samples)")
     return dataset
+
+
+def _check_depth_unit(dataset: Dataset[dict[str, Any]], max_depth: float) -> None:
+    """The first held-out sample's depth must lie mostly in ``(0, max_depth]`` (metres, not millimetres)."""
+    sample = dataset[0]
+    if isinstance(sample, Mapping) and "depth" in sample:
+        check = DepthRangeCheck(max_depth, f"train (max depth {max_depth:g} m)", first="the first held-out sample")
+        check.update(torch.as_tensor(sample["depth"]))
 
 
 def _interp_loss(state: RunState) -> nn.Module | None:
@@ -294,8 +307,13 @@ def _restore(state: RunState) -> int:
 # --------------------------------------------------------------------------------------------------
 
 
-def _loss_terms(state: RunState, batch: Mapping[str, Any], tap: LayerTap | None) -> dict[str, torch.Tensor]:
-    """Forward pass and the loss terms: ``loss`` (total), ``base``, ``interp``."""
+def _loss_terms(state: RunState, batch: Mapping[str, Any], tap: LayerTap | None) -> tuple[dict[str, torch.Tensor], str]:
+    """Forward pass and the loss terms: ``loss`` (total), ``base``, ``interp``; and what made a term non-finite.
+
+    The model's output goes through ``run_model``'s output rule (tensor, tuple, dict, ``ModelOutput``). NaN
+    or inf features make the selectivity loss refuse them; the term is then NaN and the refusal's message
+    (layer, number of bad values) is returned, for :func:`_check_finite` to report with the step and files.
+    """
     from imde.models import run_model
 
     depth = batch["depth"].to(state.device, non_blocking=True)
@@ -303,24 +321,28 @@ def _loss_terms(state: RunState, batch: Mapping[str, Any], tap: LayerTap | None)
         pred = run_model(state.model, batch, state.device)
     pred, target = align_prediction(pred.float(), depth, upsample_to_gt=False)
     terms = {"base": state.base_loss(pred, target)}
+    cause = ""
     if state.interp_loss is not None and tap is not None:
         features = {name: tap.features[name].float() for name in state.interp_layers}
-        terms["interp"] = state.interp_loss(features, depth)
+        try:
+            terms["interp"] = state.interp_loss(features, depth)
+        except NonFiniteFeaturesError as error:
+            terms["interp"], cause = terms["base"].new_full((), math.nan), str(error)
     else:
         terms["interp"] = terms["base"].new_zeros(())
     terms["loss"] = terms["base"] + terms["interp"]
-    return terms
+    return terms, cause
 
 
-def _check_finite(state: RunState, terms: Mapping[str, torch.Tensor], batch: Mapping[str, Any]) -> None:
+def _check_finite(state: RunState, terms: Mapping[str, torch.Tensor], batch: Mapping[str, Any], cause: str) -> None:
     bad = (~torch.isfinite(terms["loss"].detach())).float()
     if state.info.distributed:
         torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX)
     if bad.item() > 0:
         values = {name: float(value.detach()) for name, value in terms.items()}
         raise NonFiniteLossError(
-            f"non-finite loss at step {state.step} (epoch {state.epoch}, rank {state.info.rank}): terms {values}; "
-            f"batch files {list(batch.get('name', ['<no name key>']))}"
+            f"non-finite loss at step {state.step} (epoch {state.epoch}, rank {state.info.rank}): terms {values}"
+            f"{'; ' + cause if cause else ''}; batch files {list(batch.get('name', ['<no name key>']))}"
         )
 
 
@@ -332,8 +354,8 @@ def training_step(state: RunState, batch: Mapping[str, Any], tap: LayerTap | Non
     """
     cfg = state.config
     state.schedule.before_step(state.epoch, state.step)
-    terms = _loss_terms(state, batch, tap)
-    _check_finite(state, terms, batch)
+    terms, cause = _loss_terms(state, batch, tap)
+    _check_finite(state, terms, batch, cause)
     state.optimizer.zero_grad(set_to_none=True)
     state.scaler.scale(terms["loss"]).backward()
     if cfg.train.grad_clip is not None:

@@ -66,22 +66,16 @@ def export_unit_atlas(
     Raises:
         ValueError: on a batch without ``image``/``depth``, mismatched shapes, no layers or ``max_tile < 4``.
     """
-    from imde.hooks import LayerTap
-    from imde.models import run_model
+    from imde.models import run_with_features
 
     layers = [layers] if isinstance(layers, str) else list(layers)
     image, depth = _check_samples(samples, layers, max_tile)
     dev = resolve_device(device)
     if bins is None and getattr(model, "depth_preset", None) is not None:
         bins = DepthBins(model.depth_preset)
-    was_training = model.training
-    model.to(dev).eval()
-    try:
-        with torch.no_grad(), LayerTap(model, layers) as tap:
-            prediction = run_model(model, samples, dev).detach().float().cpu()
-            features = {name: tap.features[name].detach().float().cpu() for name in layers}
-    finally:
-        model.train(was_training)
+    prediction, tapped = run_with_features(model.to(dev), samples, layers, device=dev)
+    prediction = prediction.float().cpu()
+    features = {name: tapped[name].float().cpu() for name in layers}
 
     out = Path(out_dir)
     names = samples.get("name")

@@ -7,6 +7,7 @@ import torch
 
 from _reference import loop_layer_selectivity
 from imde.core.bins import assign_bins, dataset_edges, digitize
+from imde.errors import NonFiniteFeaturesError
 from imde.losses.selectivity import AssignLoss, SelectivityRegLoss
 
 
@@ -138,3 +139,17 @@ def test_layers_sharing_one_pass_give_the_same_result_as_separate_calls() -> Non
     for name, feat in features.items():
         alone = loss_fn.layer_selectivity({name: feat}, depth)[name]
         assert float(together[name]) == pytest.approx(float(alone), abs=1e-14)
+
+
+@pytest.mark.parametrize("loss_cls", [AssignLoss, SelectivityRegLoss])
+def test_non_finite_features_are_refused_with_the_layer_and_count(loss_cls) -> None:
+    depth = torch.rand(2, 8, 8) * 9 + 1
+    feats = torch.rand(2, 4, 4, 4)
+    feats[0, 1, 2, 3] = float("nan")
+    feats[1, 3, 0, :2] = float("inf")
+    with pytest.raises(NonFiniteFeaturesError, match=r"features\['L'\] \(2, 4, 4, 4\): 3 of 128 values are NaN or inf"):
+        loss_cls()({"ok": torch.rand(2, 4, 4, 4), "L": feats}, depth)
+    with pytest.raises(ValueError, match=r"128 of 128 values"):  # all NaN: no longer a finite -0.0
+        loss_cls()({"L": torch.full((2, 4, 4, 4), float("nan"))}, depth)
+    huge = torch.full((2, 4, 4, 4), torch.finfo(torch.float16).max, dtype=torch.float16)  # finite, the sum is not
+    assert torch.isfinite(loss_cls()({"L": huge}, depth))
