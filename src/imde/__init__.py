@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from imde.accumulators import DepthResponse as DepthResponse
 from imde.core.bins import DEPTH_PRESETS as DEPTH_PRESETS
+from imde.core.bins import DepthBins as DepthBins
 from imde.core.bins import assign_bins as assign_bins
 from imde.core.bins import dataset_edges as dataset_edges
 from imde.core.bins import digitize as digitize
@@ -32,6 +33,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DEPTH_PRESETS",
     "AssignLoss",
+    "DepthBins",
     "DepthResponse",
     "LayerTap",
     "SelectivityRegLoss",

@@ -3,8 +3,7 @@
 ``build_report(run_dir)`` reads what a study left in its run directory (see ``docs/report.md``)::
 
     config.yaml  results.json  dissect/<variant>/dissect.json  atlas/<variant>/index.json
-    eval/<variant>.json  correction/<variant>.json  ablation/<variant>.json  explain/<variant>.json
-    figures/*.png
+    explain/<variant>.json  figures/*.png
 
 and writes ``report.html`` (tables shaped like the paper's Tables 1-3, the claims as badges, the
 dissection plots of Fig. 3/4, the ablation curves of Fig. 2, the figures of Fig. 1/5/6/8 and the unit
@@ -53,7 +52,8 @@ FIGURE_SECTIONS = (
     ("dissection", ("dissect", "tuning", "response", "selectiv", "hist", "fig3", "fig4")),
 )
 
-_EXPERIMENT_DIRS = ("eval", "correction", "ablation", "explain")
+# the per-variant files the page shows beyond results.json (which carries eval, correction and ablation)
+_EXPERIMENT_DIRS = ("explain",)
 
 
 @dataclass
