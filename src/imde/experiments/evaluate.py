@@ -1,7 +1,7 @@
 """Streaming evaluation of a depth network over a DataLoader (paper Sec. 5.1; spec.md "Depth metrics").
 
 Each batch is run on the device, the prediction is bilinearly upsampled (``align_corners=False``) to the
-ground truth's resolution (the MFF protocol: 114×152 -> 228×304), and :class:`imde.core.metrics.DepthMetrics`
+ground truth's resolution (the MFF protocol: 114×152 -> 228×304), and :class:`imde.accumulators.DepthMetrics`
 accumulates per-image metrics; memory does not grow with the dataset. Under ``torch.distributed`` the
 sums are all-reduced, so every rank returns the whole dataset's figures.
 """
@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from imde.core.metrics import METRIC_NAMES, DepthMetrics
+from imde.accumulators import DepthMetrics
+from imde.core.metrics import METRIC_NAMES
 from imde.experiments.results import check_batch, limit_batches, safe_name
 from imde.utils.device import resolve_device
 from imde.utils.io import atomic_path, atomic_write_bytes

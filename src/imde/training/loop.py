@@ -30,7 +30,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from imde.core.metrics import METRIC_NAMES, DepthMetrics
+from imde.accumulators import DepthMetrics
+from imde.core.metrics import METRIC_NAMES
 from imde.experiments.evaluate import align_prediction
 from imde.hooks import LayerTap, resolve_layer, unwrap_model
 from imde.training import checkpoint as ckpt

@@ -1,0 +1,109 @@
+"""Pure statistics on replicates: percentile intervals, permutation p-values, Benjamini-Hochberg q-values, verdicts.
+
+>>> [round(q, 4) for q in bh_qvalues(torch.tensor([0.01, 0.04, 0.03, 0.5], dtype=torch.float64)).tolist()]
+[0.04, 0.0533, 0.0533, 0.5]
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+VERDICTS = ("holds", "fails", "inconclusive")
+
+
+def check_level(level: float) -> float:
+    """Return ``level`` if it is a confidence level in ``(0, 1)``; raise ``ValueError`` otherwise."""
+    if isinstance(level, bool) or not isinstance(level, int | float) or not 0.0 < level < 1.0:
+        raise ValueError(f"level={level!r}: expected a confidence level in (0, 1), e.g. 0.95")
+    return float(level)
+
+
+def percentile_interval(replicates: Tensor, level: float = 0.95, dim: int = 0) -> tuple[Tensor, Tensor]:
+    """Percentile bootstrap interval: the ``(1 - level) / 2`` and ``(1 + level) / 2`` quantiles along ``dim``.
+
+    NaN replicates (e.g. a unit whose assigned bin a replicate never observed) are left out; an entry without
+    any finite replicate gets NaN bounds.
+
+    Example:
+        >>> low, high = percentile_interval(torch.arange(101.0), 0.9)
+        >>> round(low.item(), 9), round(high.item(), 9)
+        (5.0, 95.0)
+    """
+    level = check_level(level)
+    values = replicates.to(torch.float64)
+    quantiles = torch.tensor([(1.0 - level) / 2.0, (1.0 + level) / 2.0], dtype=torch.float64, device=values.device)
+    if values.shape[dim] == 0:
+        nan = torch.full(values.select(dim, 0).shape if values.ndim > 1 else (), float("nan"), dtype=torch.float64)
+        return nan, nan.clone()
+    bounds = torch.nanquantile(values, quantiles, dim=dim)
+    return bounds[0], bounds[1]
+
+
+def permutation_p_values(observed: Tensor, null: Tensor) -> Tensor:
+    """One-sided permutation p-values ``(1 + #{null >= observed}) / (1 + P)`` along the first dimension of ``null``.
+
+    The ``+1`` counts the observed statistic as one of the permutations, so a p-value is never 0 and the test
+    is exact (valid at every level) when the null replicates are exchangeable with the observation. NaN null
+    replicates count as not at least as large; a NaN observation gives NaN.
+
+    Args:
+        observed: ``[...]`` statistic of the real pairing.
+        null: ``[P, ...]`` the same statistic under ``P`` null replicates.
+
+    Example:
+        >>> permutation_p_values(torch.tensor([0.9, 0.1]), torch.tensor([[0.5, 0.5], [0.95, 0.2], [0.1, 0.0]])).tolist()
+        [0.5, 0.75]
+    """
+    observed = observed.to(torch.float64)
+    exceed = (null.to(torch.float64) >= observed.unsqueeze(0)).sum(0)
+    p = (1.0 + exceed.to(torch.float64)) / (1.0 + null.shape[0])
+    return p.masked_fill(torch.isnan(observed), float("nan"))
+
+
+def bh_qvalues(p_values: Tensor) -> Tensor:
+    """Benjamini-Hochberg q-values (false-discovery-rate adjusted p-values) of a family of tests.
+
+    ``q_(i) = min_{j >= i} min(1, m p_(j) / j)`` over the ``m`` non-NaN p-values sorted increasingly; the units
+    with ``q < alpha`` are the BH discoveries at FDR ``alpha``. NaN p-values stay NaN and are not counted in ``m``.
+
+    Example:
+        >>> bh_qvalues(torch.tensor([0.02, float("nan"), 0.01], dtype=torch.float64)).tolist()
+        [0.02, nan, 0.02]
+    """
+    p = p_values.to(torch.float64)
+    finite = ~torch.isnan(p)
+    values = p[finite]
+    m = values.numel()
+    q = torch.full_like(p, float("nan"))
+    if m == 0:
+        return q
+    order = values.argsort()
+    ranked = values[order] * m / torch.arange(1, m + 1, dtype=torch.float64, device=p.device)
+    monotone = ranked.flip(0).cummin(0).values.flip(0).clamp_max(1.0)
+    adjusted = torch.empty_like(values)
+    adjusted[order] = monotone
+    q[finite] = adjusted
+    return q
+
+
+def verdict(low: float, high: float, threshold: float, higher_holds: bool = True) -> str:
+    """``"holds"`` when the whole interval is on the claimed side of ``threshold``, ``"fails"`` when it is on the
+    other side, ``"inconclusive"`` when it straddles it (or is NaN).
+
+    Args:
+        low: lower bound of the interval.
+        high: upper bound.
+        threshold: the claim's threshold.
+        higher_holds: the claim is "value > threshold" (``False``: "value < threshold").
+
+    Example:
+        >>> verdict(0.40, 0.45, 1 / 3), verdict(0.30, 0.35, 1 / 3), verdict(0.1, 0.2, 0.3, higher_holds=False)
+        ('holds', 'inconclusive', 'holds')
+    """
+    if low != low or high != high:  # NaN
+        return "inconclusive"
+    above, below = low > threshold, high < threshold
+    if above or below:
+        return "holds" if above == higher_holds else "fails"
+    return "inconclusive"
