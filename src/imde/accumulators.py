@@ -273,9 +273,11 @@ class DepthResponse(Accumulator):
         """A fresh accumulator of the configuration of a :meth:`state_dict` (files without replicates load too)."""
         boot, null = config.get("boot_sums"), config.get("null_sums")
         dtype = next((t.dtype for t in (boot, null) if isinstance(t, Tensor)), torch.float32)
-        return cls(int(config["num_units"]), torch.as_tensor(config["edges"]), bootstrap=int(config.get("bootstrap", 0)),
-                   permutations=int(config.get("permutations", 0)), seed=int(config.get("seed", 0)),
-                   replicate_dtype=dtype, device=device)
+        return cls(
+            int(config["num_units"]), torch.as_tensor(config["edges"]), bootstrap=int(config.get("bootstrap", 0)),
+            permutations=int(config.get("permutations", 0)), seed=int(config.get("seed", 0)),
+            replicate_dtype=dtype, device=device,
+        )
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Replace the state with ``state`` (from :meth:`state_dict`; older files without replicates load too)."""
