@@ -16,7 +16,7 @@ measured on the same images with the same seed (the same Poisson weights, so the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -87,6 +87,7 @@ class Significance:
         preferred_stability: ``[K]`` fraction of bootstrap replicates with the same preferred bin.
         level: confidence level of the intervals.
         bootstrap, permutations: the replicate counts behind them.
+        replicates: float64 ``[R, K]`` bootstrap DS of every unit (to combine layers: :func:`pooled_interval`).
     """
 
     selectivity: Tensor
@@ -101,6 +102,7 @@ class Significance:
     level: float
     bootstrap: int
     permutations: int
+    replicates: Tensor | None = field(default=None, repr=False, compare=False)
 
     def significant(self, fdr: float = FDR_LEVEL) -> Tensor:
         """bool ``[K]``: units selective at false-discovery rate ``fdr`` (``q < fdr``; none without permutations)."""
@@ -155,6 +157,7 @@ def selectivity_significance(
     nan = torch.full((units,), float("nan"), dtype=torch.float64)
     layer = float(selectivity.nanmean())
     ci_low, ci_high, stability, layer_ci = nan, nan.clone(), nan.clone(), (float("nan"), float("nan"))
+    boot = None
     if response.bootstrap:
         boot, boot_preferred = replicate_selectivity(response.boot_sums, response.boot_counts, assigned)
         ci_low, ci_high = percentile_interval(boot, level)
@@ -166,7 +169,22 @@ def selectivity_significance(
         null, _ = replicate_selectivity(response.null_sums, response.counts, assigned)
         p_value = permutation_p_values(selectivity, null)
     return Significance(selectivity, ci_low, ci_high, p_value, bh_qvalues(p_value), layer, layer_ci, preferred,
-                        stability, level, response.bootstrap, response.permutations)
+                        stability, level, response.bootstrap, response.permutations, boot)
+
+
+def pooled_interval(parts: list[Significance], level: float = 0.95) -> tuple[float, float]:
+    """Interval of the mean DS over the units of several layers (e.g. Table 2's all-layer number).
+
+    The layers must come from one dissection (same images, seed and ``R``): replicate ``r`` of every layer
+    then has the same image weights, and the pooled mean of replicate ``r`` is a replicate of the pooled mean.
+    """
+    if not parts or any(part.replicates is None for part in parts):
+        return float("nan"), float("nan")
+    replicates = [part.replicates for part in parts if part.replicates is not None]
+    if len({r.shape[0] for r in replicates}) != 1:
+        raise ValueError(f"pooled_interval: layers have different bootstrap counts {[r.shape[0] for r in replicates]}")
+    low, high = percentile_interval(torch.cat(replicates, 1).nanmean(1), level)
+    return float(low), float(high)
 
 
 @dataclass(frozen=True)

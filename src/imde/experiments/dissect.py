@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from imde.core.bins import assign_bins, dataset_edges
 from imde.core.selectivity import dead_units, depth_selectivity, preferred_bins, random_baseline
 from imde.experiments.results import check_batch, count_batches, limit_batches, safe_name, write_csv, write_json
 from imde.hooks import LayerTap
+from imde.significance import Significance, pooled_interval, selectivity_significance
 from imde.utils.device import resolve_device
 
 
@@ -42,6 +43,9 @@ def compute_responses(
     device: str | torch.device = "cpu",
     max_batches: int | None = None,
     progress: bool = False,
+    bootstrap: int = 0,
+    permutations: int = 0,
+    seed: int = 0,
 ) -> dict[str, DepthResponse]:
     """Accumulate the mean response of every unit of ``layers`` over depth bins (Eq. 1).
 
@@ -59,6 +63,9 @@ def compute_responses(
         device: where the forward passes and the accumulation run.
         max_batches: stop after this many batches (``None``: the whole loader).
         progress: show a progress bar.
+        bootstrap: Poisson-bootstrap replicates per layer (:class:`imde.DepthResponse`; 0: none).
+        permutations: permutation-null replicates per layer (0: none; every batch needs 2 or more images).
+        seed: seed of the replicates; the images' keys are their ``name`` (running indices without one).
 
     Returns:
         ``{layer: DepthResponse}`` in the order of ``layers``.
@@ -74,6 +81,7 @@ def compute_responses(
     dataset_edges(edges_preset, max(num_bins, 2))  # an unknown preset fails here, before any forward pass
     if num_bins < 2:
         raise ValueError(f"num_bins={num_bins}: expected at least 2 depth bins")
+    check_permutable(loader, permutations)
     dev = resolve_device(device)
     model.to(dev)
     was_training = model.training
@@ -90,8 +98,9 @@ def compute_responses(
                     features = tap.features[name]
                     if name not in responses:
                         edges = layer_edges(edges_preset, num_bins, features.shape[1])
-                        responses[name] = DepthResponse(features.shape[1], edges, device=dev)
-                    responses[name].update(features, depth)
+                        responses[name] = DepthResponse(features.shape[1], edges, bootstrap=bootstrap,
+                                                        permutations=permutations, seed=seed, device=dev)
+                    responses[name].update(features, depth, keys=batch_keys(batch))
     finally:
         model.train(was_training)
     if not responses:
@@ -100,6 +109,31 @@ def compute_responses(
         for response in responses.values():
             response.all_reduce()
     return responses
+
+
+def batch_keys(batch: Mapping[str, Any]) -> list[str] | None:
+    """The images' keys for the replicate weights: the batch's sample names, ``None`` when it has none."""
+    names = batch.get("name")
+    if isinstance(names, str):
+        return [names]
+    if isinstance(names, Sequence) and all(isinstance(name, str) for name in names):
+        return list(names)
+    return None
+
+
+def check_permutable(loader: Iterable[Any], permutations: int) -> None:
+    """Refuse, before any forward pass, a loader that would give a batch of one image to the permutation null."""
+    if not permutations:
+        return
+    batch_size = getattr(loader, "batch_size", None)
+    dataset = getattr(loader, "dataset", None)
+    if batch_size is None or dataset is None or not hasattr(dataset, "__len__"):
+        return  # not a DataLoader: DepthResponse.update refuses a batch of one when it comes
+    last = len(dataset) % batch_size
+    if batch_size < 2 or (last == 1 and not getattr(loader, "drop_last", False)):
+        raise ValueError(f"permutations={permutations}: the loader gives a batch of one image (batch_size="
+                         f"{batch_size}, {len(dataset)} images), which cannot be permuted within itself; use a "
+                         f"batch size of at least 2 that does not leave a last batch of one (or drop_last)")
 
 
 @dataclass
@@ -119,6 +153,7 @@ class LayerDissection:
         random_baseline: the expected DS of random responses over ``N_b`` bins (Eq. 3, finite ``N_b``).
         num_images: images accumulated.
         num_empty_images: images without any valid depth pixel (they contributed nothing).
+        significance: intervals, p- and q-values of the Eq. 2 DS when the response kept replicates, else None.
     """
 
     layer: str
@@ -133,6 +168,7 @@ class LayerDissection:
     random_baseline: float
     num_images: int = 0
     num_empty_images: int = 0
+    significance: Significance | None = field(default=None, repr=False)
 
     @property
     def num_units(self) -> int:
@@ -178,10 +214,12 @@ class LayerDissection:
             random_baseline=float(random_baseline(num_bins)),
             num_images=int(response.num_images),
             num_empty_images=int(response.num_empty_images),
+            significance=selectivity_significance(response) if response.bootstrap or response.permutations else None,
         )
 
     def summary(self) -> dict[str, Any]:
-        """Layer-level numbers (one row of Table 1)."""
+        """Layer-level numbers (one row of Table 1); with replicates also its interval and significant units."""
+        extra = {} if self.significance is None else {"significance": self.significance.summary()}
         return {
             "num_units": self.num_units,
             "num_bins": self.num_bins,
@@ -191,12 +229,15 @@ class LayerDissection:
             "dead_units": int(self.dead.sum()),
             "num_images": self.num_images,
             "num_empty_images": self.num_empty_images,
+            **extra,
         }
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able summary plus every per-unit field."""
+        extra = {} if self.significance is None else {"significance": self.significance.to_dict()}
         return {
             **self.summary(),
+            **extra,
             "edges": self.edges.tolist(),
             "counts": self.counts.tolist(),
             "units": {
@@ -288,17 +329,22 @@ class DissectResult:
         values = torch.cat([layer.selectivity for layer in self.layers[split].values()])
         return float(values.mean())
 
+    def selectivity_interval(self, split: str, level: float = 0.95) -> tuple[float, float]:
+        """Bootstrap interval of :meth:`selectivity` (NaN unless every layer kept bootstrap replicates)."""
+        parts = [layer.significance for layer in self.layers[split].values()]
+        return pooled_interval([part for part in parts if part is not None], level) if all(parts) else (
+            float("nan"), float("nan"))
+
     def to_dict(self) -> dict[str, Any]:
-        """``{"splits": {split: {"selectivity": float, "layers": {layer: ...}}}}``."""
-        return {
-            "splits": {
-                split: {
-                    "selectivity": self.selectivity(split),
-                    "layers": {name: layer.to_dict() for name, layer in per_layer.items()},
-                }
-                for split, per_layer in self.layers.items()
-            }
-        }
+        """``{"splits": {split: {"selectivity": float, "layers": {layer: ...}}}}`` (plus ``selectivity_ci``)."""
+        splits: dict[str, Any] = {}
+        for split, per_layer in self.layers.items():
+            entry: dict[str, Any] = {"selectivity": self.selectivity(split)}
+            if all(layer.significance is not None and layer.significance.bootstrap for layer in per_layer.values()):
+                entry["selectivity_ci"] = list(self.selectivity_interval(split))
+            entry["layers"] = {name: layer.to_dict() for name, layer in per_layer.items()}
+            splits[split] = entry
+        return {"splits": splits}
 
     def save(self, out_dir: str | Path) -> list[Path]:
         """Write ``dissect.json``, one CSV per split and layer, and the raw responses (``.pt``), atomically."""
@@ -325,6 +371,9 @@ def run_dissect(
     max_batches: int | None = None,
     progress: bool = False,
     out_dir: str | Path | None = None,
+    bootstrap: int = 0,
+    permutations: int = 0,
+    seed: int = 0,
 ) -> DissectResult:
     """Dissect ``layers`` on every split of ``loaders`` (Tables 1, 4, 7) and optionally write the results.
 
@@ -338,6 +387,9 @@ def run_dissect(
         max_batches: per split, stop after this many batches.
         progress: show progress bars.
         out_dir: when given, ``DissectResult.save(out_dir)`` is called.
+        bootstrap: bootstrap replicates per layer (intervals; see :mod:`imde.significance`).
+        permutations: permutation-null replicates per layer (p- and q-values).
+        seed: seed of the replicates (the same seed and images pair two models' replicates).
     """
     if not loaders:
         raise ValueError("loaders: expected at least one {split: loader} entry")
@@ -351,6 +403,9 @@ def run_dissect(
             device=device,
             max_batches=max_batches,
             progress=progress,
+            bootstrap=bootstrap,
+            permutations=permutations,
+            seed=seed,
         )
         for split, loader in loaders.items()
     }
@@ -358,3 +413,32 @@ def run_dissect(
     if out_dir is not None:
         result.save(out_dir)
     return result
+
+
+def run_random_control(
+    create_model: Callable[[], torch.nn.Module],
+    loaders: Mapping[str, Iterable[Mapping[str, Any]]],
+    layers: Sequence[str],
+    *,
+    weight_seed: int = 0,
+    **dissect_kwargs: Any,
+) -> DissectResult:
+    """Dissect the same architecture with random weights on the same data: the selectivity it shows untrained.
+
+    Eq. 3's ``1/3`` assumes i.i.d. responses; a random network's units are smooth functions of the image, so
+    their DS is measured instead, as a control for the trained model of the same architecture. The model is
+    created under ``torch.manual_seed(weight_seed)`` (the global random state is restored afterwards) and
+    dissected with :func:`run_dissect`'s arguments (pass the trained run's ``seed`` and loaders to pair the
+    replicates, then :func:`imde.compare_selectivity` gives the interval of trained minus control).
+
+    Args:
+        create_model: builds the untrained architecture (e.g. ``lambda: imde.models.create(name, pretrained=False)``).
+        loaders: ``{split: loader}`` as for :func:`run_dissect`.
+        layers: layer names.
+        weight_seed: seed of the random initialisation.
+        **dissect_kwargs: forwarded to :func:`run_dissect`.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(weight_seed)
+        model = create_model()
+    return run_dissect(model, loaders, layers, **dissect_kwargs)
