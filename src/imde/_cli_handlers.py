@@ -150,13 +150,17 @@ def cmd_dissect(args: argparse.Namespace) -> int:
     main = session.info.is_main
     result = run_dissect(session.model, {split: session.loader(split) for split in args.split}, layers,
                          edges_preset=_preset(session), num_bins=num_bins, device=session.device,
-                         max_batches=args.max_batches, progress=main, out_dir=out if main else None)
+                         max_batches=args.max_batches, progress=main, out_dir=out if main else None,
+                         bootstrap=args.bootstrap, permutations=args.permutations, seed=args.seed)
     if not main:
         return 0
     for split, per_layer in result.layers.items():
         for name, layer in per_layer.items():
-            print(f"{split:>6} {name:>10}: selectivity {layer.mean_selectivity:.4f} (random baseline "
-                  f"{layer.random_baseline:.4f}, {int(layer.dead.sum())} dead of {layer.num_units})")
+            sig = layer.significance
+            ci = "" if sig is None or not sig.bootstrap else f" [{sig.layer_ci[0]:.4f}, {sig.layer_ci[1]:.4f}]"
+            found = "" if sig is None or not sig.permutations else f", {sig.num_significant} selective at q < 0.05"
+            print(f"{split:>6} {name:>10}: selectivity {layer.mean_selectivity:.4f}{ci} (random baseline "
+                  f"{layer.random_baseline:.4f}, {int(layer.dead.sum())} dead of {layer.num_units}{found})")
     print(f"written {out}")
     return 0
 
