@@ -87,20 +87,33 @@ def compute_responses(
     was_training = model.training
     model.eval()
     responses: dict[str, DepthResponse] = {}
+
+    def add(features: dict[str, torch.Tensor], depth: torch.Tensor, keys: list[str] | None) -> None:
+        for name, maps in features.items():
+            if name not in responses:
+                edges = layer_edges(edges_preset, num_bins, maps.shape[1])
+                responses[name] = DepthResponse(maps.shape[1], edges, bootstrap=bootstrap,
+                                                permutations=permutations, seed=seed, device=dev)
+            responses[name].update(maps, depth, keys=keys)
+
+    held: tuple[dict[str, torch.Tensor], torch.Tensor, list[str] | None] | None = None
     try:
         with torch.no_grad(), LayerTap(model, layers) as tap:
             batches = limit_batches(loader, max_batches)
             for batch in tqdm(batches, desc="dissect", total=count_batches(loader, max_batches), disable=not progress):
                 check_batch(batch)
                 run_model(model, batch, dev)
-                depth = batch["depth"].to(dev)
-                for name in layers:
-                    features = tap.features[name]
-                    if name not in responses:
-                        edges = layer_edges(edges_preset, num_bins, features.shape[1])
-                        responses[name] = DepthResponse(features.shape[1], edges, bootstrap=bootstrap,
-                                                        permutations=permutations, seed=seed, device=dev)
-                    responses[name].update(features, depth, keys=batch_keys(batch))
+                current = ({name: tap.features[name] for name in layers}, batch["depth"].to(dev), batch_keys(batch))
+                if not permutations:
+                    add(*current)
+                elif held is not None and current[1].shape[0] == 1:
+                    held = join_batches(held, current)  # a lone (last) image is permuted with the batch before it
+                else:  # the null needs one batch of look-ahead to catch a batch of one
+                    if held is not None:
+                        add(*held)
+                    held = current
+            if held is not None:
+                add(*held)
     finally:
         model.train(was_training)
     if not responses:
@@ -122,18 +135,29 @@ def batch_keys(batch: Mapping[str, Any]) -> list[str] | None:
 
 
 def check_permutable(loader: Iterable[Any], permutations: int) -> None:
-    """Refuse, before any forward pass, a loader that would give a batch of one image to the permutation null."""
-    if not permutations:
-        return
+    """Refuse, before any forward pass, a loader of batches of one image when the permutation null is asked for.
+
+    (A single last batch of one is fine: :func:`compute_responses` permutes it together with the batch before.)
+    """
     batch_size = getattr(loader, "batch_size", None)
-    dataset = getattr(loader, "dataset", None)
-    if batch_size is None or dataset is None or not hasattr(dataset, "__len__"):
-        return  # not a DataLoader: DepthResponse.update refuses a batch of one when it comes
-    last = len(dataset) % batch_size
-    if batch_size < 2 or (last == 1 and not getattr(loader, "drop_last", False)):
-        raise ValueError(f"permutations={permutations}: the loader gives a batch of one image (batch_size="
-                         f"{batch_size}, {len(dataset)} images), which cannot be permuted within itself; use a "
-                         f"batch size of at least 2 that does not leave a last batch of one (or drop_last)")
+    if permutations and batch_size is not None and batch_size < 2:
+        raise ValueError(f"permutations={permutations}: the loader's batch_size={batch_size}; the permutation null "
+                         "pairs images within a batch and needs batches of at least 2 images")
+
+
+def join_batches(
+    first: tuple[dict[str, torch.Tensor], torch.Tensor, list[str] | None],
+    second: tuple[dict[str, torch.Tensor], torch.Tensor, list[str] | None],
+) -> tuple[dict[str, torch.Tensor], torch.Tensor, list[str] | None]:
+    """Two batches' ``(features per layer, depth, keys)`` as one batch (keys ``None`` unless both have them)."""
+    features_a, depth_a, keys_a = first
+    features_b, depth_b, keys_b = second
+    if depth_a.shape[1:] != depth_b.shape[1:]:
+        raise ValueError(f"a batch of one image ({tuple(depth_b.shape)}) cannot join the batch before it "
+                         f"({tuple(depth_a.shape)}) for the permutation null: their depth maps differ in size")
+    features = {name: torch.cat([maps, features_b[name]]) for name, maps in features_a.items()}
+    keys = keys_a + keys_b if keys_a is not None and keys_b is not None else None
+    return features, torch.cat([depth_a, depth_b]), keys
 
 
 @dataclass

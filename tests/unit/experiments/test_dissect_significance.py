@@ -34,16 +34,24 @@ def test_depth_coding_units_are_significant_and_the_json_says_so(tmp_path) -> No
     assert "selectivity_ci" not in plain and "significance" not in plain["layers"]["feat"]
 
 
-def test_a_loader_with_a_last_batch_of_one_is_refused_before_any_forward_pass() -> None:
-    data = TensorDataset(torch.rand(5, 3, 8, 8), torch.rand(5, 1, 8, 8))
-    loader = DataLoader(data, batch_size=2)
+def test_batches_of_one_are_refused_early_and_a_last_one_joins_the_batch_before() -> None:
+    loader = DataLoader(TensorDataset(torch.rand(4, 3, 8, 8)), batch_size=1)
 
     class Exploding(StridedNet):
         def forward(self, x, focal=None):  # noqa: D102
             raise AssertionError("no forward pass expected")
 
-    with pytest.raises(ValueError, match="batch of one image"):
+    with pytest.raises(ValueError, match="batch_size=1"):
         run_dissect(Exploding(), {"test": loader}, ["act"], permutations=10)
+    batches = make_batches(1, 5)
+    last_alone = [{key: value[:4] for key, value in batches[0].items()},
+                  {key: value[4:] for key, value in batches[0].items()}]
+    model = StridedNet()
+    joined = run_dissect(model, {"test": last_alone}, ["act"], permutations=9, bootstrap=5, seed=2)
+    together = run_dissect(model, {"test": batches}, ["act"], permutations=9, bootstrap=5, seed=2)
+    a, b = joined.responses["test"]["act"], together.responses["test"]["act"]
+    assert a.num_images == 5 and a.num_updates == 1  # the lone image was permuted with the four before it
+    assert torch.allclose(a.null_sums, b.null_sums) and torch.allclose(a.boot_sums, b.boot_sums)
 
 
 def test_random_control_is_seeded_and_leaves_the_global_generator_alone() -> None:
