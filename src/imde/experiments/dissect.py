@@ -86,42 +86,66 @@ def compute_responses(
     model.to(dev)
     was_training = model.training
     model.eval()
-    responses: dict[str, DepthResponse] = {}
-
-    def add(features: dict[str, torch.Tensor], depth: torch.Tensor, keys: list[str] | None) -> None:
-        for name, maps in features.items():
-            if name not in responses:
-                edges = layer_edges(edges_preset, num_bins, maps.shape[1])
-                responses[name] = DepthResponse(maps.shape[1], edges, bootstrap=bootstrap,
-                                                permutations=permutations, seed=seed, device=dev)
-            responses[name].update(maps, depth, keys=keys)
-
-    held: tuple[dict[str, torch.Tensor], torch.Tensor, list[str] | None] | None = None
+    sink = _ResponseSink(edges_preset, num_bins, dev, bootstrap, permutations, seed)
     try:
         with torch.no_grad(), LayerTap(model, layers) as tap:
             batches = limit_batches(loader, max_batches)
             for batch in tqdm(batches, desc="dissect", total=count_batches(loader, max_batches), disable=not progress):
                 check_batch(batch)
                 run_model(model, batch, dev)
-                current = ({name: tap.features[name] for name in layers}, batch["depth"].to(dev), batch_keys(batch))
-                if not permutations:
-                    add(*current)
-                elif held is not None and current[1].shape[0] == 1:
-                    held = join_batches(held, current)  # a lone (last) image is permuted with the batch before it
-                else:  # the null needs one batch of look-ahead to catch a batch of one
-                    if held is not None:
-                        add(*held)
-                    held = current
-            if held is not None:
-                add(*held)
+                sink.push({name: tap.features[name] for name in layers}, batch["depth"].to(dev), batch_keys(batch))
+            sink.flush()
     finally:
         model.train(was_training)
+    responses = sink.responses
     if not responses:
         raise ValueError("loader: yielded no batch; nothing to dissect")
     if dist.is_available() and dist.is_initialized():
         for response in responses.values():
             response.all_reduce()
     return responses
+
+
+Held = tuple[dict[str, torch.Tensor], torch.Tensor, list[str] | None]  # features per layer, depth, keys
+
+
+class _ResponseSink:
+    """Feeds batches to one :class:`DepthResponse` per layer (created at the first batch, N_b = min(N_b, K)).
+
+    With the permutation null it holds one batch back, so that a lone last image joins the batch before it.
+    """
+
+    def __init__(self, edges_preset: str, num_bins: int, device: torch.device, bootstrap: int, permutations: int,
+                 seed: int) -> None:
+        self.edges_preset, self.num_bins, self.device = edges_preset, num_bins, device
+        self.resampling = {"bootstrap": bootstrap, "permutations": permutations, "seed": seed}
+        self.responses: dict[str, DepthResponse] = {}
+        self.held: Held | None = None
+
+    def push(self, features: dict[str, torch.Tensor], depth: torch.Tensor, keys: list[str] | None) -> None:
+        """Accumulate one batch (or hold it back for the permutation null)."""
+        current = (features, depth, keys)
+        if not self.resampling["permutations"]:
+            self._add(current)
+        elif self.held is not None and depth.shape[0] == 1:
+            self.held = join_batches(self.held, current)
+        else:
+            self.flush()
+            self.held = current
+
+    def flush(self) -> None:
+        """Accumulate the batch held back, if any."""
+        if self.held is not None:
+            self._add(self.held)
+            self.held = None
+
+    def _add(self, batch: Held) -> None:
+        features, depth, keys = batch
+        for name, maps in features.items():
+            if name not in self.responses:
+                edges = layer_edges(self.edges_preset, self.num_bins, maps.shape[1])
+                self.responses[name] = DepthResponse(maps.shape[1], edges, device=self.device, **self.resampling)
+            self.responses[name].update(maps, depth, keys=keys)
 
 
 def batch_keys(batch: Mapping[str, Any]) -> list[str] | None:
@@ -145,10 +169,7 @@ def check_permutable(loader: Iterable[Any], permutations: int) -> None:
                          "pairs images within a batch and needs batches of at least 2 images")
 
 
-def join_batches(
-    first: tuple[dict[str, torch.Tensor], torch.Tensor, list[str] | None],
-    second: tuple[dict[str, torch.Tensor], torch.Tensor, list[str] | None],
-) -> tuple[dict[str, torch.Tensor], torch.Tensor, list[str] | None]:
+def join_batches(first: Held, second: Held) -> Held:
     """Two batches' ``(features per layer, depth, keys)`` as one batch (keys ``None`` unless both have them)."""
     features_a, depth_a, keys_a = first
     features_b, depth_b, keys_b = second
