@@ -12,7 +12,7 @@ import json
 import math
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +97,9 @@ class EvalResult:
         crop: evaluation crop name.
         min_depth: lower depth cap.
         max_depth: upper depth cap.
+        intervals: with ``bootstrap``, the 95 % percentile interval ``[low, high]`` of every metric.
+        replicates: with ``bootstrap``, every metric's ``R`` bootstrap replicates (paired between models evaluated
+            on the same images with the same seed; :mod:`imde.significance`).
     """
 
     metrics: dict[str, float]
@@ -105,6 +108,8 @@ class EvalResult:
     crop: str
     min_depth: float
     max_depth: float
+    intervals: dict[str, list[float]] = field(default_factory=dict)
+    replicates: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def protocol(self) -> str:
@@ -151,6 +156,8 @@ def evaluate(
     max_batches: int | None = None,
     progress: bool = True,
     export: ExportOptions | None = None,
+    bootstrap: int = 0,
+    seed: int = 0,
 ) -> EvalResult:
     """Evaluate ``model`` over ``loader`` with the per-image depth metrics (Sec. 5.1).
 
@@ -168,13 +175,17 @@ def evaluate(
         max_batches: stop after this many batches.
         progress: show a progress bar.
         export: write the predictions (and colour maps) as files.
+        bootstrap: Poisson-bootstrap replicates of the metrics, weighted by the images' names (0: none).
+        seed: seed of the replicates.
 
     Raises:
         ValueError: bad caps or crop name, a batch without ``image``/``depth``, or a loader that yields nothing.
     """
+    from imde.experiments.dissect import batch_keys
     from imde.models import run_model
 
-    metrics = DepthMetrics(min_depth=min_depth, max_depth=max_depth, crop=crop or "none")
+    metrics = DepthMetrics(min_depth=min_depth, max_depth=max_depth, crop=crop or "none", bootstrap=bootstrap,
+                           seed=seed)
     dev = resolve_device(device)
     model.to(dev)
     was_training = model.training
@@ -186,7 +197,7 @@ def evaluate(
                 check_batch(batch)
                 pred = run_model(model, batch, dev)
                 pred, depth = align_prediction(pred.float(), batch["depth"].to(dev), upsample_to_gt=upsample_to_gt)
-                metrics.update(pred, depth)
+                metrics.update(pred, depth, keys=batch_keys(batch))
                 if export is not None:
                     _export_batch(pred, batch, export, model, max_depth, num_batches)
                 num_batches += 1
@@ -195,7 +206,15 @@ def evaluate(
     if num_batches == 0:
         raise ValueError("evaluate: the loader yielded no batches (empty split?)")
     metrics.all_reduce()
-    return EvalResult(metrics.compute(), metrics.num_images, metrics.num_skipped, metrics.crop, min_depth, max_depth)
+    intervals: dict[str, list[float]] = {}
+    replicates: dict[str, list[float]] = {}
+    if bootstrap:
+        from imde.significance import metric_intervals
+
+        intervals = {name: list(bounds) for name, bounds in metric_intervals(metrics).items()}
+        replicates = {name: column.tolist() for name, column in zip(METRIC_NAMES, metrics.replicates().T, strict=True)}
+    return EvalResult(metrics.compute(), metrics.num_images, metrics.num_skipped, metrics.crop, min_depth, max_depth,
+                      intervals, replicates)
 
 
 def _export_batch(
@@ -244,6 +263,8 @@ class EvalSettings:
         max_depth: largest valid ground-truth depth (``None``: the model's ``max_depth``).
         max_batches: evaluate at most this many batches (``None``: the whole loader).
         progress: show progress bars.
+        bootstrap: bootstrap replicates of the metrics (0: none).
+        seed: seed of the replicates.
     """
 
     device: str | torch.device = "cpu"
@@ -252,6 +273,8 @@ class EvalSettings:
     max_depth: float | None = None
     max_batches: int | None = None
     progress: bool = False
+    bootstrap: int = 0
+    seed: int = 0
 
     def __post_init__(self) -> None:
         if self.max_batches is not None and self.max_batches < 1:
@@ -262,10 +285,16 @@ class EvalSettings:
 
 def evaluate_metrics(model: torch.nn.Module, loader: Iterable[Any], settings: EvalSettings) -> dict[str, float]:
     """Run :func:`evaluate` with ``settings``; return its metrics dict (``delta1``, ``rms``, ...)."""
+    result = evaluate_with(model, loader, settings)
+    return {name: float(value) for name, value in result.metrics.items()}
+
+
+def evaluate_with(model: torch.nn.Module, loader: Iterable[Any], settings: EvalSettings) -> EvalResult:
+    """Run :func:`evaluate` with ``settings`` (``max_depth`` defaulting to the model's)."""
     max_depth = settings.max_depth if settings.max_depth is not None else getattr(model, "max_depth", None)
     if max_depth is None:
         raise ValueError("max_depth: the model declares no max_depth; pass max_depth explicitly")
-    result = evaluate(
+    return evaluate(
         model,
         loader,
         device=settings.device,
@@ -274,8 +303,9 @@ def evaluate_metrics(model: torch.nn.Module, loader: Iterable[Any], settings: Ev
         max_depth=float(max_depth),
         max_batches=settings.max_batches,
         progress=settings.progress,
+        bootstrap=settings.bootstrap,
+        seed=settings.seed,
     )
-    return {name: float(value) for name, value in result.metrics.items()}
 
 
 class TrackedLoader:
