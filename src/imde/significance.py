@@ -87,7 +87,7 @@ class Significance:
         preferred_stability: ``[K]`` fraction of bootstrap replicates with the same preferred bin.
         level: confidence level of the intervals.
         bootstrap, permutations: the replicate counts behind them.
-        replicates: float64 ``[R, K]`` bootstrap DS of every unit (to combine layers: :func:`pooled_interval`).
+        replicates: float64 ``[R, K]`` bootstrap DS of every unit (layers of one pass pool replicate by replicate).
     """
 
     selectivity: Tensor
@@ -170,21 +170,6 @@ def selectivity_significance(
         p_value = permutation_p_values(selectivity, null)
     return Significance(selectivity, ci_low, ci_high, p_value, bh_qvalues(p_value), layer, layer_ci, preferred,
                         stability, level, response.bootstrap, response.permutations, boot)
-
-
-def pooled_interval(parts: list[Significance], level: float = 0.95) -> tuple[float, float]:
-    """Interval of the mean DS over the units of several layers (e.g. Table 2's all-layer number).
-
-    The layers must come from one dissection (same images, seed and ``R``): replicate ``r`` of every layer
-    then has the same image weights, and the pooled mean of replicate ``r`` is a replicate of the pooled mean.
-    """
-    if not parts or any(part.replicates is None for part in parts):
-        return float("nan"), float("nan")
-    replicates = [part.replicates for part in parts if part.replicates is not None]
-    if len({r.shape[0] for r in replicates}) != 1:
-        raise ValueError(f"pooled_interval: layers have different bootstrap counts {[r.shape[0] for r in replicates]}")
-    low, high = percentile_interval(torch.cat(replicates, 1).nanmean(1), level)
-    return float(low), float(high)
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,14 @@ def test_results_json_follows_the_public_schema(smoke: tuple[Path, list[str]]) -
         assert entry["most_selective_first"][0] == entry["least_selective_first"][0]  # nothing ablated yet
     assert len(results["claims"]) == 9
     assert all(set(c) >= {"claim", "holds", "value"} and isinstance(c["holds"], bool) for c in results["claims"])
+    # the smoke config keeps 50 bootstrap and 49 permutation replicates: intervals, p/q-values and verdicts
+    for entry in results["models"].values():
+        for split, (low, high) in entry["selectivity_ci"].items():
+            assert low <= entry["selectivity"][split] <= high
+        assert len(entry["replicates"]["selectivity_test"]) == len(entry["replicates"]["delta1"]) == 50
+        assert entry["metrics_ci"]["delta1"][0] <= entry["metrics"]["delta1"] <= entry["metrics_ci"]["delta1"][1]
+        assert 0 <= entry["significance"]["test"]["D"]["num_significant"] <= 8
+    assert [c["verdict"] in ("holds", "fails", "inconclusive") for c in results["claims"]] == [True] * 6 + [False] * 3
     assert results["seconds"] == pytest.approx(sum(results["step_seconds"].values()))
 
 
@@ -68,6 +76,9 @@ def test_results_agree_with_the_step_files(smoke: tuple[Path, list[str]]) -> Non
         assert entry["selectivity"]["test"] == dissect["splits"]["test"]["selectivity"]
         layer = json.loads((run / "dissect" / variant / "test" / "D.json").read_text())
         assert len(layer["response"]) == len(layer["ds"]) == 8 and len(layer["edges"]) == 9
+        units = layer["significance"]["units"]
+        assert len(units["ci_low"]) == len(units["q_value"]) == 8
+        assert all(p is None or 1 / 50 <= p <= 1 for p in units["p_value"])
         metrics = json.loads((run / "eval" / f"{variant}.json").read_text())["metrics"]
         assert entry["metrics"]["rms"] == metrics["rms"]
     correction = json.loads((run / "correction" / "assign.json").read_text())

@@ -17,10 +17,11 @@ from tqdm.auto import tqdm
 
 from imde.accumulators import DepthResponse
 from imde.core.bins import assign_bins, dataset_edges
+from imde.core.inference import percentile_interval
 from imde.core.selectivity import dead_units, depth_selectivity, preferred_bins, random_baseline
 from imde.experiments.results import check_batch, count_batches, limit_batches, safe_name, write_csv, write_json
 from imde.hooks import LayerTap
-from imde.significance import Significance, pooled_interval, selectivity_significance
+from imde.significance import Significance, selectivity_significance
 from imde.utils.device import resolve_device
 
 
@@ -375,10 +376,18 @@ class DissectResult:
         return float(values.mean())
 
     def selectivity_interval(self, split: str, level: float = 0.95) -> tuple[float, float]:
-        """Bootstrap interval of :meth:`selectivity` (NaN unless every layer kept bootstrap replicates)."""
-        parts = [layer.significance for layer in self.layers[split].values()]
-        return pooled_interval([part for part in parts if part is not None], level) if all(parts) else (
-            float("nan"), float("nan"))
+        """Bootstrap interval of :meth:`selectivity`: the layers come from one pass over the same images, so
+        replicate ``r`` of every layer has the same image weights and their pooled mean is a replicate."""
+        low, high = percentile_interval(self.selectivity_replicates(split), level)
+        return float(low), float(high)
+
+    def selectivity_replicates(self, split: str) -> torch.Tensor:
+        """float64 ``[R]`` bootstrap replicates of :meth:`selectivity` (every layer's units pooled)."""
+        parts = [layer.significance.replicates for layer in self.layers[split].values()
+                 if layer.significance is not None and layer.significance.replicates is not None]
+        if len(parts) != len(self.layers[split]):
+            raise ValueError(f"split {split!r}: not every layer kept bootstrap replicates")
+        return torch.cat(parts, 1).nanmean(1)
 
     def to_dict(self) -> dict[str, Any]:
         """``{"splits": {split: {"selectivity": float, "layers": {layer: ...}}}}`` (plus ``selectivity_ci``)."""
@@ -387,6 +396,7 @@ class DissectResult:
             entry: dict[str, Any] = {"selectivity": self.selectivity(split)}
             if all(layer.significance is not None and layer.significance.bootstrap for layer in per_layer.values()):
                 entry["selectivity_ci"] = list(self.selectivity_interval(split))
+                entry["selectivity_replicates"] = self.selectivity_replicates(split).tolist()
             entry["layers"] = {name: layer.to_dict() for name, layer in per_layer.items()}
             splits[split] = entry
         return {"splits": splits}

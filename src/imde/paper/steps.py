@@ -99,6 +99,7 @@ def report_layer_json(layer: Any, split: str) -> dict[str, Any]:
         "dead": layer.dead,
         "selectivity": layer.mean_selectivity,
         "random_baseline": layer.random_baseline,
+        **({} if layer.significance is None else {"significance": layer.significance.to_dict()}),
     })
 
 
@@ -269,9 +270,11 @@ class StudySteps:
 
         cfg = self.config.dissect
         folder = self.out / "dissect" / variant
+        stats = self.config.stats
         result = run_dissect(self.model(variant), {s: self.loader(s, cfg.batch_size) for s in cfg.splits},
                              self.layers, edges_preset=self.preset, num_bins=self.num_bins, device=self.device,
-                             max_batches=cfg.max_batches, out_dir=folder)
+                             max_batches=cfg.max_batches, out_dir=folder, bootstrap=stats.bootstrap,
+                             permutations=stats.permutations, seed=stats.seed)
         for split, layers in result.layers.items():
             for name, layer in layers.items():
                 atomic_write_json(folder / split / f"{safe_name(name)}.json", report_layer_json(layer, split))
@@ -279,10 +282,18 @@ class StudySteps:
 
     def evaluate(self, variant: str) -> Mapping[str, Any]:
         """Depth metrics of ``variant`` on the test split (Table 1)."""
-        from imde.experiments.evaluate import evaluate_metrics
+        from dataclasses import replace
 
-        metrics = evaluate_metrics(self.model(variant), self.loader(TEST), self.settings())
-        write_json(self.out / "eval", f"{variant}.json", {"variant": variant, "split": TEST, "metrics": metrics})
+        from imde.experiments.evaluate import evaluate_with
+
+        stats = self.config.stats
+        settings = replace(self.settings(), bootstrap=stats.bootstrap, seed=stats.seed)
+        result = evaluate_with(self.model(variant), self.loader(TEST), settings)
+        metrics = dict(result.metrics)
+        entry: dict[str, Any] = {"variant": variant, "split": TEST, "metrics": metrics}
+        if result.replicates:
+            entry.update(intervals=result.intervals, replicates=result.replicates)
+        write_json(self.out / "eval", f"{variant}.json", entry)
         return {"delta1": metrics["delta1"], "rms": metrics["rms"]}
 
     def _metrics(self, variant: str) -> dict[str, float]:
@@ -370,11 +381,36 @@ class StudySteps:
         atomic_write_json(self.out / "results.json", results)
         held = sum(claim["holds"] for claim in results["claims"])
         for claim in results["claims"]:
-            log.info("claim %s: %s (value %.4f)", "holds" if claim["holds"] else "FAILS", claim["claim"],
-                     claim["value"])
+            interval = "" if claim["verdict"] is None else (
+                f", 95 % interval [{claim['ci_low']:.4f}, {claim['ci_high']:.4f}]: {claim['verdict']}")
+            log.info("claim %s: %s (value %.4f%s)", "holds" if claim["holds"] else "FAILS", claim["claim"],
+                     claim["value"], interval)
         return {"claims_holding": f"{held}/{len(results['claims'])}"}
 
     # ------------------------------------------------------------------ results.json
+
+    def _uncertainty(self, variant: str, dissect: Mapping[str, Any]) -> dict[str, Any]:
+        """Intervals, significant units and replicates of ``variant`` (empty when the study kept no replicates)."""
+        out: dict[str, Any] = {}
+        if any("significance" in layer for split in dissect.values() for layer in split["layers"].values()):
+            out["significance"] = {split: {name: layer["significance"] for name, layer in entry["layers"].items()}
+                                   for split, entry in dissect.items()}
+            for per_layer in out["significance"].values():
+                for summary in per_layer.values():
+                    summary.pop("units", None)  # per-unit values stay in dissect/<variant>/<split>/<layer>.json
+        if all("selectivity_ci" in entry for entry in dissect.values()):
+            out["selectivity_ci"] = {split: entry["selectivity_ci"] for split, entry in dissect.items()}
+        evaluation = self.read_json("eval", f"{variant}.json")
+        if "intervals" in evaluation:
+            out["metrics_ci"] = {name: evaluation["intervals"][name] for name in PUBLIC_METRICS}
+        replicates = {}
+        if TEST in dissect and "selectivity_replicates" in dissect[TEST]:
+            replicates["selectivity_test"] = dissect[TEST]["selectivity_replicates"]
+        if "replicates" in evaluation:
+            replicates["delta1"] = evaluation["replicates"]["delta1"]
+        if replicates:
+            out["replicates"] = replicates
+        return out
 
     def results(self) -> dict[str, Any]:
         """``results.json``: the public summary (issue 6's schema plus details) assembled from the step files."""
@@ -391,6 +427,7 @@ class StudySteps:
                            for split in dissect},
                 "metrics": {name: metrics[name] for name in PUBLIC_METRICS},
                 "all_metrics": metrics,
+                **self._uncertainty(variant, dissect),
             }
             layers = dissect[TEST]["layers"].values()
             random_baselines.append(sum(lay["random_baseline"] * lay["num_units"] for lay in layers)
