@@ -302,6 +302,9 @@ def read_layer_dissection(raw: Any, path: Path, layer: str) -> dict[str, Any]:
     if units.get("selectivity") is None:
         raise ValueError(f"{where}: missing units.selectivity (the DS of each unit, Eq. 2)")
     ds = [_finite_or_none(v) for v in units["selectivity"]]
+    significance = raw.get("significance", {}).get("units", {}) if isinstance(raw.get("significance"), dict) else {}
+    stats = {key: [_finite_or_none(v) for v in significance[key]] if isinstance(significance.get(key), list)
+             and len(significance[key]) == num_units else None for key in ("ci_low", "ci_high", "p_value", "q_value")}
     return {
         "layer": layer,
         "units": num_units,
@@ -317,6 +320,9 @@ def read_layer_dissection(raw: Any, path: Path, layer: str) -> dict[str, Any]:
         "dead": units.get("dead"),
         "selectivity": _number(raw, "selectivity"),
         "random_baseline": _number(raw, "random_baseline"),
+        **stats,  # per-unit 95 % interval and permutation p / BH q-values (None without replicates)
+        "selectivity_ci": raw.get("significance", {}).get("selectivity_ci")
+        if isinstance(raw.get("significance"), dict) else None,
     }
 
 
@@ -457,11 +463,21 @@ def results_tables(results: Mapping[str, Any] | None) -> dict[str, Table]:
     return tables
 
 
+def _with_interval(text: str, interval: Any, decimals: int) -> str:
+    """``text`` followed by its 95 % interval ``[low, high]`` when ``interval`` holds two numbers."""
+    if isinstance(interval, list) and len(interval) == 2 and all(_is_number(b) for b in interval):
+        return f"{text} [{fmt(interval[0], decimals)}, {fmt(interval[1], decimals)}]"
+    return text
+
+
 def _model_table(models: Mapping[str, Any], variants: list[str], title: str, caption: str) -> Table:
     columns = [[_number(models[v], "selectivity", split) for v in variants] for split in ("train", "test")]
     columns += [[_number(models[v], "metrics", key) for v in variants] for key, *_ in METRICS]
     decimals = [SELECTIVITY_DECIMALS] * 2 + [d for *_, d in METRICS]
-    rows = [[VARIANT_LABELS.get(v, v)] + [fmt(col[i], d) for col, d in zip(columns, decimals)]
+    intervals = [[models[v].get("selectivity_ci", {}).get(split) for v in variants] for split in ("train", "test")]
+    intervals += [[models[v].get("metrics_ci", {}).get(key) for v in variants] for key, *_ in METRICS]
+    rows = [[VARIANT_LABELS.get(v, v)] + [_with_interval(fmt(col[i], d), ci[i], d)
+                                          for col, d, ci in zip(columns, decimals, intervals)]
             for i, v in enumerate(variants)]
     shown = [[round(v, d) if v is not None else None for v in col] for col, d in zip(columns, decimals)]
     flags = _best_flags(shown, [1, 1] + [s for _, _, s, _ in METRICS])  # ties at the shown precision all bold
@@ -504,7 +520,8 @@ def _correction_table(correction: Mapping[str, Any]) -> Table:
 
 def _claims(results: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     return [] if not results else [
-        {"claim": str(c["claim"]), "holds": bool(c.get("holds")), "value": _number(c, "value")}
+        {"claim": str(c["claim"]), "holds": bool(c.get("holds")), "value": _number(c, "value"),
+         "ci_low": _number(c, "ci_low"), "ci_high": _number(c, "ci_high"), "verdict": c.get("verdict")}
         for c in results.get("claims", [])
     ]
 
