@@ -24,11 +24,13 @@ from torch import Tensor
 
 from imde.core.bins import check_edges, digitize
 from imde.core.metrics import METRIC_NAMES, compute_depth_metrics
-from imde.core.resampling import cyclic_derangements, key_checksum, key_hashes, poisson_weights
-from imde.core.response import response_pair_sums, response_sums
+from imde.core.resampling import cyclic_derangements, key_checksum, key_hashes, permutation_groups, poisson_weights
+from imde.core.response import image_counts, response_pair_sums, response_sums
 from imde.utils.io import atomic_torch_save, read_torch_file
 
 Keys = Sequence[str | int] | None
+#: The permutation null pairs images within groups of at most this many images of a batch (bounds its cost).
+NULL_GROUP = 8
 
 
 class Accumulator:
@@ -365,28 +367,37 @@ class DepthResponse(Accumulator):
             return
         assert hashes is not None
         if self.permutations:
-            pairs, image_counts = response_pair_sums(activations, bins, self.num_bins)
-            per_image = pairs.diagonal(dim1=0, dim2=1).permute(2, 0, 1)  # [B, K, N_b]: each image with its own depth
-            self._add_null(pairs, hashes)
+            per_image = self._add_null(activations, bins, hashes)
+            counts_per_image = image_counts(bins + 1, self.num_bins)
         else:
-            per_image, image_counts = response_sums(activations, bins, self.num_bins, per_image=True)
+            per_image, counts_per_image = response_sums(activations, bins, self.num_bins, per_image=True)
         self.sums += per_image.sum(0)
-        self.counts += image_counts.sum(0)
+        self.counts += counts_per_image.sum(0)
         if self.bootstrap:
             weights = poisson_weights(self.seed, hashes, self.bootstrap)  # [R, B]
             flat = per_image.reshape(batch, -1).to(self.replicate_dtype)
             self.boot_sums.view(self.bootstrap, -1).addmm_(weights.to(self.replicate_dtype), flat)
-            self.boot_counts.addmm_(weights.to(torch.float64), image_counts.to(torch.float64))
+            self.boot_counts.addmm_(weights.to(torch.float64), counts_per_image.to(torch.float64))
 
-    def _add_null(self, pairs: Tensor, hashes: Tensor) -> None:
-        """Add ``sum_i pairs[i, partner[r, i]]`` to every null replicate ``r`` (one product, no temporaries)."""
-        batch = pairs.shape[0]
-        partner = cyclic_derangements(self.seed, hashes, self.permutations)  # [P, B]
-        flat_pair = torch.arange(batch, device=self.device) * batch + partner  # index of pair (i, partner[r, i])
-        selection = torch.zeros(self.permutations, batch * batch, dtype=self.replicate_dtype, device=self.device)
-        selection.scatter_(1, flat_pair, 1.0)
-        flat = pairs.reshape(batch * batch, -1).to(self.replicate_dtype)
-        self.null_sums.view(self.permutations, -1).addmm_(selection, flat)
+    def _add_null(self, activations: Tensor, bins: Tensor, hashes: Tensor) -> Tensor:
+        """Add the null replicates of a batch, group by group (:data:`NULL_GROUP`); return its per-image sums.
+
+        Within a group of ``G`` images, every (activation image, depth image) pair's sums come from one product;
+        replicate ``r`` adds ``sum_i pairs[i, partner[r, i]]``, all replicates in one product ``[P, G^2] x [G^2,
+        K N_b]`` written in place.
+        """
+        per_image = torch.empty(bins.shape[0], self.num_units, self.num_bins, dtype=torch.float64, device=self.device)
+        for group in permutation_groups(self.seed, hashes, NULL_GROUP):  # ceil(B / 8) groups, not images
+            size = group.numel()
+            pairs, _ = response_pair_sums(activations[group], bins[group], self.num_bins)
+            per_image[group] = pairs.diagonal(dim1=0, dim2=1).permute(2, 0, 1)  # each image with its own depth
+            partner = cyclic_derangements(self.seed, hashes[group], self.permutations)  # [P, G]
+            flat_pair = torch.arange(size, device=self.device) * size + partner  # index of pair (i, partner[r, i])
+            selection = torch.zeros(self.permutations, size * size, dtype=self.replicate_dtype, device=self.device)
+            selection.scatter_(1, flat_pair, 1.0)
+            flat = pairs.reshape(size * size, -1).to(self.replicate_dtype)
+            self.null_sums.view(self.permutations, -1).addmm_(selection, flat)
+        return per_image
 
     def mean_response(self) -> Tensor:
         """float64 ``[K, N_b]`` mean response ``R`` of Eq. 1; NaN in bins that were never observed."""

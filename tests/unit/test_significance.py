@@ -197,3 +197,20 @@ def test_metrics_bootstrap_and_paired_difference() -> None:
     diff = compare_metrics(a, b)["rms"]
     assert diff.estimate == pytest.approx(a.compute()["rms"] - b.compute()["rms"])
     assert diff.ci_low <= diff.estimate <= diff.ci_high and diff.ci_high < 0  # b is worse on every image
+
+
+def test_a_large_batch_is_permuted_in_groups_of_at_most_eight() -> None:
+    from imde.accumulators import NULL_GROUP
+    from imde.core.resampling import permutation_groups
+
+    depth = _scenes(13, spread=2.0, seed=15)
+    activations = torch.randn(13, 2, 4, 4, generator=torch.Generator().manual_seed(16))
+    keys = [f"img{i}" for i in range(13)]
+    whole = _accumulate(activations, depth, 13, permutations=6, bootstrap=4, seed=3)
+    groups = permutation_groups(3, key_hashes(keys), NULL_GROUP)
+    assert sorted(len(g) for g in groups) == [6, 7]
+    by_group = DepthResponse(2, EDGES, permutations=6, bootstrap=4, seed=3)
+    for group in groups:  # the same null as feeding each group as its own batch
+        by_group.update(activations[group], depth[group], [keys[i] for i in group.tolist()])
+    for name in ("null_sums", "boot_sums", "sums"):
+        assert torch.allclose(getattr(by_group, name).double(), getattr(whole, name).double(), rtol=1e-5, atol=1e-4)

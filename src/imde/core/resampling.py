@@ -34,6 +34,7 @@ from torch import Tensor
 _MASK32 = 0xFFFFFFFF
 _BOOTSTRAP_STREAM = 1
 _PERMUTATION_STREAM = 2
+_GROUP_STREAM = 3
 _POISSON_MAX = 24  # P(Poisson(1) > 24) < 1e-25: far below the 2^-32 resolution of the uniforms
 
 
@@ -134,6 +135,26 @@ def cyclic_derangements(seed: int, keys: Tensor, num_replicates: int) -> Tensor:
     order = scores.argsort(dim=1)
     partner = torch.empty_like(order)
     return partner.scatter_(1, order, order.roll(-1, dims=1))
+
+
+def permutation_groups(seed: int, keys: Tensor, max_size: int) -> list[Tensor]:
+    """Split a batch into groups of at most ``max_size`` images (each of 2 or more when ``B >= 2``) for the null.
+
+    Pairing images only within groups bounds the cost of the pair sums at ``max_size`` times the plain sums,
+    whatever the batch size. The images are ordered by a key-derived score and cut into ``ceil(B / max_size)``
+    groups of near-equal size, so the groups do not depend on the order inside the batch.
+
+    Returns:
+        int64 index tensors into the batch, one per group.
+
+    Example:
+        >>> [len(group) for group in permutation_groups(0, torch.arange(9), 8)]
+        [5, 4]
+    """
+    if max_size < 2:
+        raise ValueError(f"max_size={max_size}: a permutation group needs at least 2 images")
+    order = uniforms(seed, keys, 1, _GROUP_STREAM)[0].argsort()
+    return list(torch.tensor_split(order, -(-keys.numel() // max_size)))
 
 
 def key_checksum(keys: Tensor) -> int:
