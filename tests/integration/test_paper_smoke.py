@@ -63,6 +63,9 @@ def test_results_json_follows_the_public_schema(smoke: tuple[Path, list[str]]) -
         assert entry["metrics_ci"]["delta1"][0] <= entry["metrics"]["delta1"] <= entry["metrics_ci"]["delta1"][1]
         assert 0 <= entry["significance"]["test"]["D"]["num_significant"] <= 8
     assert [c["verdict"] in ("holds", "fails", "inconclusive") for c in results["claims"]] == [True] * 6 + [False] * 3
+    control = results["control"]  # the baseline's architecture with random weights, on the same images
+    low, high = control["selectivity_ci"]["test"]
+    assert low <= control["selectivity"]["test"] <= high
     assert results["seconds"] == pytest.approx(sum(results["step_seconds"].values()))
 
 
@@ -96,7 +99,7 @@ def test_the_report_and_figures_are_written(smoke: tuple[Path, list[str]]) -> No
 def test_resuming_redoes_nothing_and_force_redoes_dependents(smoke: tuple[Path, list[str]]) -> None:
     run, argv = smoke
     before = markers(run)
-    assert len(before) == 22
+    assert len(before) == 23  # 22 and the random-weight control's dissection
     assert main(argv) == 0
     assert markers(run) == before  # same content and modification times: no step ran again
     assert main([*argv, "--force", "ablate_assign"]) == 0

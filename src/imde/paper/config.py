@@ -75,11 +75,15 @@ class StatsSection:
             the intervals and the claims' three-way verdicts.
         permutations: permutation-null replicates of every dissection (0: none): p- and q-values per unit.
         seed: seed of the replicates (every variant uses it, so their replicates are paired).
+        control: also dissect the baseline's architecture with random weights on the same data (step
+            ``dissect_control``): the selectivity an untrained network already shows, a measured control
+            next to Eq. 3's value.
     """
 
     bootstrap: int = 0
     permutations: int = 0
     seed: int = 0
+    control: bool = False
 
     def __post_init__(self) -> None:
         check_positive("stats.bootstrap", self.bootstrap, allow_zero=True)

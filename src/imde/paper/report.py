@@ -29,7 +29,8 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 # The paper's variants in table order; other variant names found in a run follow alphabetically.
 VARIANT_ORDER = ("baseline", "assign", "reg")
-VARIANT_LABELS = {"baseline": "Baseline", "assign": "Interpretable (L_assign)", "reg": "Regularised (L_reg)"}
+VARIANT_LABELS = {"baseline": "Baseline", "assign": "Interpretable (L_assign)", "reg": "Regularised (L_reg)",
+                  "control": "Random weights (control)"}
 
 # (key, column title, +1 if higher is better else -1, decimals): Table 1's depth metrics.
 METRICS = (
@@ -445,6 +446,13 @@ def results_tables(results: Mapping[str, Any] | None) -> dict[str, Table]:
             models, variants, "Table 1 · Depth selectivity and depth accuracy",
             "Selectivity is the mean DS over the dissected units (Eq. 2); metrics on the test split.")
         chance = _number(results, "random_baseline")
+        control = results.get("control")
+        if isinstance(control, dict):  # the baseline's architecture with random weights, dissected on the same data
+            cells = [_with_interval(fmt(_number(control, "selectivity", split), SELECTIVITY_DECIMALS),
+                                    control.get("selectivity_ci", {}).get(split), SELECTIVITY_DECIMALS)
+                     for split in ("train", "test")]
+            table.rows.append([VARIANT_LABELS["control"], *cells] + ["–"] * len(METRICS))
+            table.best.append([False] * len(table.header))
         if chance is not None:
             table.rows.append(["Random units (Eq. 3)", fmt(chance, SELECTIVITY_DECIMALS),
                                fmt(chance, SELECTIVITY_DECIMALS)] + ["–"] * len(METRICS))

@@ -31,6 +31,8 @@ log = logging.getLogger("imde.paper")
 #: Test-set metrics copied into ``results.json`` (the public schema), in Table 1's order.
 PUBLIC_METRICS = ("delta1", "delta2", "delta3", "rms", "rel", "log10")
 TRAIN, TEST = "train", "test"
+#: Name of the random-weight control (the baseline's architecture, untrained) in ``dissect/`` and ``results.json``.
+CONTROL = "control"
 
 
 def _read_json(path: Path) -> Any:
@@ -203,8 +205,11 @@ class StudySteps:
             first = ("render",)
         steps += [Step(f"train_{v}", partial(self.train, v), first) for v in variants]
         steps += [Step(f"dissect_{v}", partial(self.dissect, v), (f"train_{v}",)) for v in variants]
+        if cfg.stats.control:
+            steps.append(Step(f"dissect_{CONTROL}", self.dissect_control, first))
         steps += [Step(f"eval_{v}", partial(self.evaluate, v), (f"train_{v}",)) for v in variants]
         measured = tuple(f"{kind}_{v}" for kind in ("dissect", "eval") for v in variants)
+        measured += (f"dissect_{CONTROL}",) if cfg.stats.control else ()
         steps.append(Step("compare", self.compare, measured))
         steps += [Step(f"correct_{v}", partial(self.correct, v), (f"dissect_{v}",)) for v in cfg.correction.variants]
         steps += [Step(f"ablate_{v}", partial(self.ablate, v), (f"dissect_{v}",)) for v in cfg.ablation.variants]
@@ -275,6 +280,24 @@ class StudySteps:
                              self.layers, edges_preset=self.preset, num_bins=self.num_bins, device=self.device,
                              max_batches=cfg.max_batches, out_dir=folder, bootstrap=stats.bootstrap,
                              permutations=stats.permutations, seed=stats.seed)
+        for split, layers in result.layers.items():
+            for name, layer in layers.items():
+                atomic_write_json(folder / split / f"{safe_name(name)}.json", report_layer_json(layer, split))
+        return {"selectivity": {split: result.selectivity(split) for split in result.layers}}
+
+    def dissect_control(self) -> Mapping[str, Any]:
+        """The baseline's architecture with random weights (seeded by ``train.seed``), dissected like the variants."""
+        from imde.experiments.dissect import run_random_control
+        from imde.paper.session import build_model
+
+        cfg, stats = self.config.dissect, self.config.stats
+        folder = self.out / "dissect" / CONTROL
+        result = run_random_control(
+            partial(build_model, self.train_configs["baseline"], None), {s: self.loader(s, cfg.batch_size)
+                                                                         for s in cfg.splits},
+            self.layers, weight_seed=self.train_configs["baseline"].seed, edges_preset=self.preset,
+            num_bins=self.num_bins, device=self.device, max_batches=cfg.max_batches, out_dir=folder,
+            bootstrap=stats.bootstrap, permutations=stats.permutations, seed=stats.seed)
         for split, layers in result.layers.items():
             for name, layer in layers.items():
                 atomic_write_json(folder / split / f"{safe_name(name)}.json", report_layer_json(layer, split))
@@ -389,6 +412,14 @@ class StudySteps:
 
     # ------------------------------------------------------------------ results.json
 
+    def _control(self) -> dict[str, Any]:
+        """The random-weight control's selectivity (and its interval) per split, for Table 1."""
+        dissect = _read_json(self.out / "dissect" / CONTROL / "dissect.json")["splits"]
+        out: dict[str, Any] = {"selectivity": {split: entry["selectivity"] for split, entry in dissect.items()}}
+        if all("selectivity_ci" in entry for entry in dissect.values()):
+            out["selectivity_ci"] = {split: entry["selectivity_ci"] for split, entry in dissect.items()}
+        return out
+
     def _uncertainty(self, variant: str, dissect: Mapping[str, Any]) -> dict[str, Any]:
         """Intervals, significant units and replicates of ``variant`` (empty when the study kept no replicates)."""
         out: dict[str, Any] = {}
@@ -446,6 +477,7 @@ class StudySteps:
         results: dict[str, Any] = {
             "name": cfg.name,
             "random_baseline": random_baselines[0],
+            **({CONTROL: self._control()} if cfg.stats.control else {}),
             "layers": self.layers,
             "models": models,
             "correction": correction,

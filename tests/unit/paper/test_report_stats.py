@@ -47,6 +47,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     results = copy.deepcopy(RESULTS)
     results["models"]["assign"]["selectivity_ci"] = {"train": [0.8101, 0.8533], "test": [0.7502, 0.7991]}
     results["models"]["assign"]["metrics_ci"] = {"delta1": [0.8011, 0.8342]}
+    results["control"] = {"selectivity": {"train": 0.3912, "test": 0.3871},
+                          "selectivity_ci": {"train": [0.3801, 0.4013], "test": [0.3755, 0.3990]}}
     results["claims"][0].update(ci_low=0.7502, ci_high=0.7991, verdict="holds")
     results["claims"][2].update(ci_low=-0.0211, ci_high=0.0093, verdict="inconclusive")
     run = make_fake_run(tmp_path_factory.mktemp("report_stats") / "demo", atlas=False, figures=False,
@@ -58,6 +60,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 def test_intervals_and_verdicts_are_shown(built: tuple[Path, str]) -> None:
     run, html = built
     assert "0.7764 [0.7502, 0.7991]" in html and "0.819 [0.801, 0.834]" in html  # Table 1: test DS, delta1
+    assert "| Random weights (control) | 0.3912 [0.3801, 0.4013] | 0.3871 [0.3755, 0.3990] | – |" in (
+        run / "results.md").read_text(encoding="utf-8")
     assert '<span class="verdict holds">holds</span>' in html
     assert '<span class="verdict inconclusive">inconclusive</span>' in html
     md = (run / "results.md").read_text(encoding="utf-8")
