@@ -239,7 +239,9 @@ def cmd_study(args: argparse.Namespace) -> int:
     held = [claim for claim in results["claims"] if claim["holds"]]
     print(f"{config.out}: {len(held)}/{len(results['claims'])} claims hold; {results['seconds']:.0f} s of steps")
     for claim in results["claims"]:
-        print(f"  [{'ok' if claim['holds'] else 'FAIL'}] {claim['claim']}: {claim['value']:.4f}")
+        interval = "" if not claim.get("verdict") else (
+            f" [{claim['ci_low']:.4f}, {claim['ci_high']:.4f}] {claim['verdict']}")
+        print(f"  [{'ok' if claim['holds'] else 'FAIL'}] {claim['claim']}: {claim['value']:.4f}{interval}")
     return 0
 
 
