@@ -191,3 +191,14 @@ def test_default_accumulator_keeps_no_replicates_and_the_same_sums() -> None:
     assert set(plain.state_names).isdisjoint({"boot_sums", "boot_counts", "null_sums"})
     assert torch.equal(plain.counts, resampled.counts)
     assert torch.allclose(plain.sums, resampled.sums, rtol=1e-12, atol=1e-12)
+
+
+def test_a_state_file_without_replicates_still_loads(tmp_path: Path) -> None:
+    # files written before the replicates existed hold only the sums, counts and counters
+    old = {"num_units": 2, "edges": EDGES, "sums": torch.ones(2, 8, dtype=torch.float64),
+           "counts": torch.ones(8, dtype=torch.int64), "num_updates": 1, "num_empty_batches": 0, "num_images": 3,
+           "num_empty_images": 0}
+    torch.save(old, tmp_path / "old.pt")
+    loaded = DepthResponse.load(tmp_path / "old.pt")
+    assert (loaded.bootstrap, loaded.permutations, loaded.num_images) == (0, 0, 3)
+    assert torch.equal(loaded.sums, old["sums"])
