@@ -2,8 +2,9 @@
 
 From a :class:`imde.DepthResponse` created with ``bootstrap=R`` and/or ``permutations=P``:
 
-- every unit's DS (Eq. 2, or Eq. 5's form with ``assigned``) and the layer mean get percentile intervals from
-  the ``R`` Poisson-bootstrap replicates (images resampled; the units and bins fixed);
+- every unit's DS (Eq. 2, or Eq. 5's form with ``assigned``) and the layer mean get bias-corrected percentile
+  intervals (:func:`imde.core.inference.bias_corrected_interval`) from the ``R`` Poisson-bootstrap replicates
+  (images resampled; the units and bins fixed);
 - every unit gets a one-sided permutation p-value against the null "this unit's response does not depend on
   *its own image's* depth": the DS of the real pairing compared with the ``P`` replicates in which every image's
   activations are binned by another image's depth (``(1 + #{null >= observed}) / (1 + P)``), and the
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from imde.core.inference import bh_qvalues, check_level, percentile_interval, permutation_p_values
+from imde.core.inference import bh_qvalues, bias_corrected_interval, check_level, permutation_p_values
 from imde.core.metrics import METRIC_NAMES
 from imde.core.selectivity import depth_selectivity, preferred_bins, selectivity_from_abs
 
@@ -78,7 +79,7 @@ class Significance:
 
     Attributes:
         selectivity: float64 ``[K]`` DS of every unit (Eq. 2, or Eq. 5's form with an assignment).
-        ci_low, ci_high: ``[K]`` percentile bootstrap interval at ``level`` (NaN without bootstrap).
+        ci_low, ci_high: ``[K]`` bias-corrected percentile bootstrap interval at ``level`` (NaN without bootstrap).
         p_value: ``[K]`` permutation p-value (NaN without permutations).
         q_value: ``[K]`` Benjamini-Hochberg q-value across the layer's units.
         layer_selectivity: mean DS over the units (the layer's number in Tables 1, 4, 7).
@@ -160,8 +161,8 @@ def selectivity_significance(
     boot = None
     if response.bootstrap:
         boot, boot_preferred = replicate_selectivity(response.boot_sums, response.boot_counts, assigned)
-        ci_low, ci_high = percentile_interval(boot, level)
-        low, high = percentile_interval(boot.nanmean(1), level)
+        ci_low, ci_high = bias_corrected_interval(boot, selectivity, level)
+        low, high = bias_corrected_interval(boot.nanmean(1), layer, level)
         layer_ci = (float(low), float(high))
         stability = (boot_preferred == preferred).to(torch.float64).mean(0)
     p_value = nan.clone()
@@ -174,7 +175,7 @@ def selectivity_significance(
 
 @dataclass(frozen=True)
 class Difference:
-    """A paired difference ``a - b`` with its percentile bootstrap interval."""
+    """A paired difference ``a - b`` with its bias-corrected percentile bootstrap interval."""
 
     estimate: float
     ci_low: float
@@ -200,7 +201,7 @@ def _check_paired(a: DepthResponse | DepthMetrics, b: DepthResponse | DepthMetri
 
 
 def _difference(estimate: float, replicates: Tensor, level: float) -> Difference:
-    low, high = percentile_interval(replicates, level)
+    low, high = bias_corrected_interval(replicates, estimate, level)
     return Difference(float(estimate), float(low), float(high), level)
 
 
@@ -231,9 +232,11 @@ def compare_selectivity(
 
 
 def metric_intervals(metrics: DepthMetrics, level: float = 0.95) -> dict[str, tuple[float, float]]:
-    """Percentile bootstrap interval of every dataset metric (``metrics`` created with ``bootstrap > 0``)."""
+    """Bootstrap interval of every dataset metric (``metrics`` created with ``bootstrap > 0``)."""
     level = check_level(level)
-    low, high = percentile_interval(metrics.replicates(), level)
+    values = metrics.compute()
+    estimate = torch.tensor([values[name] for name in METRIC_NAMES], dtype=torch.float64)
+    low, high = bias_corrected_interval(metrics.replicates(), estimate, level)
     return {name: (float(low[i]), float(high[i])) for i, name in enumerate(METRIC_NAMES)}
 
 

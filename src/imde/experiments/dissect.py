@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from imde.accumulators import DepthResponse
 from imde.core.bins import assign_bins, dataset_edges
-from imde.core.inference import percentile_interval
+from imde.core.inference import bias_corrected_interval
 from imde.core.selectivity import dead_units, depth_selectivity, preferred_bins, random_baseline
 from imde.experiments.results import check_batch, count_batches, limit_batches, safe_name, write_csv, write_json
 from imde.hooks import LayerTap
@@ -378,7 +378,7 @@ class DissectResult:
     def selectivity_interval(self, split: str, level: float = 0.95) -> tuple[float, float]:
         """Bootstrap interval of :meth:`selectivity`: the layers come from one pass over the same images, so
         replicate ``r`` of every layer has the same image weights and their pooled mean is a replicate."""
-        low, high = percentile_interval(self.selectivity_replicates(split), level)
+        low, high = bias_corrected_interval(self.selectivity_replicates(split), self.selectivity(split), level)
         return float(low), float(high)
 
     def selectivity_replicates(self, split: str) -> torch.Tensor:

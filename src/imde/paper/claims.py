@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from imde.core.inference import mean_interval, percentile_interval, verdict
+from imde.core.inference import bias_corrected_interval, mean_interval, verdict
 
 LEVEL = 0.95
 
@@ -65,7 +65,8 @@ def _claim(text: str, value: float, threshold: float, replicates: np.ndarray | N
     holds = value > threshold if strict else value >= threshold
     if replicates is None:
         return Claim(text, bool(holds), float(value), float(threshold))
-    low, high = (float(bound) for bound in percentile_interval(torch.as_tensor(replicates, dtype=torch.float64), LEVEL))
+    replicates_t = torch.as_tensor(replicates, dtype=torch.float64)
+    low, high = (float(bound) for bound in bias_corrected_interval(replicates_t, value, LEVEL))
     return Claim(text, bool(holds), float(value), float(threshold), low, high, verdict(low, high, threshold))
 
 

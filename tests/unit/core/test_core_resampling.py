@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from imde.core.inference import bh_qvalues, percentile_interval, permutation_p_values, verdict
+from imde.core.inference import bh_qvalues, bias_corrected_interval, permutation_p_values, verdict
 from imde.core.resampling import cyclic_derangements, key_hash, key_hashes, poisson_weights, uniforms
 
 
@@ -71,9 +71,11 @@ def test_p_values_intervals_and_verdicts() -> None:
     null = torch.arange(99.0).view(99, 1)
     assert permutation_p_values(torch.tensor([98.0]), null).item() == pytest.approx(2 / 100)
     assert permutation_p_values(torch.tensor([1000.0]), null).item() == pytest.approx(1 / 100)
-    low, high = percentile_interval(torch.tensor([[0.0, float("nan")], [1.0, float("nan")], [2.0, 5.0]]), 0.5)
-    assert low.tolist() == [0.5, 5.0] and high.tolist() == [1.5, 5.0]
+    replicates = torch.tensor([[0.0, float("nan")], [1.0, float("nan")], [2.0, 5.0]])
+    low, high = bias_corrected_interval(replicates, torch.tensor([1.0, float("nan")]), 0.5)
+    assert low.tolist() == [0.5, 5.0] and high.tolist() == [1.5, 5.0]  # the median: no bias, the percentiles
+    assert torch.isnan(bias_corrected_interval(torch.full((4, 1), float("nan")), 0.0)[0]).all()
     assert verdict(0.2, 0.3, 0.1) == "holds" and verdict(0.0, 0.05, 0.1) == "fails"
     assert verdict(0.05, 0.2, 0.1) == "inconclusive" and verdict(float("nan"), 0.2, 0.1) == "inconclusive"
     with pytest.raises(ValueError, match="level=1.5"):
-        percentile_interval(torch.zeros(3), 1.5)
+        bias_corrected_interval(torch.zeros(3), 0.0, 1.5)
