@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
@@ -27,6 +27,9 @@ from imde.core.metrics import METRIC_NAMES, compute_depth_metrics
 from imde.core.resampling import cyclic_derangements, key_checksum, key_hashes, permutation_groups, poisson_weights
 from imde.core.response import image_counts, response_pair_sums, response_sums
 from imde.utils.io import atomic_torch_save, read_torch_file
+
+if TYPE_CHECKING:
+    from imde.significance import Significance
 
 Keys = Sequence[str | int] | None
 #: The permutation null pairs images within groups of at most this many images of a batch (bounds its cost).
@@ -406,7 +409,7 @@ class DepthResponse(Accumulator):
 
     compute = mean_response
 
-    def significance(self, assigned: Tensor | None = None, level: float = 0.95) -> Any:
+    def significance(self, assigned: Tensor | None = None, level: float = 0.95) -> Significance:
         """Per-unit and layer selectivity with bootstrap intervals, permutation p-values and BH q-values.
 
         See :func:`imde.significance.selectivity_significance` (what each field means and costs).
