@@ -27,6 +27,7 @@ from imde.hooks import LayerTap as LayerTap
 from imde.hooks import edit_layers as edit_layers
 from imde.losses.selectivity import AssignLoss as AssignLoss
 from imde.losses.selectivity import SelectivityRegLoss as SelectivityRegLoss
+from imde.significance import compare_selectivity as compare_selectivity
 
 __version__ = "0.1.0"
 
@@ -39,6 +40,7 @@ __all__ = [
     "SelectivityRegLoss",
     "__version__",
     "assign_bins",
+    "compare_selectivity",
     "dataset_edges",
     "dead_units",
     "depth_selectivity",

@@ -112,13 +112,17 @@ def cmd_dissect(args: argparse.Namespace) -> int:
     out = _out(args, session.config, "dissect")
     main = session.info.is_main
     result = dissect_run(session, args.split, args.layers, max_batches=args.max_batches, progress=main,
-                         out_dir=out if main else None)
+                         out_dir=out if main else None, bootstrap=args.bootstrap,
+                         permutations=args.permutations, seed=args.seed)
     if not main:
         return 0
     for split, per_layer in result.layers.items():
         for name, layer in per_layer.items():
-            print(f"{split:>6} {name:>10}: selectivity {layer.mean_selectivity:.4f} (random baseline "
-                  f"{layer.random_baseline:.4f}, {int(layer.dead.sum())} dead of {layer.num_units})")
+            sig = layer.significance
+            ci = "" if sig is None or not sig.bootstrap else f" [{sig.layer_ci[0]:.4f}, {sig.layer_ci[1]:.4f}]"
+            found = "" if sig is None or not sig.permutations else f", {sig.num_significant} selective at q < 0.05"
+            print(f"{split:>6} {name:>10}: selectivity {layer.mean_selectivity:.4f}{ci} (random baseline "
+                  f"{layer.random_baseline:.4f}, {int(layer.dead.sum())} dead of {layer.num_units}{found})")
     print(f"written {out}")
     return 0
 
@@ -186,7 +190,9 @@ def cmd_study(args: argparse.Namespace) -> int:
     held = [claim for claim in results["claims"] if claim["holds"]]
     print(f"{config.out}: {len(held)}/{len(results['claims'])} claims hold; {results['seconds']:.0f} s of steps")
     for claim in results["claims"]:
-        print(f"  [{'ok' if claim['holds'] else 'FAIL'}] {claim['claim']}: {claim['value']:.4f}")
+        interval = "" if not claim.get("verdict") else (
+            f" [{claim['ci_low']:.4f}, {claim['ci_high']:.4f}] {claim['verdict']}")
+        print(f"  [{'ok' if claim['holds'] else 'FAIL'}] {claim['claim']}: {claim['value']:.4f}{interval}")
     return 0
 
 

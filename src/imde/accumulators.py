@@ -1,38 +1,224 @@
-"""DepthResponse: the streaming, mergeable, all-reducible accumulator of Eq. 1 (a unit's mean response per bin).
+"""Streaming, mergeable, all-reducible accumulators: :class:`DepthResponse` (Eq. 1) and :class:`DepthMetrics`.
 
-The state is two sums, each reduced by addition across batches, processes or shards: ``sums[K, N_b]``
-(float64, the numerator of Eq. 1) and ``counts[N_b]`` (int64, the denominator), plus bookkeeping
-counters. Accumulating a dataset in any batching or order, or split across processes and summed, gives
-the same ``mean_response()`` up to float64 rounding.
+Both declare their state once on :class:`Accumulator`: named tensors, each summed across batches, shards and
+``torch.distributed`` processes (the model is torchmetrics' ``add_state``). ``reset``, ``merge``,
+``all_reduce``, ``to``, ``state_dict`` and ``load_state_dict`` are written once, on the base, for every state.
+
+With ``bootstrap=R`` an accumulator also keeps ``R`` Poisson-bootstrap replicates of its sums: every image
+gets a Poisson(1) weight per replicate, drawn from the seed and the image's key
+(:mod:`imde.core.resampling`), so the replicates are batch-, order-, merge- and process-invariant sums like
+the others. :class:`DepthResponse` can also keep ``P`` permutation-null replicates (each image's activations
+paired with another image's depth). :mod:`imde.significance` turns them into intervals, p- and q-values.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
 
 from imde.core.bins import check_edges, digitize
-from imde.core.response import response_sums
+from imde.core.metrics import METRIC_NAMES, compute_depth_metrics
+from imde.core.resampling import cyclic_derangements, key_checksum, key_hashes, permutation_groups, poisson_weights
+from imde.core.response import image_counts, response_pair_sums, response_sums
 from imde.utils.io import atomic_torch_save, read_torch_file
 
-_COUNTERS = ("num_updates", "num_empty_batches", "num_images", "num_empty_images")
+if TYPE_CHECKING:
+    from imde.significance import Significance
+
+Keys = Sequence[str | int] | None
+#: The permutation null pairs images within groups of at most this many images of a batch (bounds its cost).
+NULL_GROUP = 8
 
 
-class DepthResponse:
+class Accumulator:
+    """Base of the streaming accumulators: declared sums with their reduction, and everything written once.
+
+    A subclass calls :meth:`add_state` in its ``__init__`` for every tensor it accumulates, names its
+    configuration in :meth:`config` (what two accumulators must share to be merged) and checks it in
+    :meth:`check_compatible`. States are read as attributes (``acc.sums``) and updated in place.
+    Every state is reduced by ``"sum"``: that is what makes a merge of two halves, or an all-reduce over
+    processes, equal the accumulator of the whole data set (up to floating-point rounding).
+
+    Example:
+        >>> class Count(Accumulator):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.add_state("total", torch.zeros((), dtype=torch.int64))
+        >>> a, b = Count(), Count()
+        >>> a.total += 2; b.total += 3
+        >>> int(a.merge(b).total), a.state_dict()
+        (5, {'total': tensor(5)})
+    """
+
+    REDUCTIONS = ("sum",)
+
+    def __init__(self, device: torch.device | str | None = None) -> None:
+        self._device = torch.device(device or "cpu")
+        self._defaults: dict[str, Tensor] = {}
+        self._states: dict[str, Tensor] = {}
+
+    def add_state(self, name: str, default: Tensor, reduction: str = "sum") -> None:
+        """Declare a state tensor ``name`` with its zero value and its cross-batch/process reduction."""
+        if reduction not in self.REDUCTIONS:
+            raise ValueError(f"reduction={reduction!r} for state {name!r}: expected one of {self.REDUCTIONS}")
+        if name in self._defaults:
+            raise ValueError(f"state {name!r}: declared twice")
+        self._defaults[name] = default.detach().cpu().clone()
+        self._states[name] = default.detach().to(self._device).clone()
+
+    def __getattr__(self, name: str) -> Tensor:
+        states = self.__dict__.get("_states", {})
+        if name in states:
+            return states[name]
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        states = self.__dict__.get("_states", {})
+        if name in states:  # ``acc.sums += x`` rebinds the name: keep it a state
+            states[name] = torch.as_tensor(value, dtype=self._defaults[name].dtype, device=self._device)
+        else:
+            object.__setattr__(self, name, value)
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the accumulated state."""
+        return self._device
+
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        """Names of the declared states, in declaration order."""
+        return tuple(self._defaults)
+
+    def config(self) -> dict[str, Any]:
+        """What defines the accumulator (saved in :meth:`state_dict`); a subclass adds its arguments."""
+        return {}
+
+    def check_compatible(self, other: Accumulator) -> None:
+        """Raise ``ValueError`` when ``other`` cannot be merged into this accumulator."""
+        if type(other) is not type(self):
+            raise ValueError(f"other: expected a {type(self).__name__}, got {type(other).__name__}")
+
+    def reset(self) -> None:
+        """Set every state back to its declared zero value."""
+        for name, default in self._defaults.items():
+            self._states[name] = default.to(self._device).clone()
+
+    def merge(self, other: Accumulator) -> Any:
+        """Add another accumulator's state (same configuration) into this one; returns ``self``."""
+        self.check_compatible(other)
+        for name, tensor in self._states.items():
+            tensor += other._states[name].to(self._device)
+        return self
+
+    def all_reduce(self, group: dist.ProcessGroup | None = None) -> Any:
+        """Sum every state over the ``torch.distributed`` processes (in place); a no-op when not initialised."""
+        if not (dist.is_available() and dist.is_initialized()):
+            return self
+        on_nccl = dist.get_backend(group) == "nccl" and self._device.type != "cuda"
+        for name, tensor in self._states.items():
+            reduced = tensor.to(torch.device("cuda", torch.cuda.current_device())) if on_nccl else tensor
+            dist.all_reduce(reduced, op=dist.ReduceOp.SUM, group=group)
+            if on_nccl:
+                tensor.copy_(reduced)
+            self._states[name] = tensor
+        return self
+
+    def to(self, device: torch.device | str) -> Any:
+        """Move the state to ``device`` (in place); returns ``self``."""
+        self._device = torch.device(device)
+        self._states = {name: tensor.to(self._device) for name, tensor in self._states.items()}
+        return self
+
+    def state_dict(self) -> dict[str, Any]:
+        """Configuration and states (CPU copies), loadable with :meth:`load_state_dict`."""
+        return {**self.config(), **{name: tensor.cpu() for name, tensor in self._states.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Replace the states with those of ``state`` (from :meth:`state_dict`), checking configuration and shapes."""
+        missing = (set(self._defaults) | set(self.config())) - set(state)
+        if missing:
+            raise ValueError(f"state: missing keys {sorted(missing)}")
+        self.check_compatible(type(self).from_config(state))
+        for name, default in self._defaults.items():
+            value = torch.as_tensor(state[name])
+            if value.shape != default.shape:
+                raise ValueError(f"state: {name} has shape {tuple(value.shape)}, expected {tuple(default.shape)}")
+            self._states[name] = value.to(self._device, default.dtype)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], device: torch.device | str | None = None) -> Any:
+        """A fresh accumulator of the configuration in ``config`` (a :meth:`state_dict`)."""
+        raise NotImplementedError
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write :meth:`state_dict` to ``path`` atomically (``torch.save``)."""
+        return atomic_torch_save(self.state_dict(), path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], device: torch.device | str | None = None) -> Any:
+        """Read an accumulator written by :meth:`save` (``torch.load(weights_only=True)``)."""
+        state = read_torch_file(path, f"{cls.__name__} state file")
+        if not isinstance(state, dict) or not cls._looks_like_state(state):
+            raise ValueError(f"{path}: not a {cls.__name__} state (expected a dict from {cls.__name__}.state_dict())")
+        acc = cls.from_config(state, device=device)
+        acc.load_state_dict(state)
+        return acc
+
+    @classmethod
+    def _looks_like_state(cls, state: dict[str, Any]) -> bool:
+        return True
+
+    def _resampling_keys(self, keys: Keys, batch: int, first_index: int) -> Tensor:
+        """Key hashes of a batch: its keys, or running indices ``first_index, ...`` when ``keys`` is ``None``."""
+        if keys is None:
+            keys = list(range(first_index, first_index + batch))
+        elif isinstance(keys, str | int) or len(keys) != batch:
+            raise ValueError(f"keys: expected one str/int per image ({batch}), got {keys!r}")
+        return key_hashes(list(keys), device=self._device)
+
+
+class Counter:
+    """A 0-d int64 state read as a Python ``int`` (``acc.num_images += 3`` writes the state back)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Accumulator | None, owner: type) -> Any:
+        return self if obj is None else int(obj._states[self.name])
+
+
+def _check_resampling(bootstrap: int, permutations: int, seed: int) -> None:
+    for name, value in (("bootstrap", bootstrap), ("permutations", permutations), ("seed", seed)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name}={value!r}: expected a non-negative integer")
+
+
+class DepthResponse(Accumulator):
     """Accumulates the per-unit, per-bin sums and per-bin pixel counts of Eq. 1 over a dataset.
 
     Args:
         num_units: ``K``, the layer's channel count.
         edges: ``N_b + 1`` increasing bin edges (:func:`imde.sid_edges`, :func:`imde.dataset_edges`).
+        bootstrap: ``R`` Poisson-bootstrap replicates of the sums (0: none, today's cost).
+        permutations: ``P`` permutation-null replicates (0: none); batches must then hold at least 2 images.
+        seed: seed of the replicates' weights and derangements.
+        replicate_dtype: dtype of the replicate sums (float32: ``4 (R + P) K N_b`` bytes, 0.5 GB for
+            ``K = 1024, N_b = 64, R = P = 1000``; each replicate sum is then about 1e-7 relative off its
+            float64 value, far below the bootstrap's own spread).
         device: where the state lives (default CPU); :meth:`to` moves it.
 
     Attributes:
         sums: float64 ``[K, N_b]`` sum of the upsampled signed activations over the valid pixels of each bin.
         counts: int64 ``[N_b]`` number of valid pixels of each bin.
+        boot_sums, boot_counts: ``[R, K, N_b]`` and float64 ``[R, N_b]`` Poisson-weighted replicates of them.
+        null_sums: ``[P, K, N_b]`` sums with each image's activations binned by another image's depth (the
+            counts of a null replicate are ``counts``: a derangement within a batch moves no pixel out of it).
         num_updates: number of :meth:`update` calls (batches).
         num_empty_batches: batches whose depth had no valid pixel (they add nothing; not an error).
         num_images: images seen; ``num_empty_images``: images without any valid pixel.
@@ -45,25 +231,83 @@ class DepthResponse:
         [[1.0, 3.0], [2.0, 2.0]]
     """
 
-    def __init__(self, num_units: int, edges: Tensor, device: torch.device | str | None = None) -> None:
+    num_updates = Counter()
+    num_empty_batches = Counter()
+    num_images = Counter()
+    num_empty_images = Counter()
+    key_checksum = Counter()
+
+    def __init__(
+        self,
+        num_units: int,
+        edges: Tensor,
+        bootstrap: int = 0,
+        permutations: int = 0,
+        seed: int = 0,
+        replicate_dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
+    ) -> None:
         if isinstance(num_units, bool) or not isinstance(num_units, int) or num_units < 1:
             raise ValueError(f"num_units={num_units!r}: expected a positive integer")
-        self.num_units = num_units
-        self.edges = check_edges(edges).to(device or "cpu")
+        _check_resampling(bootstrap, permutations, seed)
+        if not replicate_dtype.is_floating_point:
+            raise ValueError(f"replicate_dtype={replicate_dtype}: expected a floating-point dtype")
+        super().__init__(device)
+        self.num_units, self.bootstrap, self.permutations, self.seed = num_units, bootstrap, permutations, seed
+        self.replicate_dtype = replicate_dtype
+        self.edges = check_edges(edges).to(self._device)
         self.num_bins = self.edges.numel() - 1
-        self.reset()
+        shape = (num_units, self.num_bins)
+        self.add_state("sums", torch.zeros(shape, dtype=torch.float64))
+        self.add_state("counts", torch.zeros(self.num_bins, dtype=torch.int64))
+        for name in ("num_updates", "num_empty_batches", "num_images", "num_empty_images", "key_checksum"):
+            self.add_state(name, torch.zeros((), dtype=torch.int64))
+        if bootstrap:
+            self.add_state("boot_sums", torch.zeros(bootstrap, *shape, dtype=replicate_dtype))
+            self.add_state("boot_counts", torch.zeros(bootstrap, self.num_bins, dtype=torch.float64))
+        if permutations:
+            self.add_state("null_sums", torch.zeros(permutations, *shape, dtype=replicate_dtype))
 
-    @property
-    def device(self) -> torch.device:
-        """Device of the accumulated state."""
-        return self.edges.device
+    def config(self) -> dict[str, Any]:
+        """Units, edges, replicate counts and seed."""
+        return {"num_units": self.num_units, "edges": self.edges.cpu(), "bootstrap": self.bootstrap,
+                "permutations": self.permutations, "seed": self.seed}
 
-    def reset(self) -> None:
-        """Zero the sums, counts and counters."""
-        self.sums = torch.zeros(self.num_units, self.num_bins, dtype=torch.float64, device=self.device)
-        self.counts = torch.zeros(self.num_bins, dtype=torch.int64, device=self.device)
-        for name in _COUNTERS:
-            setattr(self, name, 0)
+    @classmethod
+    def from_config(cls, config: dict[str, Any], device: torch.device | str | None = None) -> DepthResponse:
+        """A fresh accumulator of the configuration of a :meth:`state_dict` (files without replicates load too)."""
+        boot, null = config.get("boot_sums"), config.get("null_sums")
+        dtype = next((t.dtype for t in (boot, null) if isinstance(t, Tensor)), torch.float32)
+        return cls(
+            int(config["num_units"]), torch.as_tensor(config["edges"]), bootstrap=int(config.get("bootstrap", 0)),
+            permutations=int(config.get("permutations", 0)), seed=int(config.get("seed", 0)),
+            replicate_dtype=dtype, device=device,
+        )
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Replace the state with ``state`` (from :meth:`state_dict`; older files without replicates load too)."""
+        super().load_state_dict({"bootstrap": 0, "permutations": 0, "seed": 0, "key_checksum": 0, **state})
+
+    @classmethod
+    def _looks_like_state(cls, state: dict[str, Any]) -> bool:
+        return "num_units" in state and "edges" in state
+
+    def check_compatible(self, other: Accumulator) -> None:
+        """Same units, edges, replicate counts and seed (so that the replicates add up)."""
+        super().check_compatible(other)
+        assert isinstance(other, DepthResponse)
+        if other.num_units != self.num_units:
+            raise ValueError(f"cannot merge: other has {other.num_units} units, this one {self.num_units}")
+        if other.edges.shape != self.edges.shape or not torch.equal(other.edges.cpu(), self.edges.cpu()):
+            raise ValueError(f"cannot merge: different edges {other.edges.tolist()} vs {self.edges.tolist()}")
+        mine, theirs = (self.bootstrap, self.permutations, self.seed), (other.bootstrap, other.permutations, other.seed)
+        if mine != theirs:
+            raise ValueError(f"cannot merge: (bootstrap, permutations, seed) {theirs} vs {mine}")
+
+    def to(self, device: torch.device | str) -> DepthResponse:
+        """Move the state to ``device`` (in place); returns ``self``."""
+        self.edges = self.edges.to(device)
+        return super().to(device)
 
     def _check_update(self, activations: Tensor, depth: Tensor) -> Tensor:
         if not isinstance(activations, Tensor) or activations.ndim != 4:
@@ -81,6 +325,11 @@ class DepthResponse:
             raise ValueError(
                 f"batch size mismatch: activations {tuple(activations.shape)} vs depth {tuple(depth.shape)}"
             )
+        if self.permutations and depth.shape[0] < 2:
+            raise ValueError(
+                f"a batch of {depth.shape[0]} image cannot be permuted within itself (permutations="
+                f"{self.permutations}): use batches of at least 2 images (a last batch of 1: drop_last or merge it)"
+            )
         # the sum is finite unless an element is NaN/inf (or a finite sum overflows: then check element-wise);
         # one streaming reduction instead of a full-size boolean map
         if not bool(torch.isfinite(activations.sum())) and not bool(torch.isfinite(activations).all()):
@@ -88,26 +337,70 @@ class DepthResponse:
         return depth.reshape(depth.shape[0], *depth.shape[-2:])
 
     @torch.no_grad()
-    def update(self, activations: Tensor, depth: Tensor) -> None:
+    def update(self, activations: Tensor, depth: Tensor, keys: Keys = None) -> None:
         """Add one batch (Eq. 1, steps 1-2): upsample, bin the depth with ``edges``, sum and count per bin.
 
         Args:
             activations: ``[B, K, h, w]`` (any float dtype, any device; moved to the state's device).
             depth: ``[B, H, W]`` or ``[B, 1, H, W]`` metres; invalid pixels (``<= 0``, non-finite,
                 ``> edges[-1]``) are ignored.
+            keys: one sample name (str) or index (int) per image: the replicates' weights are drawn from them,
+                so the same image gets the same weights in any batch, order or process. ``None``: running
+                indices, which are batch-size invariant but not order or process invariant.
         """
         depth = self._check_update(activations, depth).to(self.device)
+        batch = depth.shape[0]
+        resampled = self.bootstrap or self.permutations
+        hashes = self._resampling_keys(keys, batch, self.num_images) if resampled else None
         bins = digitize(depth, self.edges)
         valid_per_image = (bins >= 0).flatten(1).sum(1)
         self.num_updates += 1
-        self.num_images += bins.shape[0]
+        self.num_images += batch
         self.num_empty_images += int((valid_per_image == 0).sum())
+        if hashes is not None:
+            self.key_checksum += key_checksum(hashes)
         if int(valid_per_image.sum()) == 0:
             self.num_empty_batches += 1
             return
-        sums, counts = response_sums(activations.detach().to(self.device), bins, self.num_bins)
-        self.sums += sums
-        self.counts += counts
+        activations = activations.detach().to(self.device)
+        if not resampled:
+            sums, counts = response_sums(activations, bins, self.num_bins)
+            self.sums += sums
+            self.counts += counts
+            return
+        assert hashes is not None
+        if self.permutations:
+            per_image = self._add_null(activations, bins, hashes)
+            counts_per_image = image_counts(bins + 1, self.num_bins)
+        else:
+            per_image, counts_per_image = response_sums(activations, bins, self.num_bins, per_image=True)
+        self.sums += per_image.sum(0)
+        self.counts += counts_per_image.sum(0)
+        if self.bootstrap:
+            weights = poisson_weights(self.seed, hashes, self.bootstrap)  # [R, B]
+            flat = per_image.reshape(batch, -1).to(self.replicate_dtype)
+            self.boot_sums.view(self.bootstrap, -1).addmm_(weights.to(self.replicate_dtype), flat)
+            self.boot_counts.addmm_(weights.to(torch.float64), counts_per_image.to(torch.float64))
+
+    def _add_null(self, activations: Tensor, bins: Tensor, hashes: Tensor) -> Tensor:
+        """Add the null replicates of a batch, group by group (:data:`NULL_GROUP`); return its per-image sums.
+
+        Within a group of ``G`` images, every (activation image, depth image) pair's sums come from one product;
+        replicate ``r`` adds ``sum_i pairs[i, partner[r, i]]``, all replicates in one product ``[P, G^2] x [G^2,
+        K N_b]`` written in place.
+        """
+        per_image = torch.empty(bins.shape[0], self.num_units, self.num_bins, dtype=torch.float64, device=self.device)
+        for group in permutation_groups(self.seed, hashes, NULL_GROUP):  # ceil(B / 8) groups, not images
+            size = group.numel()
+            pairs, _ = response_pair_sums(activations[group], bins[group], self.num_bins)
+            per_image[group] = pairs.diagonal(dim1=0, dim2=1).permute(2, 0, 1)  # each image with its own depth
+            partner = cyclic_derangements(self.seed, hashes[group], self.permutations)  # [P, G]
+            flat_pair = torch.arange(size, device=self.device) * size + partner  # index of pair (i, partner[r, i])
+            selection = torch.zeros(self.permutations, size * size, dtype=self.replicate_dtype, device=self.device)
+            selection.scatter_(1, flat_pair, 1.0)
+            flat = pairs.reshape(size * size, -1).to(self.replicate_dtype)
+            self.null_sums.view(self.permutations, -1).addmm_(selection, flat)
+        return per_image
 
     def mean_response(self) -> Tensor:
         """float64 ``[K, N_b]`` mean response ``R`` of Eq. 1; NaN in bins that were never observed."""
@@ -116,79 +409,148 @@ class DepthResponse:
 
     compute = mean_response
 
-    def _check_compatible(self, other: DepthResponse) -> None:
-        if not isinstance(other, DepthResponse):
-            raise ValueError(f"other: expected a DepthResponse, got {type(other).__name__}")
-        if other.num_units != self.num_units:
-            raise ValueError(f"cannot merge: other has {other.num_units} units, this one {self.num_units}")
-        if other.edges.shape != self.edges.shape or not torch.equal(other.edges.cpu(), self.edges.cpu()):
-            raise ValueError(f"cannot merge: different edges {other.edges.tolist()} vs {self.edges.tolist()}")
+    def significance(self, assigned: Tensor | None = None, level: float = 0.95) -> Significance:
+        """Per-unit and layer selectivity with bootstrap intervals, permutation p-values and BH q-values.
 
-    def merge(self, other: DepthResponse) -> DepthResponse:
-        """Add another accumulator's state (same units and edges) into this one; returns ``self``."""
-        self._check_compatible(other)
-        self.sums += other.sums.to(self.device)
-        self.counts += other.counts.to(self.device)
-        for name in _COUNTERS:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        return self
+        See :func:`imde.significance.selectivity_significance` (what each field means and costs).
+        """
+        from imde.significance import selectivity_significance
 
-    def all_reduce(self) -> DepthResponse:
-        """Sum the state over all ``torch.distributed`` processes (in place); a no-op when not initialised."""
-        if not (dist.is_available() and dist.is_initialized()):
-            return self
-        counters = torch.tensor([getattr(self, name) for name in _COUNTERS], dtype=torch.int64, device=self.device)
-        for tensor in (self.sums, self.counts, counters):
-            dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-        for name, value in zip(_COUNTERS, counters.tolist(), strict=True):
-            setattr(self, name, int(value))
-        return self
-
-    def to(self, device: torch.device | str) -> DepthResponse:
-        """Move the state to ``device`` (in place); returns ``self``."""
-        self.edges, self.sums, self.counts = (t.to(device) for t in (self.edges, self.sums, self.counts))
-        return self
-
-    def state_dict(self) -> dict[str, Tensor | int]:
-        """The full state as tensors and ints (CPU copies), loadable with :meth:`load_state_dict`."""
-        state: dict[str, Tensor | int] = {"num_units": self.num_units, "edges": self.edges.cpu()}
-        state.update(sums=self.sums.cpu(), counts=self.counts.cpu())
-        state.update({name: getattr(self, name) for name in _COUNTERS})
-        return state
-
-    def load_state_dict(self, state: dict[str, Tensor | int]) -> None:
-        """Replace the state with ``state`` (from :meth:`state_dict`), checking units and edges."""
-        missing = {"num_units", "edges", "sums", "counts", *_COUNTERS} - set(state)
-        if missing:
-            raise ValueError(f"state: missing keys {sorted(missing)}")
-        self._check_compatible(DepthResponse(int(state["num_units"]), torch.as_tensor(state["edges"])))
-        sums, counts = torch.as_tensor(state["sums"]), torch.as_tensor(state["counts"])
-        if sums.shape != self.sums.shape or counts.shape != self.counts.shape:
-            raise ValueError(
-                f"state: sums {tuple(sums.shape)} / counts {tuple(counts.shape)} do not match "
-                f"[{self.num_units}, {self.num_bins}] / [{self.num_bins}]"
-            )
-        self.sums = sums.to(self.device, torch.float64)
-        self.counts = counts.to(self.device, torch.int64)
-        for name in _COUNTERS:
-            setattr(self, name, int(state[name]))
-
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the state to ``path`` atomically (``torch.save`` of :meth:`state_dict`)."""
-        return atomic_torch_save(self.state_dict(), path)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str], device: torch.device | str | None = None) -> DepthResponse:
-        """Read an accumulator written by :meth:`save` (``torch.load(weights_only=True)``)."""
-        state = read_torch_file(path, "DepthResponse state file")
-        if not isinstance(state, dict) or "num_units" not in state or "edges" not in state:
-            raise ValueError(f"{path}: not a DepthResponse state (expected a dict with num_units, edges, sums, counts)")
-        acc = cls(int(state["num_units"]), state["edges"], device=device)
-        acc.load_state_dict(state)
-        return acc
+        return selectivity_significance(self, assigned=assigned, level=level)
 
     def __repr__(self) -> str:
         return (
             f"DepthResponse(num_units={self.num_units}, num_bins={self.num_bins}, images={self.num_images}, "
-            f"empty_images={self.num_empty_images}, device={self.device})"
+            f"empty_images={self.num_empty_images}, bootstrap={self.bootstrap}, "
+            f"permutations={self.permutations}, device={self.device})"
         )
+
+
+class DepthMetrics(Accumulator):
+    """Streaming accumulator of :func:`imde.core.metrics.compute_depth_metrics`: per-metric sums over images.
+
+    Memory is independent of the number of images; two accumulators over disjoint data :meth:`merge`
+    into the accumulator of the union, and :meth:`all_reduce` sums across ``torch.distributed`` processes.
+    With ``bootstrap=R`` it also keeps ``R`` Poisson-weighted replicates of the per-image sums, with the same
+    weights as a :class:`DepthResponse` of the same seed and keys: two models evaluated on the same images get
+    paired replicates, hence an interval for the difference of their metrics
+    (:func:`imde.significance.compare_metrics`).
+
+    Args:
+        min_depth: lower cap.
+        max_depth: upper cap.
+        crop: name of the evaluation crop (``imde.core.crops.crop_mask`` names: none, eigen_nyu, eigen_kitti, garg).
+        bootstrap: ``R`` replicates (0: none).
+        seed: seed of the replicates' weights.
+        device: where the state lives.
+
+    Example:
+        >>> metrics = DepthMetrics(max_depth=10.0)
+        >>> _ = metrics.update(torch.full((2, 1, 2, 2), 2.0), torch.full((2, 1, 2, 2), 2.0))
+        >>> metrics.compute()["rms"], metrics.num_images
+        (0.0, 2)
+    """
+
+    num_images = Counter()  # images with at least one valid pixel
+    num_skipped = Counter()  # images without a valid pixel (left out of the means)
+    key_checksum = Counter()
+
+    def __init__(
+        self,
+        min_depth: float = 1e-3,
+        max_depth: float = 10.0,
+        crop: str = "none",
+        bootstrap: int = 0,
+        seed: int = 0,
+        device: torch.device | str | None = None,
+    ) -> None:
+        if not 0 <= min_depth < max_depth:
+            raise ValueError(f"min_depth={min_depth}, max_depth={max_depth}: expected 0 <= min_depth < max_depth")
+        if crop != "none":
+            from imde.core.crops import crop_mask
+
+            crop_mask(crop, 1, 1)  # validates the name now rather than at the first batch
+        _check_resampling(bootstrap, 0, seed)
+        super().__init__(device)
+        self.min_depth, self.max_depth, self.crop = float(min_depth), float(max_depth), crop
+        self.bootstrap, self.seed = bootstrap, seed
+        self._crop_cache: dict[tuple[int, int, str], Tensor] = {}
+        metrics = len(METRIC_NAMES)
+        self.add_state("sums", torch.zeros(metrics, dtype=torch.float64))  # over images with a valid pixel
+        self.add_state("num_images", torch.zeros((), dtype=torch.int64))
+        self.add_state("num_skipped", torch.zeros((), dtype=torch.int64))
+        self.add_state("key_checksum", torch.zeros((), dtype=torch.int64))
+        if bootstrap:
+            self.add_state("boot_sums", torch.zeros(bootstrap, metrics, dtype=torch.float64))
+            self.add_state("boot_counts", torch.zeros(bootstrap, dtype=torch.float64))
+
+    def config(self) -> dict[str, Any]:
+        """Caps, crop, replicate count and seed."""
+        return {"min_depth": self.min_depth, "max_depth": self.max_depth, "crop": self.crop,
+                "bootstrap": self.bootstrap, "seed": self.seed}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], device: torch.device | str | None = None) -> DepthMetrics:
+        """A fresh accumulator of the configuration of a :meth:`state_dict`."""
+        return cls(float(config["min_depth"]), float(config["max_depth"]), str(config["crop"]),
+                   bootstrap=int(config["bootstrap"]), seed=int(config["seed"]), device=device)
+
+    def check_compatible(self, other: Accumulator) -> None:
+        """Same caps, crop, replicate count and seed."""
+        super().check_compatible(other)
+        assert isinstance(other, DepthMetrics)
+        theirs, mine = other.config(), self.config()
+        if theirs != mine:
+            raise ValueError(f"merge: protocols differ {tuple(theirs.values())} vs {tuple(mine.values())} "
+                             f"(min_depth, max_depth, crop, bootstrap, seed)")
+
+    def _crop_for(self, height: int, width: int, device: torch.device) -> Tensor | None:
+        if self.crop == "none":
+            return None
+        key = (height, width, str(device))
+        if key not in self._crop_cache:
+            from imde.core.crops import crop_mask
+
+            self._crop_cache[key] = crop_mask(self.crop, height, width, device=device)
+        return self._crop_cache[key]
+
+    def update(self, pred: Tensor, gt: Tensor, keys: Keys = None) -> dict[str, Tensor]:
+        """Add a batch (pred at gt's resolution); returns its per-image values (see ``compute_depth_metrics``).
+
+        Args:
+            pred: predicted depth ``[B, 1, H, W]`` or ``[B, H, W]``.
+            gt: ground truth of the same shape.
+            keys: one sample name or index per image for the bootstrap weights (``None``: running indices).
+        """
+        crop = self._crop_for(gt.shape[-2], gt.shape[-1], gt.device)
+        values, has_valid = compute_depth_metrics(pred, gt, min_depth=self.min_depth, max_depth=self.max_depth,
+                                                  crop=crop)
+        stacked = torch.stack([values[name] for name in METRIC_NAMES], dim=1).to(self.device)  # [B, M]
+        has_valid = has_valid.to(self.device)
+        per_image = torch.where(has_valid[:, None], stacked, 0.0)
+        batch = has_valid.numel()
+        if self.bootstrap:
+            hashes = self._resampling_keys(keys, batch, self.num_images + self.num_skipped)
+            weights = poisson_weights(self.seed, hashes, self.bootstrap).to(torch.float64) * has_valid  # [R, B]
+            self.boot_sums.addmm_(weights, per_image)
+            self.boot_counts += weights.sum(1)
+            self.key_checksum += key_checksum(hashes)
+        self.sums += per_image.sum(0)
+        valid = int(has_valid.sum())
+        self.num_images += valid
+        self.num_skipped += batch - valid
+        return values
+
+    def compute(self) -> dict[str, float]:
+        """Mean of each metric over the images with a valid pixel (NaN when there is none)."""
+        count = self.num_images
+        if count == 0:
+            return {name: float("nan") for name in METRIC_NAMES}
+        sums = self.sums.cpu()
+        return {name: sums[i].item() / count for i, name in enumerate(METRIC_NAMES)}
+
+    def replicates(self) -> Tensor:
+        """float64 ``[R, M]`` bootstrap replicates of :meth:`compute` (columns in :data:`METRIC_NAMES` order)."""
+        if not self.bootstrap:
+            raise ValueError("DepthMetrics(bootstrap=0) keeps no replicates; create it with bootstrap=R")
+        return (self.boot_sums / self.boot_counts.unsqueeze(1)).cpu()

@@ -119,6 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
                          help="splits to dissect (default: test)")
     dissect.add_argument("--num-bins", type=int, default=None,
                          help="requested depth bins (default: the training config's loss.num_bins, 64 unless set)")
+    dissect.add_argument("--bootstrap", type=int, default=0, metavar="R",
+                         help="bootstrap replicates for intervals of every DS (default 0: none; e.g. 1000)")
+    dissect.add_argument("--permutations", type=int, default=0, metavar="P",
+                         help="permutation-null replicates for p/q-values (default 0: none; batches of >= 2 images)")
+    dissect.add_argument("--seed", type=int, default=0, help="seed of the replicates (default: 0)")
     _add_out(dissect, "dissect")
 
     ablate = _add_command(sub, "ablate", h.cmd_ablate, "ablate units by selectivity, both orders (Fig. 2)",

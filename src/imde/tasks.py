@@ -179,21 +179,29 @@ def open_session(source: str | os.PathLike[str], overrides: Iterable[str] = (), 
 
 
 def evaluate_run(session: Session, split: str = "test", *, max_batches: int | None = None,
-                 progress: bool = False) -> EvalResult:
-    """Depth metrics of the session's model on ``split`` (Table 1), under the training's protocol."""
+                 progress: bool = False, bootstrap: int = 0, seed: int = 0) -> EvalResult:
+    """Depth metrics of the session's model on ``split`` (Table 1), under the training's protocol.
+
+    ``bootstrap`` / ``seed``: per-image bootstrap replicates of the metrics (intervals, paired comparisons).
+    """
     settings = session.settings(max_batches, progress)
     return evaluate(session.model, session.loader(split), device=settings.device, crop=settings.crop,
                     min_depth=settings.min_depth, max_depth=settings.max_depth, max_batches=max_batches,
-                    progress=progress)
+                    progress=progress, bootstrap=bootstrap, seed=seed)
 
 
 def dissect_run(session: Session, splits: Iterable[str] = ("train",), layers: Iterable[str] | None = None, *,
                 batch_size: int | None = None, max_batches: int | None = None, progress: bool = False,
-                out_dir: str | os.PathLike[str] | None = None) -> DissectResult:
-    """Dissect the session's layers on every split (Eq. 1-2) over the training's depth bins."""
+                out_dir: str | os.PathLike[str] | None = None, bootstrap: int = 0, permutations: int = 0,
+                seed: int = 0) -> DissectResult:
+    """Dissect the session's layers on every split (Eq. 1-2) over the training's depth bins.
+
+    ``bootstrap`` / ``permutations`` / ``seed``: intervals and the permutation null (``run_dissect``).
+    """
     loaders = {split: session.loader(split, batch_size) for split in splits}
     return run_dissect(session.model, loaders, session.layers(layers), bins=session.bins, device=session.device,
-                       max_batches=max_batches, progress=progress, out_dir=out_dir)
+                       max_batches=max_batches, progress=progress, out_dir=out_dir, bootstrap=bootstrap,
+                       permutations=permutations, seed=seed)
 
 
 def correct_run(session: Session, layers: Iterable[str] | None = None, *, dissection: DissectResult | None = None,

@@ -21,7 +21,8 @@ WORLD_SIZE = 2
 def _commands(root: Path, out: str) -> list[list[str]]:
     source = [str(root / "config.yaml"), "--checkpoint", str(root / "weights.pt"), "--device", "cpu"]
     return [["-q", "eval", *source, "--out", str(root / out / "eval")],
-            ["-q", "dissect", *source, "--split", "train", "test", "--out", str(root / out / "dissect")]]
+            ["-q", "dissect", *source, "--split", "train", "test", "--bootstrap", "20", "--out",
+             str(root / out / "dissect")]]
 
 
 def _worker(rank: int, port: int, root: str) -> None:
@@ -64,6 +65,10 @@ def test_eval_and_dissect_under_torchrun_equal_one_process(trained: Path) -> Non
             assert len(one) == len(two) == 9  # 8 units and the pixel counts per bin
             for a, b in zip(one, two, strict=True):
                 assert b == pytest.approx(a, rel=1e-5, abs=1e-7, nan_ok=True)
+        # the bootstrap weights come from the images' names: the same replicates whatever the process
+        one_json, two_json = (json.loads((trained / run / "dissect" / "dissect.json").read_text())["splits"][split]
+                              for run in ("single", "ddp"))
+        assert two_json["selectivity_ci"] == pytest.approx(one_json["selectivity_ci"], rel=1e-5)
 
 
 def _csv_numbers(path: Path) -> list[list[float]]:

@@ -53,3 +53,36 @@ def test_two_process_all_reduce_equals_single_process(tmp_path: Path) -> None:
         assert torch.allclose(reduced.mean_response(), single.mean_response(), rtol=1e-12, equal_nan=True)
         assert (reduced.num_images, reduced.num_empty_images, reduced.num_updates) == (7, 1, 7)
         assert reduced.num_empty_batches == 1
+
+
+def _resampled_worker(rank: int, port: int, out_dir: str) -> None:
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD_SIZE)
+    try:
+        torch.set_num_threads(1)
+        activations, depth = _dataset()
+        acc = DepthResponse(6, EDGES, bootstrap=20, permutations=10, seed=5)
+        for start in (0, 4)[rank : rank + 1]:  # rank 0: images 0-3 in batches of 2, rank 1: images 4-6 at once
+            splits = [(0, 2), (2, 4)] if start == 0 else [(4, 7)]
+            for lo, hi in splits:
+                acc.update(activations[lo:hi], depth[lo:hi], keys=[f"img{i}" for i in range(lo, hi)])
+        acc.all_reduce()
+        acc.save(Path(out_dir) / f"resampled{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="torch.distributed gloo missing")
+def test_two_processes_give_the_replicates_of_one(tmp_path: Path) -> None:
+    mp.spawn(_resampled_worker, args=(free_port(), str(tmp_path)), nprocs=WORLD_SIZE, join=True)
+    activations, depth = _dataset()
+    single = DepthResponse(6, EDGES, bootstrap=20, permutations=10, seed=5)
+    for lo, hi in [(0, 2), (2, 4), (4, 7)]:  # the same batches, in one process
+        single.update(activations[lo:hi], depth[lo:hi], keys=[f"img{i}" for i in range(lo, hi)])
+    expected = single.state_dict()
+    for rank in range(WORLD_SIZE):
+        reduced = DepthResponse.load(tmp_path / f"resampled{rank}.pt")
+        state = reduced.state_dict()
+        for name in single.state_names:
+            assert torch.allclose(state[name].double(), expected[name].double(), rtol=1e-6, atol=1e-5), name
+        sig, ref = reduced.significance(), single.significance()
+        assert torch.allclose(sig.ci_low, ref.ci_low, atol=1e-6) and torch.equal(sig.p_value, ref.p_value)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
+import numpy as np
 import pytest
 
 from imde.cli import EXIT_BAD_INPUT, main
@@ -55,7 +57,8 @@ def test_all_claims_hold_with_their_measured_values() -> None:
     # correction: min(gain 0.90-0.795 = 0.105, its margin 0.105 - (0.78-0.80) = 0.125); ablation gaps mean([0.2])
     assert values == [0.75, 0.32, 0.4159, 0.0959, -0.005, 0.15, 0.105, 0.2, 0.2]
     rows = claims_to_json(claims)
-    assert set(rows[0]) == {"claim", "holds", "value", "threshold"}
+    assert set(rows[0]) == {"claim", "holds", "value", "threshold", "ci_low", "ci_high", "verdict"}
+    assert all(row["verdict"] is None for row in rows)  # no replicates, no interval: only the point verdict
 
 
 @pytest.mark.parametrize(
@@ -108,10 +111,14 @@ def test_claims_across_runs_line_up_each_claim_and_count_the_runs_it_holds_in() 
     assert above_random.values == pytest.approx((0.43 - 0.3341, 0.36 - 0.3341, 0.30 - 0.3341))
     assert by_start["test selectivity of the L_assign model >= 0.7"].holds == (True, True, False)
     table = claims_markdown(list(runs), rows).splitlines()
-    assert table[0] == "| claim | `s0` | `s1` | `s2` | holds in |" and len(table) == 2 + len(rows) + 1
-    assert "| 0.096 ✓ | 0.026 ✗ | -0.034 ✗ | 1 of 3 |" in next(line for line in table if "baseline model is" in line)
+    header = "| claim | `s0` | `s1` | `s2` | holds in | mean [95 % interval] | verdict |"
+    assert table[0] == header and len(table) == 2 + len(rows) + 1
+    # mean 0.0292, s = 0.0651, t(2) s / sqrt(3) = 0.1617: the interval straddles 0.05
+    line = next(line for line in table if "baseline model is" in line)
+    assert "| 0.096 ✓ | 0.026 ✗ | -0.034 ✗ | 1 of 3 | 0.029 [-0.132, 0.191] | inconclusive |" in line
+    assert above_random.mean == pytest.approx((0.43 + 0.36 + 0.30) / 3 - 0.3341)
     # s2 fails ">= 0.7" and "baseline above random"; its gain over the baseline (0.39) still holds
-    assert table[-1] == "| **claims that hold** | 9 of 9 | 8 of 9 | 7 of 9 | |"
+    assert table[-1].startswith("| **claims that hold** | 9 of 9 | 8 of 9 | 7 of 9 | | |")
 
 
 def test_claims_across_runs_name_the_run_that_lacks_a_number() -> None:
@@ -131,9 +138,37 @@ def test_imde_claims_measures_each_run_afresh(tmp_path: Path, capsys: pytest.Cap
     out = tmp_path / "claims.md"
     assert main(["claims", str(tmp_path / "a"), str(tmp_path / "b" / "results.json"), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert out.read_text() in printed and "| **claims that hold** | 9 of 9 | 8 of 9 | |" in printed
+    assert out.read_text() in printed and "| **claims that hold** | 9 of 9 | 8 of 9 | | |" in printed
     assert main(["claims", str(tmp_path / "a"), str(tmp_path / "a")]) == EXIT_BAD_INPUT
     assert "given more than once" in capsys.readouterr().err
     (tmp_path / "a" / "results.json").write_text('{"random_baseline": "high"}')
     assert main(["claims", str(tmp_path / "a")]) == EXIT_BAD_INPUT
     assert "random_baseline must be a number" in capsys.readouterr().err
+
+
+def test_replicates_give_intervals_and_three_way_verdicts() -> None:
+    data = results()
+    rng = np.random.default_rng(0)
+    shared = rng.normal(0.0, 0.01, 500)  # the images' common effect: it cancels in paired differences
+    replicates = {"assign": 0.75 + shared + rng.normal(0, 0.002, 500), "baseline": 0.43 + shared,
+                  "reg": 0.60 + rng.normal(0, 0.05, 500)}
+    for variant, values in replicates.items():
+        data["models"][variant]["replicates"] = {"selectivity_test": values.tolist(),
+                                                 "delta1": (0.8 + shared).tolist()}
+    claims = {claim.claim.split(" (")[0]: claim for claim in measure_claims(data)}
+    first = claims["test selectivity of the L_assign model >= 0.7"]
+    # Efron's bias-corrected percentiles, by the standard library's normal distribution
+    normal = NormalDist()
+    z0 = normal.inv_cdf(float(np.mean(replicates["assign"] < 0.75)))
+    low, high = np.quantile(replicates["assign"], [normal.cdf(2 * z0 - 1.959964), normal.cdf(2 * z0 + 1.959964)])
+    assert (first.ci_low, first.ci_high) == pytest.approx((low, high)) and first.verdict == "holds"
+    gain = claims["test selectivity of the L_assign model exceeds the baseline's by >= 0.25"]
+    assert gain.ci_high - gain.ci_low < 0.01 < first.ci_high - first.ci_low  # paired: the shared part cancels
+    assert claims["delta1 of the L_assign model is at most 0.01 below the baseline's"].ci_low == pytest.approx(0.0)
+    above = claims["test selectivity of the baseline model is >= 0.05 above the random baseline"]
+    assert above.verdict == "holds"  # 0.096 with an interval of about +-0.02
+    data["models"]["baseline"]["replicates"]["selectivity_test"] = (0.39 + shared * 3).tolist()
+    data["models"]["baseline"]["selectivity"]["test"] = 0.39
+    above = {c.claim.split(" (")[0]: c for c in measure_claims(data)}[above.claim.split(" (")[0]]
+    assert above.verdict == "inconclusive"  # 0.39 - 0.3341 = 0.056: the interval reaches below 0.05
+    assert claims["correction improves delta1 of the L_assign model, and more than the baseline's"].verdict is None

@@ -56,6 +56,17 @@ def test_results_json_follows_the_public_schema(smoke: tuple[Path, list[str]]) -
         assert entry["most_selective_first"][0] == entry["least_selective_first"][0]  # nothing ablated yet
     assert len(results["claims"]) == 9
     assert all(set(c) >= {"claim", "holds", "value"} and isinstance(c["holds"], bool) for c in results["claims"])
+    # the smoke config keeps 50 bootstrap and 49 permutation replicates: intervals, p/q-values and verdicts
+    for entry in results["models"].values():
+        for split, (low, high) in entry["selectivity_ci"].items():
+            assert low <= entry["selectivity"][split] <= high
+        assert len(entry["replicates"]["selectivity_test"]) == len(entry["replicates"]["delta1"]) == 50
+        assert entry["metrics_ci"]["delta1"][0] <= entry["metrics"]["delta1"] <= entry["metrics_ci"]["delta1"][1]
+        assert 0 <= entry["significance"]["test"]["D"]["num_significant"] <= 8
+    assert [c["verdict"] in ("holds", "fails", "inconclusive") for c in results["claims"]] == [True] * 6 + [False] * 3
+    control = results["control"]  # the baseline's architecture with random weights, on the same images
+    low, high = control["selectivity_ci"]["test"]
+    assert low <= control["selectivity"]["test"] <= high
     assert results["seconds"] == pytest.approx(sum(results["step_seconds"].values()))
 
 
@@ -70,6 +81,9 @@ def test_results_agree_with_the_step_files(smoke: tuple[Path, list[str]]) -> Non
         layer = DissectResult.load(run / "dissect" / variant).layers["test"]["D"]  # rebuilt from the raw sums
         assert layer.mean_response.shape == (8, 8) and layer.edges.numel() == 9
         assert layer.mean_selectivity == pytest.approx(entry["layers"]["test"]["D"])
+        significance = layer.significance  # the replicates' results, saved and loaded with the layer
+        assert significance is not None and len(significance.q_value) == 8
+        assert all(not p == p or 1 / 50 <= p <= 1 for p in significance.p_value.tolist())
         metrics = json.loads((run / "eval" / f"{variant}.json").read_text())["metrics"]
         assert entry["metrics"]["rms"] == metrics["rms"]
     correction = json.loads((run / "correction" / "assign.json").read_text())
@@ -87,7 +101,7 @@ def test_the_report_and_figures_are_written(smoke: tuple[Path, list[str]]) -> No
 def test_resuming_redoes_nothing_and_force_redoes_dependents(smoke: tuple[Path, list[str]]) -> None:
     run, argv = smoke
     before = markers(run)
-    assert len(before) == 22
+    assert len(before) == 23  # 22 and the random-weight control's dissection
     assert main(argv) == 0
     assert markers(run) == before  # same content and modification times: no step ran again
     assert main([*argv, "--force", "ablate_assign"]) == 0

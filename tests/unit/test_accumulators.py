@@ -139,3 +139,66 @@ def test_finite_activations_whose_sum_overflows_are_accepted() -> None:
     activations[0, 0, 1, 1] = float("nan")
     with pytest.raises(ValueError, match="NaN or inf"):
         acc.update(activations, torch.full((1, 1, 4, 4), 5.0))
+
+
+def _resampled(activations: torch.Tensor, depth: torch.Tensor, splits: list[int], offset: int = 0) -> DepthResponse:
+    acc = DepthResponse(activations.shape[1], EDGES, bootstrap=7, permutations=5, seed=11)
+    start = offset
+    for a, d in zip(activations.split(splits), depth.split(splits), strict=True):
+        acc.update(a, d, keys=[f"k{i}" for i in range(start, start + a.shape[0])])
+        start += a.shape[0]
+    return acc
+
+
+def test_base_merge_state_dict_and_reset_cover_every_declared_state(tmp_path: Path) -> None:
+    from imde.accumulators import DepthMetrics
+
+    activations, depth = _dataset()
+    whole = _resampled(activations, depth, [2, 4])
+    halves = _resampled(activations[:2], depth[:2], [2]).merge(_resampled(activations[2:], depth[2:], [4], offset=2))
+    assert set(whole.state_names) >= {"sums", "counts", "boot_sums", "boot_counts", "null_sums", "num_images"}
+    merged, reference = halves.state_dict(), whole.state_dict()
+    for name in whole.state_names:  # the same batches, merged: every state, replicates included, adds up
+        assert torch.allclose(merged[name].double(), reference[name].double(), rtol=1e-6, atol=1e-5), name
+    loaded_acc = DepthResponse.load(whole.save(tmp_path / "resp.pt"))
+    loaded = loaded_acc.state_dict()
+    for name in whole.state_names:
+        assert torch.equal(loaded[name], reference[name]), name
+    assert (loaded_acc.bootstrap, loaded_acc.permutations, loaded_acc.seed) == (7, 5, 11)
+    with pytest.raises(ValueError, match=r"\(bootstrap, permutations, seed\)"):
+        whole.merge(DepthResponse(5, EDGES, bootstrap=7, permutations=5, seed=12))
+    metrics, left, right = (DepthMetrics(bootstrap=9, seed=2) for _ in range(3))
+    gt = torch.rand(6, 1, 5, 5) * 9 + 0.5
+    pred = gt + torch.rand(6, 1, 5, 5)
+    metrics.update(pred, gt, keys=list("abcdef"))
+    left.update(pred[:3], gt[:3], keys=list("abc"))
+    right.update(pred[3:], gt[3:], keys=list("def"))
+    left.merge(right)
+    merged, reference = left.state_dict(), metrics.state_dict()
+    for name in metrics.state_names:
+        assert torch.allclose(merged[name].double(), reference[name].double(), rtol=1e-12), name
+    reloaded = DepthMetrics.load(metrics.save(tmp_path / "metrics.pt"))
+    assert reloaded.compute() == metrics.compute() and torch.equal(reloaded.replicates(), metrics.replicates())
+    whole.reset()
+    cleared = whole.state_dict()
+    assert all(float(cleared[name].abs().sum()) == 0 for name in whole.state_names)
+
+
+def test_default_accumulator_keeps_no_replicates_and_the_same_sums() -> None:
+    activations, depth = _dataset()
+    plain = _accumulate(activations, depth, [6])
+    resampled = _resampled(activations, depth, [6])
+    assert set(plain.state_names).isdisjoint({"boot_sums", "boot_counts", "null_sums"})
+    assert torch.equal(plain.counts, resampled.counts)
+    assert torch.allclose(plain.sums, resampled.sums, rtol=1e-12, atol=1e-12)
+
+
+def test_a_state_file_without_replicates_still_loads(tmp_path: Path) -> None:
+    # files written before the replicates existed hold only the sums, counts and counters
+    old = {"num_units": 2, "edges": EDGES, "sums": torch.ones(2, 8, dtype=torch.float64),
+           "counts": torch.ones(8, dtype=torch.int64), "num_updates": 1, "num_empty_batches": 0, "num_images": 3,
+           "num_empty_images": 0}
+    torch.save(old, tmp_path / "old.pt")
+    loaded = DepthResponse.load(tmp_path / "old.pt")
+    assert (loaded.bootstrap, loaded.permutations, loaded.num_images) == (0, 0, 3)
+    assert torch.equal(loaded.sums, old["sums"])

@@ -11,7 +11,7 @@ import imde
 CONTRACT = (
     "sid_edges", "uniform_edges", "log_edges", "dataset_edges", "DEPTH_PRESETS", "digitize", "assign_bins",
     "depth_selectivity", "dead_units", "preferred_bins", "random_baseline", "AssignLoss", "SelectivityRegLoss",
-    "DepthResponse", "LayerTap", "edit_layers",
+    "DepthResponse", "LayerTap", "edit_layers", "compare_selectivity",
 )
 
 

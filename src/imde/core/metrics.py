@@ -12,7 +12,7 @@ prediction clamped to ``[min_depth, max_depth]`` (``+inf`` becomes ``max_depth``
 
 A dataset figure is the mean over images (the authors', BTS and monodepth2 protocol); images without a
 valid pixel are skipped and counted. :func:`compute_depth_metrics` is the pure per-image function,
-:class:`DepthMetrics` the streaming, mergeable, all-reducible accumulator.
+:class:`imde.accumulators.DepthMetrics` the streaming, mergeable, all-reducible accumulator.
 
 >>> gt = torch.tensor([[[[1.0, 2.0], [4.0, 0.0]]]])
 >>> pred = torch.tensor([[[[1.0, 2.5], [4.0, 7.0]]]])
@@ -24,10 +24,8 @@ valid pixel are skipped and counted. :func:`compute_depth_metrics` is the pure p
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
-import torch.distributed as dist
 
 DELTA_THRESHOLDS: dict[str, float] = {
     "delta1.02": 1.02,
@@ -122,97 +120,3 @@ def compute_depth_metrics(
     values["log10"] = mean(log_err.abs()) / _LN10
     values["silog"] = 100.0 * (mean(log_err.square()) - mean(log_err).square()).clamp_min(0.0).sqrt()
     return values, has_valid
-
-
-@dataclass
-class DepthMetrics:
-    """Streaming accumulator of :func:`compute_depth_metrics`: per-metric sums over images and counts.
-
-    Memory is independent of the number of images; two accumulators over disjoint data :meth:`merge`
-    into the accumulator of the union, and :meth:`all_reduce` sums across ``torch.distributed`` processes.
-
-    Attributes:
-        min_depth: lower cap.
-        max_depth: upper cap.
-        crop: name of the evaluation crop (``imde.core.crops.crop_mask`` names: none, eigen_nyu, eigen_kitti, garg).
-    """
-
-    min_depth: float = 1e-3
-    max_depth: float = 10.0
-    crop: str = "none"
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.min_depth < self.max_depth:
-            raise ValueError(
-                f"min_depth={self.min_depth}, max_depth={self.max_depth}: expected 0 <= min_depth < max_depth"
-            )
-        if self.crop != "none":
-            from imde.core.crops import crop_mask
-
-            crop_mask(self.crop, 1, 1)  # validates the name now rather than at the first batch
-        self._crop_cache: dict[tuple[int, int, str], torch.Tensor] = {}
-        self.reset()
-
-    def reset(self) -> None:
-        """Forget every image seen so far."""
-        # state: per-metric sums over images with a valid pixel, then num_images, then num_skipped
-        self.state = torch.zeros(len(METRIC_NAMES) + 2, dtype=torch.float64)
-
-    def _crop_for(self, height: int, width: int, device: torch.device) -> torch.Tensor | None:
-        if self.crop == "none":
-            return None
-        key = (height, width, str(device))
-        if key not in self._crop_cache:
-            from imde.core.crops import crop_mask
-
-            self._crop_cache[key] = crop_mask(self.crop, height, width, device=device)
-        return self._crop_cache[key]
-
-    def update(self, pred: torch.Tensor, gt: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Add a batch (pred at gt's resolution); returns its per-image values (see :func:`compute_depth_metrics`)."""
-        crop = self._crop_for(gt.shape[-2], gt.shape[-1], gt.device)
-        values, has_valid = compute_depth_metrics(
-            pred, gt, min_depth=self.min_depth, max_depth=self.max_depth, crop=crop
-        )
-        stacked = torch.stack([values[name] for name in METRIC_NAMES], dim=1)  # [B, M]
-        sums = torch.where(has_valid[:, None], stacked, 0.0).sum(dim=0)
-        num_valid = has_valid.sum()
-        batch_state = torch.cat([sums, num_valid[None].double(), (has_valid.numel() - num_valid)[None].double()])
-        self.state = self.state.to(batch_state.device) + batch_state
-        return values
-
-    @property
-    def num_images(self) -> int:
-        """Images with at least one valid pixel."""
-        return int(self.state[-2].item())
-
-    @property
-    def num_skipped(self) -> int:
-        """Images without a valid pixel (left out of the means)."""
-        return int(self.state[-1].item())
-
-    def compute(self) -> dict[str, float]:
-        """Mean of each metric over the images with a valid pixel (NaN when there is none)."""
-        state = self.state.cpu()
-        count = state[-2].item()
-        if count == 0:
-            return {name: float("nan") for name in METRIC_NAMES}
-        return {name: state[i].item() / count for i, name in enumerate(METRIC_NAMES)}
-
-    def merge(self, other: DepthMetrics) -> DepthMetrics:
-        """Add ``other``'s images to this accumulator (same caps and crop required); returns ``self``."""
-        if (other.min_depth, other.max_depth, other.crop) != (self.min_depth, self.max_depth, self.crop):
-            raise ValueError(
-                f"merge: protocols differ ({other.min_depth}, {other.max_depth}, {other.crop!r}) vs "
-                f"({self.min_depth}, {self.max_depth}, {self.crop!r})"
-            )
-        self.state = self.state + other.state.to(self.state.device)
-        return self
-
-    def all_reduce(self, group: dist.ProcessGroup | None = None) -> DepthMetrics:
-        """Sum the state over all processes of ``torch.distributed`` (no-op when not initialised); returns ``self``."""
-        if dist.is_available() and dist.is_initialized():
-            if dist.get_backend(group) == "nccl":
-                self.state = self.state.to(torch.device("cuda", torch.cuda.current_device()))
-            dist.all_reduce(self.state, op=dist.ReduceOp.SUM, group=group)
-        return self

@@ -217,19 +217,70 @@ def splat_band(
     return splat[:, :num_columns]
 
 
+def banded_sums(
+    activations: Tensor, slots: Tensor, num_bins: int, dtype: torch.dtype, keep: bool = False, pairs: bool = False
+) -> tuple[Tensor, list[tuple[int, int, Tensor, Tensor]]]:
+    """Per-image (or per image pair) sums of Eq. 1, band by band (module docstring); not differentiable.
+
+    Args:
+        activations: ``[B, K, h, w]``.
+        slots: int64 ``[B, H, W]`` bin labels plus one (0: invalid pixel).
+        num_bins: ``N_b``.
+        dtype: dtype of the products.
+        keep: also return every band's compact splat (for the backward pass of :class:`_BandedSums`).
+        pairs: pair every image's activations with every image's depth: the splat ``S`` depends only on the
+            depth image, so one product ``[B K, pixels] x [pixels, B C]`` per band gives all ``B^2`` pairs.
+
+    Returns:
+        ``(sums, saved)``: float64 ``sums [B, K, N_b]`` (``pairs``: ``[B, B, K, N_b]``, activation image first,
+        depth image second) and the kept ``(y_start, y_stop, splat, bin_of_column)`` of each band.
+    """
+    batch, units, h, w = activations.shape
+    band_rows = max(1, _TILE_PIXELS // w)
+    shape = (batch, units, batch, num_bins + 1) if pairs else (batch, units, num_bins + 1)
+    sums = torch.zeros(shape, dtype=torch.float64, device=activations.device)  # column N_b: unused columns
+    saved = []
+    scratch = Scratch(activations.device)
+    bands = band_taps((h, w), tuple(slots.shape[1:]), band_rows, slots.device, dtype)
+    for (y_start, y_stop, start, stop, offsets, weights), (num_columns, row_start, bin_of_column) in zip(
+        bands, band_columns(slots, num_bins, bands, w), strict=True
+    ):
+        if num_columns == 0:  # no valid depth pixel reaches this band
+            continue
+        pixels = (y_stop - y_start) * w
+        splat = splat_band(slots[:, start:stop], row_start, offsets, weights, num_columns, pixels, scratch, keep)
+        band = activations[:, :, y_start:y_stop].reshape(batch, units, pixels)
+        if dtype != activations.dtype:
+            band = scratch.get("band", (batch, units, pixels), dtype).copy_(band)
+        if pairs:  # [B K, pixels] x [pixels, B C] -> [B, K, B, C]
+            partial = torch.mm(band.reshape(batch * units, pixels), splat.reshape(-1, pixels).T.to(dtype))
+            partial = partial.view(batch, units, batch, num_columns).to(torch.float64)
+            index = bin_of_column.view(1, 1, batch, num_columns).expand(partial.shape)
+            sums.scatter_add_(3, index, partial)
+        else:
+            partial = torch.bmm(band, splat.transpose(1, 2)).to(torch.float64)  # [B, K, C]
+            sums.scatter_add_(2, bin_of_column.unsqueeze(1).expand(partial.shape), partial)
+        if keep:
+            saved.append((y_start, y_stop, splat, bin_of_column))
+    if pairs:
+        return sums[..., :num_bins].permute(0, 2, 1, 3), saved
+    return sums[..., :num_bins], saved
+
+
 def response_sums(
     activations: Tensor,
     bins: Tensor,
     num_bins: int,
     abs_first: bool = False,
     compute_dtype: torch.dtype | None = torch.float64,
+    per_image: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """Per-bin sums of the upsampled activations and per-bin pixel counts of one batch (Eq. 1, steps 1-2).
 
     Equal (up to float64 rounding) to upsampling every map to the depth resolution with
     ``F.interpolate(mode="bilinear", align_corners=False)`` and summing over the pixels of each bin, but
     without materialising the upsampled maps (see the module docstring). Differentiable with respect to
-    ``activations``.
+    ``activations`` (the batch totals; the ``per_image`` sums are not).
 
     Args:
         activations: ``[B, K, h, w]``.
@@ -240,19 +291,63 @@ def response_sums(
         compute_dtype: dtype of the products (float64: exact, the default; ``None``: the activations' own
             dtype, at least float32, for training losses; see the module docstring). Sums are accumulated in
             float64 either way.
+        per_image: return every image's own sums and counts (the bootstrap's per-image terms) instead of the
+            batch totals; same cost.
 
     Returns:
-        ``(sums [K, N_b]`` float64, ``counts [N_b]`` int64).
+        ``(sums [K, N_b]`` float64, ``counts [N_b]`` int64); with ``per_image``, ``[B, K, N_b]`` and ``[B, N_b]``.
+
+    Example:
+        >>> sums, counts = response_sums(torch.ones(2, 1, 2, 2), torch.tensor([[[0, 1]], [[1, 1]]]), 2, per_image=True)
+        >>> sums.tolist(), counts.tolist()
+        ([[[1.0, 1.0]], [[0.0, 2.0]]], [[1, 1], [0, 2]])
     """
-    if activations.ndim != 4:
-        raise ValueError(f"activations: expected [B, K, h, w], got shape {tuple(activations.shape)}")
-    batch, units, h, w = activations.shape
-    bins = check_bins(bins, num_bins, batch)
-    feats = activations.abs() if abs_first else activations
-    dtype = torch.promote_types(feats.dtype, torch.float32) if compute_dtype is None else compute_dtype
-    slots = bins + 1  # 0: invalid pixel, d + 1: bin d
+    feats, slots, dtype = _prepare(activations, bins, num_bins, abs_first, compute_dtype)
+    if per_image:
+        return banded_sums(feats.detach(), slots, num_bins, dtype)[0], image_counts(slots, num_bins)
     counts = torch.bincount(slots.view(-1), minlength=num_bins + 1)[1:]  # the denominator of Eq. 1
     return _BandedSums.apply(feats, slots, num_bins, dtype), counts
+
+
+def response_pair_sums(
+    activations: Tensor, bins: Tensor, num_bins: int, compute_dtype: torch.dtype = torch.float64
+) -> tuple[Tensor, Tensor]:
+    """Eq. 1's sums for every (activation image ``i``, depth image ``j``) pair of a batch, and per-image counts.
+
+    ``pair_sums[i, j]`` is what :func:`response_sums` would give for image ``i``'s activations binned by image
+    ``j``'s depth (both of the batch's geometry); the diagonal is every image's own sums. The permutation null
+    of :class:`imde.DepthResponse` assembles its replicates from these. Costs ``B`` times the plain sums' products
+    (one ``[B K, pixels] x [pixels, B C]`` product per band instead of ``B`` products ``[K, pixels] x [pixels, C]``).
+
+    Returns:
+        ``(pair_sums [B, B, K, N_b]`` float64, ``counts [B, N_b]`` int64 of each depth image).
+
+    Example:
+        >>> pairs, counts = response_pair_sums(torch.tensor([[[[1.0]]], [[[3.0]]]]), torch.tensor([[[0]], [[1]]]), 2)
+        >>> pairs[:, :, 0].tolist()  # activation 1 with depth 0 lands in bin 0, with depth 1 in bin 1
+        [[[1.0, 0.0], [0.0, 1.0]], [[3.0, 0.0], [0.0, 3.0]]]
+    """
+    feats, slots, dtype = _prepare(activations, bins, num_bins, False, compute_dtype)
+    return banded_sums(feats.detach(), slots, num_bins, dtype, pairs=True)[0], image_counts(slots, num_bins)
+
+
+def image_counts(slots: Tensor, num_bins: int) -> Tensor:
+    """int64 ``[B, N_b]`` valid pixels of each bin in each image (``slots``: bin labels plus one)."""
+    batch = slots.shape[0]
+    offset = torch.arange(batch, device=slots.device).view(-1, 1) * (num_bins + 1)
+    flat = (slots.reshape(batch, -1) + offset).view(-1)
+    return torch.bincount(flat, minlength=batch * (num_bins + 1)).view(batch, num_bins + 1)[:, 1:]
+
+
+def _prepare(
+    activations: Tensor, bins: Tensor, num_bins: int, abs_first: bool, compute_dtype: torch.dtype | None
+) -> tuple[Tensor, Tensor, torch.dtype]:
+    if activations.ndim != 4:
+        raise ValueError(f"activations: expected [B, K, h, w], got shape {tuple(activations.shape)}")
+    bins = check_bins(bins, num_bins, activations.shape[0])
+    feats = activations.abs() if abs_first else activations
+    dtype = torch.promote_types(feats.dtype, torch.float32) if compute_dtype is None else compute_dtype
+    return feats, bins + 1, dtype  # slots: 0 an invalid pixel, d + 1 bin d
 
 
 class _BandedSums(torch.autograd.Function):
@@ -267,30 +362,10 @@ class _BandedSums(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, activations: Tensor, slots: Tensor, num_bins: int, dtype: torch.dtype) -> Tensor:  # noqa: D102
-        batch, units, h, w = activations.shape
-        band_rows = max(1, _TILE_PIXELS // w)
-        sums = torch.zeros(batch, units, num_bins + 1, dtype=torch.float64, device=activations.device)  # N_b: unused
-        saved = []
-        scratch = Scratch(activations.device)
-        bands = band_taps((h, w), tuple(slots.shape[1:]), band_rows, slots.device, dtype)
-        for (y_start, y_stop, start, stop, offsets, weights), (num_columns, row_start, bin_of_column) in zip(
-            bands, band_columns(slots, num_bins, bands, w), strict=True
-        ):
-            if num_columns == 0:  # no valid depth pixel reaches this band
-                continue
-            pixels = (y_stop - y_start) * w
-            splat = splat_band(
-                slots[:, start:stop], row_start, offsets, weights, num_columns, pixels, scratch, ctx.needs_input_grad[0]
-            )
-            band = activations[:, :, y_start:y_stop].reshape(batch, units, pixels)
-            if dtype != activations.dtype:
-                band = scratch.get("band", (batch, units, pixels), dtype).copy_(band)
-            partial = torch.bmm(band, splat.transpose(1, 2)).to(torch.float64)  # [B, K, C]
-            sums.scatter_add_(2, bin_of_column.unsqueeze(1).expand(partial.shape), partial)
-            saved.append((y_start, y_stop, splat, bin_of_column))
+        sums, saved = banded_sums(activations, slots, num_bins, dtype, keep=ctx.needs_input_grad[0])
         if ctx.needs_input_grad[0]:
             ctx.shape, ctx.dtype, ctx.saved_bands = activations.shape, activations.dtype, saved
-        return sums[:, :, :num_bins].sum(0)
+        return sums.sum(0)
 
     @staticmethod
     @once_differentiable

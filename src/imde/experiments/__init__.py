@@ -20,6 +20,7 @@ from imde.experiments.dissect import DissectResult as DissectResult
 from imde.experiments.dissect import LayerDissection as LayerDissection
 from imde.experiments.dissect import compute_responses as compute_responses
 from imde.experiments.dissect import run_dissect as run_dissect
+from imde.experiments.dissect import run_random_control as run_random_control
 from imde.experiments.evaluate import EvalResult as EvalResult
 from imde.experiments.evaluate import EvalSettings as EvalSettings
 from imde.experiments.evaluate import evaluate as evaluate
@@ -44,6 +45,7 @@ __all__ = [
     "run_ablation",
     "run_correction",
     "run_dissect",
+    "run_random_control",
     "run_explain",
     "unit_views",
 ]

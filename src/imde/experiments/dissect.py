@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,10 +18,12 @@ from tqdm.auto import tqdm
 
 from imde.accumulators import DepthResponse
 from imde.core.bins import DEFAULT_BINS, DepthBins, assign_bins
+from imde.core.inference import bias_corrected_interval
 from imde.core.selectivity import dead_units, depth_selectivity, preferred_bins, random_baseline
 from imde.experiments._depth_check import DepthRangeCheck
 from imde.experiments.results import (
     SavedResult,
+    batch_keys,
     check_batch,
     count_batches,
     limit_batches,
@@ -30,6 +32,7 @@ from imde.experiments.results import (
     write_json,
 )
 from imde.models import run_with_features
+from imde.significance import Significance, selectivity_significance
 from imde.utils.device import resolve_device
 
 
@@ -42,6 +45,9 @@ def compute_responses(
     device: str | torch.device = "cpu",
     max_batches: int | None = None,
     progress: bool = False,
+    bootstrap: int = 0,
+    permutations: int = 0,
+    seed: int = 0,
 ) -> dict[str, DepthResponse]:
     """Accumulate the mean response of every unit of ``layers`` over depth bins (Eq. 1).
 
@@ -59,6 +65,9 @@ def compute_responses(
         device: where the forward passes and the accumulation run.
         max_batches: stop after this many batches (``None``: the whole loader).
         progress: show a progress bar.
+        bootstrap: Poisson-bootstrap replicates per layer (:class:`imde.DepthResponse`; 0: none).
+        permutations: permutation-null replicates per layer (0: none; every batch needs 2 or more images).
+        seed: seed of the replicates; the images' keys are their ``name`` (running indices without one).
 
     Returns:
         ``{layer: DepthResponse}`` in the order of ``layers``.
@@ -72,21 +81,20 @@ def compute_responses(
         raise ValueError(f"layers={layers!r}: expected a non-empty list of distinct layer names")
     if not isinstance(bins, DepthBins):
         raise ValueError(f"bins={bins!r}: expected an imde.core.bins.DepthBins")
+    check_permutable(loader, permutations)
     depth_check = DepthRangeCheck(bins.beta, f"dissect (edges preset {bins.preset!r})")
     dev = resolve_device(device)
     model.to(dev)
-    responses: dict[str, DepthResponse] = {}
+    sink = _ResponseSink(bins, dev, bootstrap, permutations, seed)
     batches = limit_batches(loader, max_batches)
     for batch in tqdm(batches, desc="dissect", total=count_batches(loader, max_batches), disable=not progress):
         check_batch(batch)
         depth = batch["depth"].to(dev)
         depth_check.update(depth)
         _, features = run_with_features(model, batch, layers, device=dev)
-        for name in layers:
-            if name not in responses:
-                edges = bins.for_units(features[name].shape[1]).edges
-                responses[name] = DepthResponse(features[name].shape[1], edges, device=dev)
-            responses[name].update(features[name], depth)
+        sink.push(features, depth, batch_keys(batch))
+    sink.flush()
+    responses = sink.responses
     if not responses:
         raise ValueError("loader: yielded no batch; nothing to dissect")
     depth_check.finish()
@@ -94,6 +102,70 @@ def compute_responses(
         for response in responses.values():
             response.all_reduce()
     return responses
+
+
+Held = tuple[dict[str, torch.Tensor], torch.Tensor, list[str] | None]  # features per layer, depth, keys
+
+
+class _ResponseSink:
+    """Feeds batches to one :class:`DepthResponse` per layer (created at the first batch, N_b = min(N_b, K)).
+
+    With the permutation null it holds one batch back, so that a lone last image joins the batch before it.
+    """
+
+    def __init__(self, bins: DepthBins, device: torch.device, bootstrap: int, permutations: int, seed: int) -> None:
+        self.bins, self.device = bins, device
+        self.resampling = {"bootstrap": bootstrap, "permutations": permutations, "seed": seed}
+        self.responses: dict[str, DepthResponse] = {}
+        self.held: Held | None = None
+
+    def push(self, features: dict[str, torch.Tensor], depth: torch.Tensor, keys: list[str] | None) -> None:
+        """Accumulate one batch (or hold it back for the permutation null)."""
+        current = (features, depth, keys)
+        if not self.resampling["permutations"]:
+            self._add(current)
+        elif self.held is not None and depth.shape[0] == 1:
+            self.held = join_batches(self.held, current)
+        else:
+            self.flush()
+            self.held = current
+
+    def flush(self) -> None:
+        """Accumulate the batch held back, if any."""
+        if self.held is not None:
+            self._add(self.held)
+            self.held = None
+
+    def _add(self, batch: Held) -> None:
+        features, depth, keys = batch
+        for name, maps in features.items():
+            if name not in self.responses:
+                edges = self.bins.for_units(maps.shape[1]).edges
+                self.responses[name] = DepthResponse(maps.shape[1], edges, device=self.device, **self.resampling)
+            self.responses[name].update(maps, depth, keys=keys)
+
+
+def check_permutable(loader: Iterable[Any], permutations: int) -> None:
+    """Refuse, before any forward pass, a loader of batches of one image when the permutation null is asked for.
+
+    (A single last batch of one is fine: :func:`compute_responses` permutes it together with the batch before.)
+    """
+    batch_size = getattr(loader, "batch_size", None)
+    if permutations and batch_size is not None and batch_size < 2:
+        raise ValueError(f"permutations={permutations}: the loader's batch_size={batch_size}; the permutation null "
+                         "pairs images within a batch and needs batches of at least 2 images")
+
+
+def join_batches(first: Held, second: Held) -> Held:
+    """Two batches' ``(features per layer, depth, keys)`` as one batch (keys ``None`` unless both have them)."""
+    features_a, depth_a, keys_a = first
+    features_b, depth_b, keys_b = second
+    if depth_a.shape[1:] != depth_b.shape[1:]:
+        raise ValueError(f"a batch of one image ({tuple(depth_b.shape)}) cannot join the batch before it "
+                         f"({tuple(depth_a.shape)}) for the permutation null: their depth maps differ in size")
+    features = {name: torch.cat([maps, features_b[name]]) for name, maps in features_a.items()}
+    keys = keys_a + keys_b if keys_a is not None and keys_b is not None else None
+    return features, torch.cat([depth_a, depth_b]), keys
 
 
 @dataclass
@@ -113,6 +185,7 @@ class LayerDissection:
         random_baseline: the expected DS of random responses over ``N_b`` bins (Eq. 3, finite ``N_b``).
         num_images: images accumulated.
         num_empty_images: images without any valid depth pixel (they contributed nothing).
+        significance: intervals, p- and q-values of the Eq. 2 DS when the response kept replicates, else None.
     """
 
     layer: str
@@ -127,6 +200,7 @@ class LayerDissection:
     random_baseline: float
     num_images: int = 0
     num_empty_images: int = 0
+    significance: Significance | None = field(default=None, repr=False)
 
     @property
     def num_units(self) -> int:
@@ -172,10 +246,12 @@ class LayerDissection:
             random_baseline=float(random_baseline(num_bins)),
             num_images=int(response.num_images),
             num_empty_images=int(response.num_empty_images),
+            significance=selectivity_significance(response) if response.bootstrap or response.permutations else None,
         )
 
     def summary(self) -> dict[str, Any]:
-        """Layer-level numbers (one row of Table 1)."""
+        """Layer-level numbers (one row of Table 1); with replicates also its interval and significant units."""
+        extra = {} if self.significance is None else {"significance": self.significance.summary()}
         return {
             "num_units": self.num_units,
             "num_bins": self.num_bins,
@@ -185,12 +261,15 @@ class LayerDissection:
             "dead_units": int(self.dead.sum()),
             "num_images": self.num_images,
             "num_empty_images": self.num_empty_images,
+            **extra,
         }
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able summary plus every per-unit field."""
+        extra = {} if self.significance is None else {"significance": self.significance.to_dict()}
         return {
             **self.summary(),
+            **extra,
             "edges": self.edges.tolist(),
             "counts": self.counts.tolist(),
             "units": {
@@ -339,17 +418,31 @@ class DissectResult(SavedResult):
         values = torch.cat([layer.selectivity for layer in self.layers[split].values()])
         return float(values.mean())
 
+    def selectivity_interval(self, split: str, level: float = 0.95) -> tuple[float, float]:
+        """Bootstrap interval of :meth:`selectivity`: the layers come from one pass over the same images, so
+        replicate ``r`` of every layer has the same image weights and their pooled mean is a replicate."""
+        low, high = bias_corrected_interval(self.selectivity_replicates(split), self.selectivity(split), level)
+        return float(low), float(high)
+
+    def selectivity_replicates(self, split: str) -> torch.Tensor:
+        """float64 ``[R]`` bootstrap replicates of :meth:`selectivity` (every layer's units pooled)."""
+        parts = [layer.significance.replicates for layer in self.layers[split].values()
+                 if layer.significance is not None and layer.significance.replicates is not None]
+        if len(parts) != len(self.layers[split]):
+            raise ValueError(f"split {split!r}: not every layer kept bootstrap replicates")
+        return torch.cat(parts, 1).nanmean(1)
+
     def to_dict(self) -> dict[str, Any]:
-        """``{"splits": {split: {"selectivity": float, "layers": {layer: ...}}}}``."""
-        return {
-            "splits": {
-                split: {
-                    "selectivity": self.selectivity(split),
-                    "layers": {name: layer.to_dict() for name, layer in per_layer.items()},
-                }
-                for split, per_layer in self.layers.items()
-            }
-        }
+        """``{"splits": {split: {"selectivity": float, "layers": {layer: ...}}}}`` (plus ``selectivity_ci``)."""
+        splits: dict[str, Any] = {}
+        for split, per_layer in self.layers.items():
+            entry: dict[str, Any] = {"selectivity": self.selectivity(split)}
+            if all(layer.significance is not None and layer.significance.bootstrap for layer in per_layer.values()):
+                entry["selectivity_ci"] = list(self.selectivity_interval(split))
+                entry["selectivity_replicates"] = self.selectivity_replicates(split).tolist()
+            entry["layers"] = {name: layer.to_dict() for name, layer in per_layer.items()}
+            splits[split] = entry
+        return {"splits": splits}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DissectResult:
@@ -365,13 +458,31 @@ class DissectResult(SavedResult):
                                    for name, layer in (entry.get("layers") or {}).items()}
                            for split, entry in splits.items()})
 
+    @staticmethod
+    def _stem(split: str, layer: str) -> str:
+        return f"dissect_{safe_name(split)}_{safe_name(layer)}"
+
+    @classmethod
+    def load(cls, out_dir: str | Path, name: str | None = None) -> DissectResult:
+        """Read what :meth:`save` wrote; layers whose raw responses (``.pt``) are there are rebuilt from them,
+        so their bootstrap / permutation significance comes back exactly as it was computed."""
+        result = super().load(out_dir, name)
+        for split, per_layer in result.layers.items():
+            for layer in per_layer:
+                path = Path(out_dir) / f"{cls._stem(split, layer)}.pt"
+                if path.is_file():
+                    response = DepthResponse.load(path)
+                    result.responses.setdefault(split, {})[layer] = response
+                    per_layer[layer] = LayerDissection.from_response(layer, response)
+        return result
+
     def save(self, out_dir: str | Path, name: str | None = None) -> list[Path]:  # type: ignore[override]
         """Write ``dissect.json``, one CSV per split and layer, and the raw responses (``.pt``), atomically."""
         out = Path(out_dir)
         files = [write_json(out, f"{name or self.FILE}.json", self)]
         for split, per_layer in self.layers.items():
             for name, layer in per_layer.items():
-                stem = f"dissect_{safe_name(split)}_{safe_name(name)}"
+                stem = self._stem(split, name)
                 files.append(layer.write_csv(out / f"{stem}.csv"))
                 if name in self.responses.get(split, {}):
                     files.append(self.responses[split][name].save(out / f"{stem}.pt"))
@@ -389,6 +500,9 @@ def run_dissect(
     max_batches: int | None = None,
     progress: bool = False,
     out_dir: str | Path | None = None,
+    bootstrap: int = 0,
+    permutations: int = 0,
+    seed: int = 0,
 ) -> DissectResult:
     """Dissect ``layers`` on every split of ``loaders`` (Tables 1, 4, 7) and optionally write the results.
 
@@ -401,6 +515,9 @@ def run_dissect(
         max_batches: per split, stop after this many batches.
         progress: show progress bars.
         out_dir: when given, ``DissectResult.save(out_dir)`` is called.
+        bootstrap: bootstrap replicates per layer (intervals; see :mod:`imde.significance`).
+        permutations: permutation-null replicates per layer (p- and q-values).
+        seed: seed of the replicates (the same seed and images pair two models' replicates).
     """
     if not loaders:
         raise ValueError("loaders: expected at least one {split: loader} entry")
@@ -413,6 +530,9 @@ def run_dissect(
             device=device,
             max_batches=max_batches,
             progress=progress,
+            bootstrap=bootstrap,
+            permutations=permutations,
+            seed=seed,
         )
         for split, loader in loaders.items()
     }
@@ -420,3 +540,32 @@ def run_dissect(
     if out_dir is not None:
         result.save(out_dir)
     return result
+
+
+def run_random_control(
+    create_model: Callable[[], torch.nn.Module],
+    loaders: Mapping[str, Iterable[Mapping[str, Any]]],
+    layers: Sequence[str],
+    *,
+    weight_seed: int = 0,
+    **dissect_kwargs: Any,
+) -> DissectResult:
+    """Dissect the same architecture with random weights on the same data: the selectivity it shows untrained.
+
+    Eq. 3's ``1/3`` assumes i.i.d. responses; a random network's units are smooth functions of the image, so
+    their DS is measured instead, as a control for the trained model of the same architecture. The model is
+    created under ``torch.manual_seed(weight_seed)`` (the global random state is restored afterwards) and
+    dissected with :func:`run_dissect`'s arguments (pass the trained run's ``seed`` and loaders to pair the
+    replicates, then :func:`imde.compare_selectivity` gives the interval of trained minus control).
+
+    Args:
+        create_model: builds the untrained architecture (e.g. ``lambda: imde.models.create(name, pretrained=False)``).
+        loaders: ``{split: loader}`` as for :func:`run_dissect`.
+        layers: layer names.
+        weight_seed: seed of the random initialisation.
+        **dissect_kwargs: forwarded to :func:`run_dissect`.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(weight_seed)
+        model = create_model()
+    return run_dissect(model, loaders, layers, **dissect_kwargs)

@@ -1,7 +1,7 @@
 """Streaming evaluation of a depth network over a DataLoader (paper Sec. 5.1; docs/math.md, "Depth metrics").
 
 Each batch is run on the device, the prediction is bilinearly upsampled (``align_corners=False``) to the
-ground truth's resolution (the MFF protocol: 114×152 -> 228×304), and :class:`imde.core.metrics.DepthMetrics`
+ground truth's resolution (the MFF protocol: 114×152 -> 228×304), and :class:`imde.accumulators.DepthMetrics`
 accumulates per-image metrics; memory does not grow with the dataset. Under ``torch.distributed`` the
 sums are all-reduced, so every rank returns the whole dataset's figures.
 """
@@ -12,7 +12,7 @@ import json
 import math
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +22,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from imde.core.metrics import METRIC_NAMES, DepthMetrics
+from imde.accumulators import DepthMetrics
+from imde.core.metrics import METRIC_NAMES
 from imde.experiments._depth_check import DepthRangeCheck
-from imde.experiments.results import SavedResult, check_batch, limit_batches, safe_name
+from imde.experiments.results import SavedResult, batch_keys, check_batch, limit_batches, safe_name
 from imde.models import run_with_features
 from imde.utils.device import resolve_device
 from imde.utils.io import atomic_path, atomic_write_bytes
@@ -99,7 +100,12 @@ class EvalResult(SavedResult):
         crop: evaluation crop name.
         min_depth: lower depth cap.
         max_depth: upper depth cap.
+        intervals: with ``bootstrap``, the 95 % percentile interval ``[low, high]`` of every metric.
+        replicates: with ``bootstrap``, every metric's ``R`` bootstrap replicates (paired between models evaluated
+            on the same images with the same seed; :mod:`imde.significance`).
     """
+
+    FILE = "eval"
 
     metrics: dict[str, float]
     num_images: int
@@ -107,7 +113,8 @@ class EvalResult(SavedResult):
     crop: str
     min_depth: float
     max_depth: float
-    FILE = "eval"
+    intervals: dict[str, list[float]] = field(default_factory=dict)
+    replicates: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def protocol(self) -> str:
@@ -138,7 +145,8 @@ class EvalResult(SavedResult):
     def from_dict(cls, data: Mapping[str, Any]) -> EvalResult:
         """The inverse of :meth:`to_dict`."""
         return cls(dict(data["metrics"]), int(data["num_images"]), int(data["num_skipped"]), str(data["crop"]),
-                   float(data["min_depth"]), float(data["max_depth"]))
+                   float(data["min_depth"]), float(data["max_depth"]), dict(data.get("intervals") or {}),
+                   dict(data.get("replicates") or {}))
 
     def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
         """The result as JSON text; also written atomically to ``path`` when given."""
@@ -160,6 +168,8 @@ def evaluate(
     max_batches: int | None = None,
     progress: bool = True,
     export: ExportOptions | None = None,
+    bootstrap: int = 0,
+    seed: int = 0,
 ) -> EvalResult:
     """Evaluate ``model`` over ``loader`` with the per-image depth metrics (Sec. 5.1).
 
@@ -177,11 +187,14 @@ def evaluate(
         max_batches: stop after this many batches.
         progress: show a progress bar.
         export: write the predictions (and colour maps) as files.
+        bootstrap: Poisson-bootstrap replicates of the metrics, weighted by the images' names (0: none).
+        seed: seed of the replicates.
 
     Raises:
         ValueError: bad caps or crop name, a batch without ``image``/``depth``, or a loader that yields nothing.
     """
-    metrics = DepthMetrics(min_depth=min_depth, max_depth=max_depth, crop=crop or "none")
+    metrics = DepthMetrics(min_depth=min_depth, max_depth=max_depth, crop=crop or "none", bootstrap=bootstrap,
+                           seed=seed)
     dev = resolve_device(device)
     model.to(dev)
     depth_check = DepthRangeCheck(max_depth, f"evaluate (max_depth {max_depth:g} m)")
@@ -191,7 +204,7 @@ def evaluate(
         depth_check.update(batch["depth"].to(dev))
         pred, _ = run_with_features(model, batch, device=dev)
         pred, depth = align_prediction(pred.float(), batch["depth"].to(dev), upsample_to_gt=upsample_to_gt)
-        metrics.update(pred, depth)
+        metrics.update(pred, depth, keys=batch_keys(batch))
         if export is not None:
             _export_batch(pred, batch, export, model, max_depth, num_batches)
         num_batches += 1
@@ -199,7 +212,15 @@ def evaluate(
         raise ValueError("evaluate: the loader yielded no batches (empty split?)")
     depth_check.finish()
     metrics.all_reduce()
-    return EvalResult(metrics.compute(), metrics.num_images, metrics.num_skipped, metrics.crop, min_depth, max_depth)
+    intervals: dict[str, list[float]] = {}
+    replicates: dict[str, list[float]] = {}
+    if bootstrap:
+        from imde.significance import metric_intervals
+
+        intervals = {name: list(bounds) for name, bounds in metric_intervals(metrics).items()}
+        replicates = {name: column.tolist() for name, column in zip(METRIC_NAMES, metrics.replicates().T, strict=True)}
+    return EvalResult(metrics.compute(), metrics.num_images, metrics.num_skipped, metrics.crop, min_depth, max_depth,
+                      intervals, replicates)
 
 
 def _export_batch(
@@ -248,6 +269,8 @@ class EvalSettings:
         max_depth: largest valid ground-truth depth (``None``: the model's ``max_depth``).
         max_batches: evaluate at most this many batches (``None``: the whole loader).
         progress: show progress bars.
+        bootstrap: bootstrap replicates of the metrics (0: none).
+        seed: seed of the replicates.
     """
 
     device: str | torch.device = "cpu"
@@ -256,6 +279,8 @@ class EvalSettings:
     max_depth: float | None = None
     max_batches: int | None = None
     progress: bool = False
+    bootstrap: int = 0
+    seed: int = 0
 
     def __post_init__(self) -> None:
         if self.max_batches is not None and self.max_batches < 1:
@@ -266,10 +291,16 @@ class EvalSettings:
 
 def evaluate_metrics(model: torch.nn.Module, loader: Iterable[Any], settings: EvalSettings) -> dict[str, float]:
     """Run :func:`evaluate` with ``settings``; return its metrics dict (``delta1``, ``rms``, ...)."""
+    result = evaluate_with(model, loader, settings)
+    return {name: float(value) for name, value in result.metrics.items()}
+
+
+def evaluate_with(model: torch.nn.Module, loader: Iterable[Any], settings: EvalSettings) -> EvalResult:
+    """Run :func:`evaluate` with ``settings`` (``max_depth`` defaulting to the model's)."""
     max_depth = settings.max_depth if settings.max_depth is not None else getattr(model, "max_depth", None)
     if max_depth is None:
         raise ValueError("max_depth: the model declares no max_depth; pass max_depth explicitly")
-    result = evaluate(
+    return evaluate(
         model,
         loader,
         device=settings.device,
@@ -278,8 +309,9 @@ def evaluate_metrics(model: torch.nn.Module, loader: Iterable[Any], settings: Ev
         max_depth=float(max_depth),
         max_batches=settings.max_batches,
         progress=settings.progress,
+        bootstrap=settings.bootstrap,
+        seed=settings.seed,
     )
-    return {name: float(value) for name, value in result.metrics.items()}
 
 
 class TrackedLoader:

@@ -156,3 +156,12 @@ def check_batch(batch: Any, keys: Sequence[str] = ("image", "depth")) -> None:
     if missing:
         raise ValueError(f"batch: missing keys {missing}; expected a dict with {list(keys)}, got {sorted(batch)}")
 
+
+def batch_keys(batch: Mapping[str, Any]) -> list[str] | None:
+    """The images' keys for the replicate weights: the batch's sample names, ``None`` when it has none."""
+    names = batch.get("name")
+    if isinstance(names, str):
+        return [names]
+    if isinstance(names, Sequence) and all(isinstance(name, str) for name in names):
+        return list(names)
+    return None

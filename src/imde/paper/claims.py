@@ -1,8 +1,15 @@
 """The paper's claims, measured on a finished study and stated as numbers that hold or not.
 
 Each claim compares numbers already in ``results.json`` (the public schema of ``imde study``), so a
-reader can recompute every verdict from the file. The thresholds are fixed
+reader can recompute every verdict from the file. The thresholds are
 constants here, not configuration, so that a run cannot quietly relax them.
+
+When the study kept bootstrap replicates (``stats.bootstrap > 0``: ``models.<variant>.replicates`` in
+``results.json``), the selectivity and delta1 claims also get a 95 % interval and a three-way verdict
+(:func:`imde.core.inference.verdict`): *holds* when the whole interval is on the claimed side of the threshold,
+*fails* when it is wholly on the other side, *inconclusive* otherwise. Differences between two models use paired
+replicates (the same images with the same weights). The correction and ablation claims have no replicates yet:
+their ``verdict`` is ``None`` and only the point value's ``holds`` is given.
 """
 
 from __future__ import annotations
@@ -12,6 +19,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+import torch
+
+from imde.core.inference import bias_corrected_interval, mean_interval, verdict
+
+LEVEL = 0.95
 
 #: The interpretable model's test-set selectivity must reach this (Table 1: 0.75 / 0.77 on NYU).
 MIN_ASSIGN_SELECTIVITY = 0.70
@@ -34,12 +46,39 @@ class Claim:
         holds: whether the measured value satisfies it.
         value: the measured number the verdict is based on.
         threshold: the bound ``value`` is compared with.
+        ci_low, ci_high: its 95 % bootstrap interval (NaN without replicates).
+        verdict: ``"holds"``, ``"fails"`` or ``"inconclusive"`` from the interval; ``None`` without one.
     """
 
     claim: str
     holds: bool
     value: float
     threshold: float
+    ci_low: float = float("nan")
+    ci_high: float = float("nan")
+    verdict: str | None = None
+
+
+def _claim(text: str, value: float, threshold: float, replicates: np.ndarray | None = None,
+           strict: bool = False) -> Claim:
+    """A claim "value >= threshold" (``strict``: ">"), with its interval and verdict when replicates exist."""
+    holds = value > threshold if strict else value >= threshold
+    if replicates is None:
+        return Claim(text, bool(holds), float(value), float(threshold))
+    replicates_t = torch.as_tensor(replicates, dtype=torch.float64)
+    low, high = (float(bound) for bound in bias_corrected_interval(replicates_t, value, LEVEL))
+    return Claim(text, bool(holds), float(value), float(threshold), low, high, verdict(low, high, threshold))
+
+
+def _replicates(results: Mapping[str, Any], variant: str, name: str) -> np.ndarray | None:
+    """``models.<variant>.replicates.<name>`` as an array (``None`` when the study kept none)."""
+    values = results["models"][variant].get("replicates", {}).get(name)
+    return None if not values else np.asarray(values, dtype=float)
+
+
+def _paired(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+    """``a - b`` replicate by replicate (the same images' weights), ``None`` unless both exist and match."""
+    return a - b if a is not None and b is not None and a.shape == b.shape else None
 
 
 def _selectivity(results: Mapping[str, Any], variant: str) -> float:
@@ -85,37 +124,38 @@ def measure_claims(results: Mapping[str, Any]) -> list[Claim]:
     """
     rand = float(results["random_baseline"])
     sel = {variant: _selectivity(results, variant) for variant in ("baseline", "assign", "reg")}
+    boot = {variant: _replicates(results, variant, "selectivity_test") for variant in ("baseline", "assign", "reg")}
     claims = [
-        Claim(f"test selectivity of the L_assign model >= {MIN_ASSIGN_SELECTIVITY}",
-              sel["assign"] >= MIN_ASSIGN_SELECTIVITY, sel["assign"], MIN_ASSIGN_SELECTIVITY),
-        Claim(f"test selectivity of the L_assign model exceeds the baseline's by >= {MIN_SELECTIVITY_GAIN}",
-              sel["assign"] - sel["baseline"] >= MIN_SELECTIVITY_GAIN, sel["assign"] - sel["baseline"],
-              MIN_SELECTIVITY_GAIN),
+        _claim(f"test selectivity of the L_assign model >= {MIN_ASSIGN_SELECTIVITY}", sel["assign"],
+               MIN_ASSIGN_SELECTIVITY, boot["assign"]),
+        _claim(f"test selectivity of the L_assign model exceeds the baseline's by >= {MIN_SELECTIVITY_GAIN}",
+               sel["assign"] - sel["baseline"], MIN_SELECTIVITY_GAIN, _paired(boot["assign"], boot["baseline"])),
     ]
     for variant in ("assign", "baseline"):
-        margin = sel[variant] - rand
-        claims.append(Claim(f"test selectivity of the {variant} model is >= {MIN_ABOVE_RANDOM} above the random "
-                            f"baseline ({rand:.4f})", margin >= MIN_ABOVE_RANDOM, margin, MIN_ABOVE_RANDOM))
+        margin = boot[variant] - rand if boot[variant] is not None else None
+        claims.append(_claim(f"test selectivity of the {variant} model is >= {MIN_ABOVE_RANDOM} above the random "
+                             f"baseline ({rand:.4f})", sel[variant] - rand, MIN_ABOVE_RANDOM, margin))
     drop = _delta1(results, "assign") - _delta1(results, "baseline")
+    delta1 = _paired(_replicates(results, "assign", "delta1"), _replicates(results, "baseline", "delta1"))
     claims += [
-        Claim(f"delta1 of the L_assign model is at most {MAX_DELTA1_DROP} below the baseline's",
-              drop >= -MAX_DELTA1_DROP, drop, -MAX_DELTA1_DROP),
-        Claim("L_assign gives higher test selectivity than L_reg",
-              sel["assign"] > sel["reg"], sel["assign"] - sel["reg"], 0.0),
+        _claim(f"delta1 of the L_assign model is at most {MAX_DELTA1_DROP} below the baseline's", drop,
+               -MAX_DELTA1_DROP, delta1),
+        _claim("L_assign gives higher test selectivity than L_reg", sel["assign"] - sel["reg"], 0.0,
+               _paired(boot["assign"], boot["reg"]), strict=True),
     ]
     # Sec. 5.2: correction largely improves the interpretable models, more than the baselines. Both must hold:
     # a correction that lowers both models' delta1, the interpretable one's less, improves nothing.
     gain = _correction_gain(results, "assign")
     margin = min(gain, gain - _correction_gain(results, "baseline"))
-    claims.append(Claim("correction improves delta1 of the L_assign model, and more than the baseline's (the "
-                        "smaller of its gain and that gain minus the baseline's)", margin > 0.0, margin, 0.0))
+    claims.append(_claim("correction improves delta1 of the L_assign model, and more than the baseline's (the "
+                         "smaller of its gain and that gain minus the baseline's)", margin, 0.0, strict=True))
     # Fig. 2 ablates the baseline network of [18]; imde asks the same of the interpretable model.
     sources = {"baseline": "Fig. 2", "assign": "Fig. 2's test, which the paper runs on the baseline only"}
     for variant, source in sources.items():
         entry = results["ablation"][variant]
         gap = ablation_gap(entry["most_selective_first"], entry["least_selective_first"])
-        claims.append(Claim(f"{variant} model: ablating the most selective units first lowers delta1 more than "
-                            f"least selective first (mean gap over the curve; {source})", gap > 0.0, gap, 0.0))
+        claims.append(_claim(f"{variant} model: ablating the most selective units first lowers delta1 more than "
+                             f"least selective first (mean gap over the curve; {source})", gap, 0.0, strict=True))
     return claims
 
 
@@ -132,11 +172,27 @@ class ClaimAcrossRuns:
         claim: the claim in words, as :func:`measure_claims` states it.
         values: its measured value in each run, in the runs' order.
         holds: whether it holds in each run.
+        threshold: the claim's threshold.
+        mean: the mean of ``values`` over the runs.
+        ci_low, ci_high: the 95 % Student-t interval of that mean (runs as independent draws; NaN for one run).
+        verdict: the three-way verdict of that interval against ``threshold``.
     """
 
     claim: str
     values: tuple[float, ...]
     holds: tuple[bool, ...]
+    threshold: float = 0.0
+    mean: float = float("nan")
+    ci_low: float = float("nan")
+    ci_high: float = float("nan")
+    verdict: str = "inconclusive"
+
+
+def _across(claim: Claim, measured: Sequence[Claim]) -> ClaimAcrossRuns:
+    values = tuple(m.value for m in measured)
+    mean, low, high = mean_interval(list(values))
+    return ClaimAcrossRuns(claim.claim, values, tuple(m.holds for m in measured), claim.threshold, mean, low, high,
+                           verdict(low, high, claim.threshold))
 
 
 def claims_across_runs(runs: Mapping[str, Mapping[str, Any]]) -> list[ClaimAcrossRuns]:
@@ -159,19 +215,23 @@ def claims_across_runs(runs: Mapping[str, Mapping[str, Any]]) -> list[ClaimAcros
             measured.append(measure_claims(results))
         except KeyError as err:
             raise ValueError(f"{name}: results.json lacks {err} (an unfinished study?)") from None
-    return [ClaimAcrossRuns(claim.claim, tuple(m[i].value for m in measured), tuple(m[i].holds for m in measured))
-            for i, claim in enumerate(measured[0])]
+    return [_across(claim, [m[i] for m in measured]) for i, claim in enumerate(measured[0])]
 
 
 def claims_markdown(names: Sequence[str], rows: Sequence[ClaimAcrossRuns]) -> str:
-    """A Markdown table: one row per claim with its value and verdict in each run, and how many runs it held in."""
+    """A Markdown table: one row per claim with its value and verdict in each run, how many runs it held in,
+    and the across-run mean with its 95 % interval and three-way verdict."""
     if any(len(row.values) != len(names) for row in rows):
         raise ValueError(f"every claim needs one value per run ({len(names)} runs: {', '.join(names)})")
-    lines = [f"| claim | {' | '.join(f'`{name}`' for name in names)} | holds in |",
-             f"|---|{'---|' * len(names)}---|"]
+    lines = [f"| claim | {' | '.join(f'`{name}`' for name in names)} | holds in | mean [95 % interval] | verdict |",
+             f"|---|{'---|' * len(names)}---|---|---|"]
     for row in rows:
         cells = [f"{value:.3f} {'✓' if holds else '✗'}" for value, holds in zip(row.values, row.holds)]
-        lines.append(f"| {row.claim} | {' | '.join(cells)} | {sum(row.holds)} of {len(names)} |")
+        interval = f"{row.mean:.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}]"
+        lines.append(f"| {row.claim} | {' | '.join(cells)} | {sum(row.holds)} of {len(names)} | {interval} | "
+                     f"{row.verdict} |")
     totals = [f"{sum(row.holds[i] for row in rows)} of {len(rows)}" for i in range(len(names))]
-    lines.append(f"| **claims that hold** | {' | '.join(totals)} | |")
+    verdicts = {name: sum(row.verdict == name for row in rows) for name in ("holds", "fails", "inconclusive")}
+    summary = ", ".join(f"{count} {name}" for name, count in verdicts.items())
+    lines.append(f"| **claims that hold** | {' | '.join(totals)} | | | {summary} |")
     return "\n".join(lines) + "\n"

@@ -68,6 +68,31 @@ class DissectSection:
 
 
 @dataclass(frozen=True)
+class StatsSection:
+    """Uncertainty of the study's numbers (:mod:`imde.significance`).
+
+    Attributes:
+        bootstrap: Poisson-bootstrap replicates of every dissection and test evaluation (0: none); they give
+            the intervals and the claims' three-way verdicts.
+        permutations: permutation-null replicates of every dissection (0: none): p- and q-values per unit.
+        seed: seed of the replicates (every variant uses it, so their replicates are paired).
+        control: also dissect the baseline's architecture with random weights on the same data (step
+            ``dissect_control``): the selectivity an untrained network already shows, a measured control
+            next to Eq. 3's value.
+    """
+
+    bootstrap: int = 0
+    permutations: int = 0
+    seed: int = 0
+    control: bool = False
+
+    def __post_init__(self) -> None:
+        check_positive("stats.bootstrap", self.bootstrap, allow_zero=True)
+        check_positive("stats.permutations", self.permutations, allow_zero=True)
+        check_positive("stats.seed", self.seed, allow_zero=True)
+
+
+@dataclass(frozen=True)
 class CorrectionSection:
     """Correction (Sec. 5.2, Table 3).
 
@@ -153,6 +178,7 @@ class StudyConfig:
             PyTorch's intra-op threads (at least one); 1 trains them one after the other in this process.
         render: generation of the rendered dataset.
         dissect: dissection settings.
+        stats: bootstrap and permutation replicates (intervals, p/q-values, verdicts).
         correction: correction settings.
         ablation: ablation settings.
         explain: adversarial error analysis settings.
@@ -167,6 +193,7 @@ class StudyConfig:
     train_workers: int = 1
     render: RenderSection = RenderSection()
     dissect: DissectSection = DissectSection()
+    stats: StatsSection = StatsSection()
     correction: CorrectionSection = CorrectionSection()
     ablation: AblationSection = AblationSection()
     explain: ExplainSection = ExplainSection()

@@ -29,7 +29,8 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 # The paper's variants in table order; other variant names found in a run follow alphabetically.
 VARIANT_ORDER = ("baseline", "assign", "reg")
-VARIANT_LABELS = {"baseline": "Baseline", "assign": "Interpretable (L_assign)", "reg": "Regularised (L_reg)"}
+VARIANT_LABELS = {"baseline": "Baseline", "assign": "Interpretable (L_assign)", "reg": "Regularised (L_reg)",
+                  "control": "Random weights (control)"}
 
 # (key, column title, +1 if higher is better else -1, decimals): Table 1's depth metrics.
 METRICS = (
@@ -380,6 +381,13 @@ def results_tables(results: Mapping[str, Any] | None) -> dict[str, Table]:
             models, variants, "Table 1 · Depth selectivity and depth accuracy",
             "Selectivity is the mean DS over the dissected units (Eq. 2); metrics on the test split.")
         chance = _number(results, "random_baseline")
+        control = results.get("control")
+        if isinstance(control, dict):  # the baseline's architecture with random weights, dissected on the same data
+            cells = [_with_interval(fmt(_number(control, "selectivity", split), SELECTIVITY_DECIMALS),
+                                    control.get("selectivity_ci", {}).get(split), SELECTIVITY_DECIMALS)
+                     for split in ("train", "test")]
+            table.rows.append([VARIANT_LABELS["control"], *cells] + ["–"] * len(METRICS))
+            table.best.append([False] * len(table.header))
         if chance is not None:
             table.rows.append(["Random units (Eq. 3)", fmt(chance, SELECTIVITY_DECIMALS),
                                fmt(chance, SELECTIVITY_DECIMALS)] + ["–"] * len(METRICS))
@@ -398,11 +406,21 @@ def results_tables(results: Mapping[str, Any] | None) -> dict[str, Table]:
     return tables
 
 
+def _with_interval(text: str, interval: Any, decimals: int) -> str:
+    """``text`` followed by its 95 % interval ``[low, high]`` when ``interval`` holds two numbers."""
+    if isinstance(interval, list) and len(interval) == 2 and all(_is_number(b) for b in interval):
+        return f"{text} [{fmt(interval[0], decimals)}, {fmt(interval[1], decimals)}]"
+    return text
+
+
 def _model_table(models: Mapping[str, Any], variants: list[str], title: str, caption: str) -> Table:
     columns = [[_number(models[v], "selectivity", split) for v in variants] for split in ("train", "test")]
     columns += [[_number(models[v], "metrics", key) for v in variants] for key, *_ in METRICS]
     decimals = [SELECTIVITY_DECIMALS] * 2 + [d for *_, d in METRICS]
-    rows = [[VARIANT_LABELS.get(v, v)] + [fmt(col[i], d) for col, d in zip(columns, decimals)]
+    intervals = [[models[v].get("selectivity_ci", {}).get(split) for v in variants] for split in ("train", "test")]
+    intervals += [[models[v].get("metrics_ci", {}).get(key) for v in variants] for key, *_ in METRICS]
+    rows = [[VARIANT_LABELS.get(v, v)] + [_with_interval(fmt(col[i], d), ci[i], d)
+                                          for col, d, ci in zip(columns, decimals, intervals)]
             for i, v in enumerate(variants)]
     shown = [[round(v, d) if v is not None else None for v in col] for col, d in zip(columns, decimals)]
     flags = _best_flags(shown, [1, 1] + [s for _, _, s, _ in METRICS])  # ties at the shown precision all bold
@@ -445,7 +463,8 @@ def _correction_table(correction: Mapping[str, Any]) -> Table:
 
 def _claims(results: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     return [] if not results else [
-        {"claim": str(c["claim"]), "holds": bool(c.get("holds")), "value": _number(c, "value")}
+        {"claim": str(c["claim"]), "holds": bool(c.get("holds")), "value": _number(c, "value"),
+         "ci_low": _number(c, "ci_low"), "ci_high": _number(c, "ci_high"), "verdict": c.get("verdict")}
         for c in results.get("claims", [])
     ]
 

@@ -35,6 +35,8 @@ log = logging.getLogger("imde.paper")
 #: Test-set metrics copied into ``results.json`` (the public schema), in Table 1's order.
 PUBLIC_METRICS = ("delta1", "delta2", "delta3", "rms", "rel", "log10")
 TRAIN, TEST = "train", "test"
+#: Name of the random-weight control (the baseline's architecture, untrained) in ``dissect/`` and ``results.json``.
+CONTROL = "control"
 
 
 def meta_model(config: TrainConfig) -> torch.nn.Module:
@@ -150,8 +152,11 @@ class StudySteps:
             first = ("render",)
         steps += [Step(f"train_{v}", partial(self.train, v), first) for v in variants]
         steps += [Step(f"dissect_{v}", partial(self.dissect, v), (f"train_{v}",)) for v in variants]
+        if cfg.stats.control:
+            steps.append(Step(f"dissect_{CONTROL}", self.dissect_control, first))
         steps += [Step(f"eval_{v}", partial(self.evaluate, v), (f"train_{v}",)) for v in variants]
         measured = tuple(f"{kind}_{v}" for kind in ("dissect", "eval") for v in variants)
+        measured += (f"dissect_{CONTROL}",) if cfg.stats.control else ()
         steps.append(Step("compare", self.compare, measured))
         steps += [Step(f"correct_{v}", partial(self.correct, v), (f"dissect_{v}",)) for v in cfg.correction.variants]
         steps += [Step(f"ablate_{v}", partial(self.ablate, v), (f"dissect_{v}",)) for v in cfg.ablation.variants]
@@ -216,13 +221,29 @@ class StudySteps:
 
         cfg = self.config.dissect
         folder = self.out / "dissect" / variant
+        stats = self.config.stats
         result = dissect_run(self.session(variant), cfg.splits, self.layers, batch_size=cfg.batch_size,
-                             max_batches=cfg.max_batches, out_dir=folder)
+                             max_batches=cfg.max_batches, out_dir=folder, bootstrap=stats.bootstrap,
+                             permutations=stats.permutations, seed=stats.seed)
+        return {"selectivity": {split: result.selectivity(split) for split in result.layers}}
+
+    def dissect_control(self) -> Mapping[str, Any]:
+        """The baseline's architecture with random weights (seeded by ``train.seed``), dissected like the variants."""
+        from imde.experiments.dissect import run_random_control
+
+        cfg, stats = self.config.dissect, self.config.stats
+        baseline = self.train_configs["baseline"]
+        result = run_random_control(
+            partial(build_model, baseline, None), {s: self.loader(s, cfg.batch_size) for s in cfg.splits},
+            self.layers, weight_seed=baseline.seed, bins=self.bins, device=self.device, max_batches=cfg.max_batches,
+            out_dir=self.out / "dissect" / CONTROL, bootstrap=stats.bootstrap, permutations=stats.permutations,
+            seed=stats.seed)
         return {"selectivity": {split: result.selectivity(split) for split in result.layers}}
 
     def evaluate(self, variant: str) -> Mapping[str, Any]:
         """Depth metrics of ``variant`` on the test split (Table 1)."""
-        result = evaluate_run(self.session(variant), TEST)
+        stats = self.config.stats
+        result = evaluate_run(self.session(variant), TEST, bootstrap=stats.bootstrap, seed=stats.seed)
         result.save(self.out / "eval", variant)
         return {"delta1": result.metrics["delta1"], "rms": result.metrics["rms"]}
 
@@ -306,11 +327,48 @@ class StudySteps:
         atomic_write_json(self.out / "results.json", results)
         held = sum(claim["holds"] for claim in results["claims"])
         for claim in results["claims"]:
-            log.info("claim %s: %s (value %.4f)", "holds" if claim["holds"] else "FAILS", claim["claim"],
-                     claim["value"])
+            interval = "" if claim["verdict"] is None else (
+                f", 95 % interval [{claim['ci_low']:.4f}, {claim['ci_high']:.4f}]: {claim['verdict']}")
+            log.info("claim %s: %s (value %.4f%s)", "holds" if claim["holds"] else "FAILS", claim["claim"],
+                     claim["value"], interval)
         return {"claims_holding": f"{held}/{len(results['claims'])}"}
 
     # ------------------------------------------------------------------ results.json
+
+    def _control(self) -> dict[str, Any]:
+        """The random-weight control's selectivity (and its interval) per split, for Table 1."""
+        from imde.experiments.dissect import DissectResult
+
+        dissect = DissectResult.load(self.out / "dissect" / CONTROL).to_dict()["splits"]
+        out: dict[str, Any] = {"selectivity": {split: entry["selectivity"] for split, entry in dissect.items()}}
+        if all("selectivity_ci" in entry for entry in dissect.values()):
+            out["selectivity_ci"] = {split: entry["selectivity_ci"] for split, entry in dissect.items()}
+        return out
+
+    def _uncertainty(self, variant: str, dissect: Mapping[str, Any]) -> dict[str, Any]:
+        """Intervals, significant units and replicates of ``variant`` (empty when the study kept no replicates)."""
+        out: dict[str, Any] = {}
+        if any("significance" in layer for split in dissect.values() for layer in split["layers"].values()):
+            out["significance"] = {split: {name: layer["significance"] for name, layer in entry["layers"].items()}
+                                   for split, entry in dissect.items()}
+            for per_layer in out["significance"].values():
+                for summary in per_layer.values():
+                    summary.pop("units", None)  # per-unit values stay in dissect/<variant>/dissect.json
+        if all("selectivity_ci" in entry for entry in dissect.values()):
+            out["selectivity_ci"] = {split: entry["selectivity_ci"] for split, entry in dissect.items()}
+        from imde.experiments.evaluate import EvalResult
+
+        evaluation = EvalResult.load(self.out / "eval", variant).to_dict()
+        if evaluation.get("intervals"):
+            out["metrics_ci"] = {name: evaluation["intervals"][name] for name in PUBLIC_METRICS}
+        replicates = {}
+        if TEST in dissect and "selectivity_replicates" in dissect[TEST]:
+            replicates["selectivity_test"] = dissect[TEST]["selectivity_replicates"]
+        if evaluation.get("replicates"):
+            replicates["delta1"] = evaluation["replicates"]["delta1"]
+        if replicates:
+            out["replicates"] = replicates
+        return out
 
     def results(self) -> dict[str, Any]:
         """``results.json``: the public summary (its public schema plus details) assembled from the step files."""
@@ -330,6 +388,7 @@ class StudySteps:
                            for split in dissect},
                 "metrics": {name: metrics[name] for name in PUBLIC_METRICS},
                 "all_metrics": metrics,
+                **self._uncertainty(variant, dissect),
             }
             layers = dissect[TEST]["layers"].values()
             random_baselines.append(sum(lay["random_baseline"] * lay["num_units"] for lay in layers)
@@ -348,6 +407,7 @@ class StudySteps:
         results: dict[str, Any] = {
             "name": cfg.name,
             "random_baseline": random_baselines[0],
+            **({CONTROL: self._control()} if cfg.stats.control else {}),
             "layers": self.layers,
             "models": models,
             "correction": correction,

@@ -31,8 +31,9 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 import imde.training.checkpoint as ckpt
+from imde.accumulators import DepthMetrics
 from imde.core.bins import DepthBins
-from imde.core.metrics import METRIC_NAMES, DepthMetrics
+from imde.core.metrics import METRIC_NAMES
 from imde.errors import NonFiniteFeaturesError
 from imde.experiments._depth_check import DepthRangeCheck
 from imde.experiments.evaluate import align_prediction

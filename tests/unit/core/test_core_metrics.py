@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from imde.core.metrics import METRIC_NAMES, DepthMetrics, compute_depth_metrics, valid_mask
+from imde.accumulators import DepthMetrics
+from imde.core.metrics import METRIC_NAMES, compute_depth_metrics, valid_mask
 
 
 def _reference(pred: np.ndarray, gt: np.ndarray, lo: float, hi: float) -> dict[str, float]:

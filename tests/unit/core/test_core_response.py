@@ -207,3 +207,21 @@ def test_splat_into_shared_scratch_equals_a_fresh_splat_and_is_overwritten_by_th
     assert not torch.equal(shared, snapshot)  # ... and overwritten
     kept = splat(0, scratch=scratch, keep=True)
     assert kept.data_ptr() != next_band.data_ptr() and torch.equal(kept, snapshot)
+
+
+def test_per_image_and_pair_sums_equal_single_image_calls() -> None:
+    from imde.core.response import response_pair_sums
+
+    generator = torch.Generator().manual_seed(21)
+    activations = torch.randn(3, 4, 5, 6, generator=generator, dtype=torch.float64)
+    bins = torch.randint(-1, 7, (3, 11, 13), generator=generator)
+    per_image, counts = response_sums(activations, bins, 7, per_image=True)
+    pairs, pair_counts = response_pair_sums(activations, bins, 7)
+    assert torch.equal(counts, pair_counts)
+    for i in range(3):
+        for j in range(3):
+            single, single_counts = response_sums(activations[i : i + 1], bins[j : j + 1], 7)
+            assert torch.allclose(pairs[i, j], single, rtol=1e-12, atol=1e-12)
+            if i == j:
+                assert torch.allclose(per_image[i], single, rtol=1e-12, atol=1e-12)
+                assert torch.equal(counts[i], single_counts)

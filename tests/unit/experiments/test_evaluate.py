@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from imde.core.metrics import METRIC_NAMES, DepthMetrics
+from imde.accumulators import DepthMetrics
+from imde.core.metrics import METRIC_NAMES
 from imde.experiments.evaluate import EvalResult, ExportOptions, align_prediction, evaluate
 
 

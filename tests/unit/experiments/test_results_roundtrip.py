@@ -25,7 +25,9 @@ def test_json_results_round_trip(tmp_path) -> None:
                               [("D", 1), ("MFF", 0), ("D", 0), ("MFF", 1)])
     correction = CorrectionResult(["D"], {"delta1": 0.5, "rms": 1.0}, {"delta1": 0.625, "rms": 0.75})
     evaluation = EvalResult({"delta1": 0.5, "rms": math.nan}, 10, 1, "eigen", 1e-3, 10.0)
-    for result in (ablation, correction, evaluation):
+    bootstrapped = EvalResult({"delta1": 0.5}, 10, 0, "none", 1e-3, 10.0, {"delta1": [0.4, 0.6]},
+                              {"delta1": [0.45, 0.55, 0.5]})  # intervals and replicates come back too
+    for result in (ablation, correction, evaluation, bootstrapped):
         folder = tmp_path / result.FILE
         assert result.save(folder, "assign") == folder / "assign.json"
         again = type(result).load(folder, "assign")

@@ -248,9 +248,19 @@
     UB.layer = fillSelect(document.getElementById("ub-layer"), layersOf(UB.model, UB.split), UB.layer);
   }
   /* Mini tuning curves of every unit of a layer, each labelled with its DS; a click calls onPick(unit). */
+  /* per-unit 95 % intervals and permutation p / BH q-values of a dissected layer ({} without replicates) */
+  function unitStats(diss) { return (diss.significance && diss.significance.units) || {}; }
+  function significant(diss, k) { const q = unitStats(diss).q_value; return !!(q && q[k] !== null && q[k] < 0.05); }
+  function intervalText(diss, k) {
+    const st = unitStats(diss);
+    if (!st.ci_low) return "";
+    const q = st.q_value ? ` · q ${fmt(st.q_value[k], 3)}` : "";
+    return ` [${fmt(st.ci_low[k], 3)}, ${fmt(st.ci_high[k], 3)}]${q}`;
+  }
   function unitGrid(host, diss, variant, onPick) {
     for (let k = 0; k < diss.num_units; k++) {
-      const cell = html("div", { class: "cell", "data-unit": k, title: `unit ${k} · DS ${fmt(diss.units.selectivity[k], 3)}` }, host);
+      const cell = html("div", { class: "cell" + (significant(diss, k) ? " significant" : ""), "data-unit": k,
+        title: `unit ${k} · DS ${fmt(diss.units.selectivity[k], 3)}${intervalText(diss, k)}` }, host);
       miniCurve(cell, diss, k, variant);
       html("span", {}, cell, `${k} · ${fmt(diss.units.selectivity[k], 2)}`);
       cell.addEventListener("click", () => onPick(k));
@@ -260,6 +270,43 @@
     const grid = document.getElementById("ub-grid");
     grid.replaceChildren();
     unitGrid(grid, current(), UB.model, selectUnit);
+  }
+  /* Every unit's DS (dot) with its 95 % bootstrap interval (bar), units sorted by DS; filled dots: q < 0.05
+     under the permutation null (the unit codes its own image's depth); dashed: the random baseline (Eq. 3). */
+  function drawIntervals() {
+    const host = document.getElementById("ds-intervals");
+    if (!host) return;
+    for (const v of DATA.order.filter((name) => DATA.dissect[name])) {
+      for (const [layer, diss] of Object.entries(DATA.dissect[v][splitOf(v)] || {})) {
+        const st = unitStats(diss);
+        if (!st.ci_low) continue;
+        const fig = html("figure", { class: "chart" }, host);
+        const found = st.q_value ? st.q_value.filter((q) => q !== null && q < 0.05).length : null;
+        html("figcaption", {}, fig, `${label(v)} · ${layer} · DS with 95 % intervals` +
+          (found === null ? "" : ` · ${found} of ${diss.num_units} units selective at q < 0.05 (filled)`));
+        const root = svg("svg", { viewBox: "0 0 560 200", class: "curve", role: "img",
+          "aria-label": `DS intervals of ${layer}` }, fig);
+        const order = [...Array(diss.num_units).keys()]
+          .sort((a, b) => (diss.units.selectivity[a] || 0) - (diss.units.selectivity[b] || 0));
+        const x = linear(0, Math.max(order.length - 1, 1), 40, 550), y = linear(0, 1, 185, 10);
+        for (const t of [0, 0.5, 1]) text(root, 34, y(t) + 4, fmt(t, 1), { "text-anchor": "end", class: "tick" });
+        if (diss.random_baseline !== null) {
+          svg("line", { x1: 40, x2: 550, y1: y(diss.random_baseline), y2: y(diss.random_baseline),
+            class: "baseline", "stroke-dasharray": "4 3", stroke: "#868e96" }, root);
+        }
+        order.forEach((k, i) => {
+          const lo = st.ci_low[k], hi = st.ci_high[k], ds = diss.units.selectivity[k];
+          if (lo !== null && hi !== null) {
+            svg("line", { x1: x(i), x2: x(i), y1: y(lo), y2: y(hi), stroke: color(v, 0), "stroke-width": 1.5 }, root);
+          }
+          if (ds !== null) {
+            const dot = svg("circle", { cx: x(i), cy: y(ds), r: 2.5, stroke: color(v, 0),
+              fill: significant(diss, k) ? color(v, 0) : "#fff" }, root);
+            svg("title", {}, dot).textContent = `unit ${k} · DS ${fmt(ds, 3)}${intervalText(diss, k)}`;
+          }
+        });
+      }
+    }
   }
   /* Fig. 3/4: one grid per layer and model (test split); a click opens the unit in the browser. */
   function drawDissectionGrids() {
@@ -305,6 +352,7 @@
     document.getElementById("ub-title").textContent = `${label(UB.model)} · ${UB.layer} · unit ${UB.unit}` +
       (diss.units.dead && diss.units.dead[UB.unit] ? " (dead)" : "");
     document.getElementById("ub-ds").textContent = fmt(diss.units.selectivity[UB.unit], 4);
+    document.getElementById("ub-ci").textContent = intervalText(diss, UB.unit).replace(/^ /, "") || "–";
     const assigned = UB.model === "assign" && diss.units.assigned_bin ? diss.units.assigned_bin[UB.unit] : null;
     document.getElementById("ub-assigned").textContent = assigned === null ? "–" :
       `${binRange(diss, assigned)} · DS ${fmt(diss.units.selectivity_assigned ? diss.units.selectivity_assigned[UB.unit] : null, 3)}`;
@@ -398,6 +446,7 @@
   drawAblation();
   initBrowser();
   drawDissectionGrids();
+  drawIntervals();
   drawComparison();
   drawPredictions();
 })();
