@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from imde.models import bts as bts
 from imde.models import cspn as cspn
+from imde.models import dpt as dpt
 from imde.models import mff as mff
 from imde.models._registry import create as create
 from imde.models._registry import list_models as list_models
