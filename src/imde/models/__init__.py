@@ -1,4 +1,5 @@
-"""Depth networks (MFF, BTS, CSPN and a CPU-sized MFF family), their layer declarations and checkpoint loading.
+"""Depth networks (MFF, BTS, CSPN, Depth Anything V2, DPT and CPU-sized families), their layer declarations,
+checkpoint loading, and the helpers for Hugging Face depth models.
 
 >>> import imde.models
 >>> model = imde.models.create("mff_tiny")
@@ -17,6 +18,9 @@ from imde.models._registry import list_models as list_models
 from imde.models._registry import register_model as register_model
 from imde.models._run import run_model as run_model
 from imde.models._units import UnitInfo as UnitInfo
+from imde.models.hf import hf_patch_layout as hf_patch_layout
+from imde.models.hf import hf_predicted_depth as hf_predicted_depth
+from imde.models.hf import hf_token_transforms as hf_token_transforms
 from imde.models.released import LoadReport as LoadReport
 from imde.models.released import adapt_state_dict as adapt_state_dict
 from imde.models.released import load_checkpoint as load_checkpoint
@@ -28,6 +32,9 @@ __all__ = [
     "UnitInfo",
     "adapt_state_dict",
     "create",
+    "hf_patch_layout",
+    "hf_predicted_depth",
+    "hf_token_transforms",
     "list",
     "list_models",
     "load_checkpoint",
