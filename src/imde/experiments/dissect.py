@@ -42,6 +42,7 @@ def compute_responses(
     device: str | torch.device = "cpu",
     max_batches: int | None = None,
     progress: bool = False,
+    transforms: Mapping[str, Any] | None = None,
 ) -> dict[str, DepthResponse]:
     """Accumulate the mean response of every unit of ``layers`` over depth bins (Eq. 1).
 
@@ -59,6 +60,8 @@ def compute_responses(
         device: where the forward passes and the accumulation run.
         max_batches: stop after this many batches (``None``: the whole loader).
         progress: show a progress bar.
+        transforms: ``LayerTap`` transforms for layers that are not maps (``imde.tokens_to_map`` for ViT tokens);
+            default: those of a Hugging Face ViT depth model's token layers (``imde.models.token_transforms``).
 
     Returns:
         ``{layer: DepthResponse}`` in the order of ``layers``.
@@ -66,7 +69,7 @@ def compute_responses(
     Raises:
         ValueError: no layers, ``num_bins < 2``, a batch without ``depth``, or a loader that yields nothing.
     """
-    from imde.models import run_model
+    from imde.models import run_model, token_transforms
 
     layers = list(layers)
     if not layers or len(set(layers)) != len(layers):
@@ -80,7 +83,9 @@ def compute_responses(
     model.eval()
     responses: dict[str, DepthResponse] = {}
     try:
-        with torch.no_grad(), LayerTap(model, layers) as tap:
+        if transforms is None:
+            transforms = token_transforms(model, layers)
+        with torch.no_grad(), LayerTap(model, layers, transforms=transforms) as tap:
             batches = limit_batches(loader, max_batches)
             for batch in tqdm(batches, desc="dissect", total=count_batches(loader, max_batches), disable=not progress):
                 check_batch(batch)

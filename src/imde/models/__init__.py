@@ -21,6 +21,7 @@ from imde.models._units import UnitInfo as UnitInfo
 from imde.models.hf import hf_patch_layout as hf_patch_layout
 from imde.models.hf import hf_predicted_depth as hf_predicted_depth
 from imde.models.hf import hf_token_transforms as hf_token_transforms
+from imde.models.hf import token_transforms as token_transforms
 from imde.models.released import LoadReport as LoadReport
 from imde.models.released import adapt_state_dict as adapt_state_dict
 from imde.models.released import load_checkpoint as load_checkpoint
@@ -40,4 +41,5 @@ __all__ = [
     "load_checkpoint",
     "register_model",
     "run_model",
+    "token_transforms",
 ]

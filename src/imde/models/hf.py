@@ -81,3 +81,14 @@ def hf_predicted_depth(output: object) -> torch.Tensor:
         raise ValueError(f"a {type(output).__name__} has no depth: expected a predicted_depth tensor [B, H, W] "
                          f"(DepthEstimatorOutput); it has {fields}")
     return depth.unsqueeze(1) if depth.ndim == 3 else depth
+
+
+def token_transforms(model: nn.Module, layers: str | Sequence[str]) -> dict[str, TokensToMap]:
+    """The token-layer transforms a model needs for ``layers``: Hugging Face's ViT layers, else none.
+
+    imde's own ViT models need none (their declared block layers are maps already).
+    """
+    try:
+        return hf_token_transforms(model, layers)
+    except ValueError:
+        return {}
