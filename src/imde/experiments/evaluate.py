@@ -2,7 +2,9 @@
 
 Each batch is run on the device, the prediction is bilinearly upsampled (``align_corners=False``) to the
 ground truth's resolution (the MFF protocol: 114×152 -> 228×304), and :class:`imde.core.metrics.DepthMetrics`
-accumulates per-image metrics; memory does not grow with the dataset. Under ``torch.distributed`` the
+accumulates per-image metrics; memory does not grow with the dataset. Relative (disparity) models are evaluated with
+the zero-shot protocol (per-image least-squares scale and shift in disparity, then the metrics in depth), named in
+the result's ``protocol``. Under ``torch.distributed`` the
 sums are all-reduced, so every rank returns the whole dataset's figures.
 """
 
@@ -22,11 +24,15 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from imde.core.affine import ZERO_SHOT_PROTOCOL, align_disparity
 from imde.core.metrics import METRIC_NAMES, DepthMetrics
 from imde.experiments.results import check_batch, limit_batches, safe_name
+from imde.hooks import unwrap_model
 from imde.utils.device import resolve_device
 from imde.utils.io import atomic_path, atomic_write_bytes
 
+ALIGNMENTS = {"none": "metric depth as predicted", "scale_shift_disparity": ZERO_SHOT_PROTOCOL}
+"""How a prediction is aligned to the ground truth before the metrics, and the name results carry."""
 PNG_SCALES = {"nyu": 1000.0, "kitti": 256.0}
 """16-bit PNG depth scales: millimetres for NYU, ×256 for KITTI (the datasets' own formats)."""
 _TABLE_NAMES = {"delta1.02": "d<1.02", "delta1.05": "d<1.05", "delta1.10": "d<1.10", "delta1": "d<1.25",
@@ -96,6 +102,8 @@ class EvalResult:
         crop: evaluation crop name.
         min_depth: lower depth cap.
         max_depth: upper depth cap.
+        alignment: ``"none"`` (metric predictions) or ``"scale_shift_disparity"`` (the zero-shot protocol of
+            relative models, :data:`ALIGNMENTS`).
     """
 
     metrics: dict[str, float]
@@ -104,12 +112,14 @@ class EvalResult:
     crop: str
     min_depth: float
     max_depth: float
+    alignment: str = "none"
 
     @property
     def protocol(self) -> str:
-        """One line naming the crop and caps, printed with every table."""
+        """One line naming the crop, caps and alignment, printed with every table."""
+        aligned = "" if self.alignment == "none" else f", {ALIGNMENTS[self.alignment]}"
         return f"crop={self.crop}, caps=({self.min_depth:g}, {self.max_depth:g}) m, " \
-               f"images={self.num_images}, skipped={self.num_skipped}"
+               f"images={self.num_images}, skipped={self.num_skipped}{aligned}"
 
     def to_table(self) -> str:
         """A console table: one header row of metric names, one row of values, then the protocol."""
@@ -150,6 +160,7 @@ def evaluate(
     max_batches: int | None = None,
     progress: bool = True,
     export: ExportOptions | None = None,
+    alignment: str | None = None,
 ) -> EvalResult:
     """Evaluate ``model`` over ``loader`` with the per-image depth metrics (Sec. 5.1).
 
@@ -167,6 +178,10 @@ def evaluate(
         max_batches: stop after this many batches.
         progress: show a progress bar.
         export: write the predictions (and colour maps) as files.
+        alignment: ``"none"`` or ``"scale_shift_disparity"``: the zero-shot protocol for relative models (a
+            per-image least-squares scale and shift of the predicted disparity to ``1 / depth`` over the valid
+            pixels within the caps, then the metrics in depth); default: the model's ``prediction`` (relative
+            ``"disparity"`` models get the zero-shot protocol).
 
     Raises:
         ValueError: bad caps or crop name, a batch without ``image``/``depth``, or a loader that yields nothing.
@@ -174,6 +189,9 @@ def evaluate(
     from imde.models import run_model
 
     metrics = DepthMetrics(min_depth=min_depth, max_depth=max_depth, crop=crop or "none")
+    alignment = default_alignment(model) if alignment is None else alignment
+    if alignment not in ALIGNMENTS:
+        raise ValueError(f"alignment={alignment!r}: expected one of {', '.join(ALIGNMENTS)}")
     dev = resolve_device(device)
     model.to(dev)
     was_training = model.training
@@ -185,6 +203,9 @@ def evaluate(
                 check_batch(batch)
                 pred = run_model(model, batch, dev)
                 pred, depth = align_prediction(pred.float(), batch["depth"].to(dev), upsample_to_gt=upsample_to_gt)
+                if alignment == "scale_shift_disparity":
+                    valid = torch.isfinite(depth) & (depth > min_depth) & (depth <= max_depth)
+                    pred = align_disparity(pred, depth, valid, min_depth)
                 metrics.update(pred, depth)
                 if export is not None:
                     _export_batch(pred, batch, export, model, max_depth, num_batches)
@@ -194,7 +215,14 @@ def evaluate(
     if num_batches == 0:
         raise ValueError("evaluate: the loader yielded no batches (empty split?)")
     metrics.all_reduce()
-    return EvalResult(metrics.compute(), metrics.num_images, metrics.num_skipped, metrics.crop, min_depth, max_depth)
+    return EvalResult(metrics.compute(), metrics.num_images, metrics.num_skipped, metrics.crop, min_depth, max_depth,
+                      alignment)
+
+
+def default_alignment(model: nn.Module) -> str:
+    """``"scale_shift_disparity"`` for models that declare ``prediction = "disparity"`` (relative), else ``"none"``."""
+    inner = unwrap_model(model)
+    return "scale_shift_disparity" if getattr(inner, "prediction", "depth") == "disparity" else "none"
 
 
 def _export_batch(
@@ -243,6 +271,7 @@ class EvalSettings:
         max_depth: largest valid ground-truth depth (``None``: the model's ``max_depth``).
         max_batches: evaluate at most this many batches (``None``: the whole loader).
         progress: show progress bars.
+        alignment: see :func:`evaluate` (``None``: from the model).
     """
 
     device: str | torch.device = "cpu"
@@ -251,6 +280,7 @@ class EvalSettings:
     max_depth: float | None = None
     max_batches: int | None = None
     progress: bool = False
+    alignment: str | None = None
 
     def __post_init__(self) -> None:
         if self.max_batches is not None and self.max_batches < 1:
@@ -273,6 +303,7 @@ def evaluate_metrics(model: torch.nn.Module, loader: Iterable[Any], settings: Ev
         max_depth=float(max_depth),
         max_batches=settings.max_batches,
         progress=settings.progress,
+        alignment=settings.alignment,
     )
     return {name: float(value) for name, value in result.metrics.items()}
 

@@ -238,6 +238,7 @@ class DPTNet(DepthNet):
         self.size_multiple = self.min_size = self.patch_size
         self.max_depth = float(max_depth) if metric else 1.0
         self.default_loss = "dav2_silog" if metric else "ssi"
+        self.prediction = "depth" if metric else "disparity"  # relative models: zero-shot evaluation
         self.depth_preset = "kitti" if metric and max_depth > 20 else "nyu"
         for param in self._unused_parameters():  # kept for the checkpoints; frozen so DDP finds no unused gradient
             param.requires_grad_(False)
