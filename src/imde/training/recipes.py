@@ -12,6 +12,13 @@ one with ``recipe: <name>`` and overrides any of its values. The recipes follow 
   20 epochs, batch 16, 228×304 input, assign term on D and MFF.
 - ``bts_nyu`` / ``bts_kitti``: AdamW (eps 1e-6), encoder weight decay 1e-2 and decoder 0, lr 1e-4 with
   per-step poly (power 0.9) decay to 1e-5; NYU 30 epochs batch 4, KITTI 20 epochs batch 16.
+- ``dav2_nyu`` / ``dav2_kitti``: Depth Anything V2's metric fine-tuning (``metric_depth/train.py``) of the
+  released relative model (``model.pretrained: true`` loads it; ``metric=true`` replaces the output ReLU by a
+  sigmoid times ``max_depth``, 20 m indoor / 80 m outdoor): AdamW (betas 0.9/0.999, weight decay 0.01), head lr
+  5e-5 and the encoder (``pretrained.``) at a tenth (5e-6), per-step poly (power 0.9) decay to 0, the release's
+  default 40 epochs and batch 2, 518 x 518 random crops and flips (``dav2`` transform), the release's SiLog
+  (lambda 0.5, ``dav2_silog``, depths above 1 mm), assign term on the head's ``head_conv2`` and ``fusion3`` by
+  default.
 - ``cspn``: SGD momentum 0.9 Nesterov, lr 0.01, weight decay 1e-4, ReduceLROnPlateau (×0.1, patience 3,
   min 1e-6) on the held-out MAE, 40 epochs batch 8, 500 sampled sparse depth points, on the per-frame HDF5
   extraction (``nyu_h5``).
@@ -33,6 +40,18 @@ _BTS_OPTIM: dict[str, Any] = {
     "schedule": "poly",
     "poly_power": 0.9,
     "min_lr": 1e-5,
+}
+
+# Depth Anything V2's metric fine-tuning: AdamW, encoder at a tenth of the head's rate, poly decay per step
+_DAV2_OPTIM: dict[str, Any] = {
+    "name": "adamw",
+    "lr": 5e-5,
+    "encoder_lr_scale": 0.1,
+    "encoder_prefixes": ["pretrained."],
+    "weight_decay": 0.01,
+    "schedule": "poly",
+    "poly_power": 0.9,
+    "min_lr": 0.0,
 }
 
 RECIPES: dict[str, dict[str, Any]] = {
@@ -58,6 +77,22 @@ RECIPES: dict[str, dict[str, Any]] = {
         "loss": {"layers": ["upconv3", "upconv2"], "preset": "kitti"},
         "optim": dict(_BTS_OPTIM),
         "train": {"epochs": 20, "best_metric": "delta1", "best_mode": "max"},
+        "eval": {"crop": "garg", "max_depth": 80.0},
+    },
+    "dav2_nyu": {
+        "model": {"name": "depth_anything_v2_small", "pretrained": True, "kwargs": {"metric": True, "max_depth": 20.0}},
+        "data": {"name": "nyu_bts", "transform": "dav2", "batch_size": 2},
+        "loss": {"layers": ["head_conv2", "fusion3"], "preset": "nyu"},
+        "optim": dict(_DAV2_OPTIM),
+        "train": {"epochs": 40, "best_metric": "delta1", "best_mode": "max"},
+        "eval": {"max_depth": 10.0},
+    },
+    "dav2_kitti": {
+        "model": {"name": "depth_anything_v2_small", "pretrained": True, "kwargs": {"metric": True, "max_depth": 80.0}},
+        "data": {"name": "kitti_eigen", "transform": "dav2", "batch_size": 2},
+        "loss": {"layers": ["head_conv2", "fusion3"], "preset": "kitti"},
+        "optim": dict(_DAV2_OPTIM),
+        "train": {"epochs": 40, "best_metric": "delta1", "best_mode": "max"},
         "eval": {"crop": "garg", "max_depth": 80.0},
     },
     "cspn": {
