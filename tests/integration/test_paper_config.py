@@ -56,8 +56,8 @@ def test_study_config_loads_and_names_real_layers(path: Path, smoke: bool) -> No
     declared = declared_layers(steps.train_configs["assign"].model.name)
     used = {*steps.layers, *steps.correction_layers, *steps.ablation_layers, steps.explain_layer}
     assert used <= declared
-    # the paper's studies start from ImageNet weights; the demo's mff_tiny has none (it runs offline)
-    assert steps.train_configs["assign"].model.pretrained == (path.name != "demo.yaml")
+    # the paper's studies start from ImageNet weights; the demos' tiny models have none (they run offline)
+    assert steps.train_configs["assign"].model.pretrained == (path.name not in ("demo.yaml", "demo_vit.yaml"))
     assert {v: c.loss.interp for v, c in steps.train_configs.items()} == {
         "baseline": "none", "assign": "assign", "reg": "reg"}
     # the three variants differ only in the interpretability term (same schedule, seed and data)
