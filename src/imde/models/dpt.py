@@ -34,6 +34,7 @@ from imde.tokens import TokenMap, map_to_tokens, patch_grid, split_tokens
 Size = tuple[int, int]
 PathLike = str | os.PathLike[str] | None
 HEAD_UNITS = 32  # units of head.conv2 in every DPT head
+RELATIVE_EVAL_CAP = 10.0  # max_depth of relative models: the evaluation cap of their (NYU) preset
 REASSEMBLE_FACTORS = (4.0, 2.0, 1.0, 0.5)  # neck stage i works at patch grid x factor
 
 
@@ -214,11 +215,11 @@ class DPTNet(DepthNet):
         spec: The architecture.
         encoder: The timm Vision Transformer (``dynamic_img_size=True``), kept as ``pretrained``.
         metric: Predict metric depth.
-        max_depth: Largest depth of a metric model (20 m indoor, 80 m outdoor in Depth Anything V2).
+        max_depth: Largest depth of a metric model (20 m indoor, 80 m outdoor in Depth Anything V2); ignored by
+            relative models, whose ``max_depth`` is the 10 m evaluation cap of the NYU preset.
     """
 
     output_stride = 1
-    min_size = 28
 
     def __init__(self, spec: DPTSpec, encoder: nn.Module, metric: bool = False, max_depth: float = 20.0) -> None:
         super().__init__()
@@ -236,7 +237,9 @@ class DPTNet(DepthNet):
         self.head = DepthHead(spec.features, metric)
         self.unit_info = dpt_unit_info(spec, hidden, self.patch_size)
         self.size_multiple = self.min_size = self.patch_size
-        self.max_depth = float(max_depth) if metric else 1.0
+        # metric: the output's scale; relative: only the evaluation cap (NYU's 10 m; the output is unscaled)
+        self.max_depth = float(max_depth) if metric else RELATIVE_EVAL_CAP
+        self.output_scale = float(max_depth) if metric else 1.0
         self.default_loss = "dav2_silog" if metric else "ssi"
         self.prediction = "depth" if metric else "disparity"  # relative models: zero-shot evaluation
         self.depth_preset = "kitti" if metric and max_depth > 20 else "nyu"
@@ -275,7 +278,7 @@ class DPTNet(DepthNet):
         self.check_input(x, focal)
         grid = patch_grid(x.shape[-2:], self.patch_size)
         fused = self.neck(self._encode(x, grid))
-        return self.head(fused, tuple(x.shape[-2:]), self.max_depth)
+        return self.head(fused, tuple(x.shape[-2:]), self.output_scale)
 
 
 # Released configurations: encoder blocks read by the neck and the neck's widths (Depth Anything V2's dpt.py

@@ -222,7 +222,8 @@ def test_metric_variant_and_relative_defaults() -> None:
     metric = imde.models.create("depth_anything_tiny", metric=True, max_depth=80.0).eval()
     relative = imde.models.create("depth_anything_tiny").eval()
     assert (metric.max_depth, metric.default_loss, metric.depth_preset) == (80.0, "dav2_silog", "kitti")
-    assert (relative.default_loss, isinstance(relative.head.activation2, torch.nn.ReLU)) == ("ssi", True)
+    assert (relative.default_loss, relative.prediction, relative.max_depth) == ("ssi", "disparity", 10.0)
+    assert isinstance(relative.head.activation2, torch.nn.ReLU)
     x = torch.randn(2, 3, 56, 84)
     with torch.no_grad(), LayerTap(metric, ["head.conv3"]) as tap:
         depth = metric(x)
