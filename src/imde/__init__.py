@@ -28,6 +28,7 @@ from imde.hooks import edit_layers as edit_layers
 from imde.losses.selectivity import AssignLoss as AssignLoss
 from imde.losses.selectivity import SelectivityRegLoss as SelectivityRegLoss
 from imde.significance import compare_selectivity as compare_selectivity
+from imde.tokens import tokens_to_map as tokens_to_map
 
 __version__ = "0.1.0"
 
@@ -50,5 +51,6 @@ __all__ = [
     "preferred_bins",
     "random_baseline",
     "sid_edges",
+    "tokens_to_map",
     "uniform_edges",
 ]

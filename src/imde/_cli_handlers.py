@@ -247,5 +247,5 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(f"  default layers: {' '.join(default_layers(TrainConfig(), model))}")
         for info in model.unit_info:
             sign = "signed" if info.signed else ">= 0"
-            print(f"    {info.name:<8} {info.num_units:4d} units  stride {info.stride:2d}  {sign:<6}  {info.module}")
+            print(f"    {info.name:<8} {info.num_units:4d} units  stride {info.stride:>4g}  {sign:<6}  {info.module}")
     return 0

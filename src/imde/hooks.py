@@ -103,6 +103,34 @@ def _as_names(layers: str | Sequence[str]) -> list[str]:
     return names
 
 
+LayerTransform = Callable[[Any, tuple[int, int]], Tensor]
+
+
+def _check_transforms(transforms: Mapping[str, LayerTransform] | None,
+                      layers: list[str]) -> dict[str, LayerTransform]:
+    if transforms is None:
+        return {}
+    if not isinstance(transforms, Mapping):
+        raise ValueError(f"transforms: expected a mapping {{layer name: fn(output, image_size)}}, got "
+                         f"{type(transforms).__name__}")
+    for name, fn in transforms.items():
+        if name not in layers:
+            raise ValueError(f"transforms[{name!r}]: not one of the tapped layers {layers}")
+        if not callable(fn):
+            raise ValueError(f"transforms[{name!r}]: expected a callable fn(output, image_size), got "
+                             f"{type(fn).__name__}")
+    return dict(transforms)
+
+
+def _input_size(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[int, int] | None:
+    """``(H, W)`` of a model call's image: ``pixel_values=``, else the first 4-D tensor argument."""
+    candidates = [kwargs.get("pixel_values"), *args, *kwargs.values()]
+    for value in candidates:
+        if isinstance(value, Tensor) and value.ndim == 4:
+            return int(value.shape[-2]), int(value.shape[-1])
+    return None
+
+
 class LayerTap:
     """Context manager that captures the outputs of named layers through forward hooks.
 
@@ -111,10 +139,17 @@ class LayerTap:
     docstring). It stays in the autograd graph (so the selectivity losses can use it) unless ``detach=True``
     or grad is off.
 
+    Layers whose output is not a ``[B, K, h, w]`` map, such as a ViT block's tokens ``[B, P + N, C]``, take a
+    transform: ``transforms={name: fn}`` stores ``fn(output, image_size)`` instead, where ``image_size`` is the
+    ``(H, W)`` of the model's input in that forward pass (its first 4-D tensor argument, or ``pixel_values``);
+    ``imde.tokens_to_map(patch_size, num_prefix)`` is the transform for token layers. The transform runs inside
+    the autograd graph, so losses on the stored map reach the tokens.
+
     Args:
         model: any ``nn.Module`` (DDP / DataParallel are unwrapped).
         layers: one name or a sequence of names (declared layer names or dotted module names).
         detach: store detached outputs.
+        transforms: ``{layer name: fn(output, image_size) -> Tensor}`` for some of ``layers``.
 
     Raises:
         ValueError: an unknown layer name, or ``nn.DataParallel`` over several devices
@@ -129,27 +164,47 @@ class LayerTap:
         (True, 0)
     """
 
-    def __init__(self, model: nn.Module, layers: str | Sequence[str], detach: bool = False) -> None:
+    def __init__(self, model: nn.Module, layers: str | Sequence[str], detach: bool = False,
+                 transforms: Mapping[str, LayerTransform] | None = None) -> None:
         check_single_device(model, "LayerTap")
         self.model = model
         self.layers = _as_names(layers)
         self.modules = {name: resolve_layer(model, name)[0] for name in self.layers}  # fail before any hook
+        self.transforms = _check_transforms(transforms, self.layers)
         self.detach = detach
         self.features: dict[str, Tensor] = {}
+        self._image_size: tuple[int, int] | None = None
         self._handles: list[RemovableHandle] = []
 
+    def _record_size(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self._image_size = _input_size(args, kwargs)
+
     def _hook(self, name: str) -> Callable[[nn.Module, Any, Any], None]:
+        transform = self.transforms.get(name)
+
         def hook(module: nn.Module, inputs: Any, output: Any) -> None:
+            if transform is not None:
+                if self._image_size is None:
+                    raise ValueError(f"layer {name!r} has a transform, but the model's input size is unknown: "
+                                     f"expected the model to be called with a [B, C, H, W] tensor (positional, "
+                                     f"or pixel_values=)")
+                output = transform(output, self._image_size)
             if not isinstance(output, Tensor):
                 kind = type(output).__name__
-                raise ValueError(f"layer {name!r} ({type(module).__name__}) returned {kind}, not a Tensor")
+                raise ValueError(f"layer {name!r} ({type(module).__name__}) returned {kind}, not a Tensor; "
+                                 f"pass transforms={{{name!r}: fn}} to turn it into one (e.g. "
+                                 f"imde.tokens_to_map(patch_size, num_prefix) for ViT tokens)")
             self.features[name] = (output.detach() if self.detach else output).clone()
 
         return hook
 
     def __enter__(self) -> LayerTap:
         self.features = {}
+        self._image_size = None
         try:
+            if self.transforms:
+                self._handles.append(unwrap_model(self.model).register_forward_pre_hook(
+                    self._record_size, with_kwargs=True))
             for name, module in self.modules.items():
                 self._handles.append(module.register_forward_hook(self._hook(name)))
         except BaseException:

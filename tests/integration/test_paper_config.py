@@ -57,7 +57,7 @@ def test_study_config_loads_and_names_real_layers(path: Path) -> None:
     declared = declared_layers(steps.train_configs["assign"].model.name)
     used = {*steps.layers, *steps.correction_layers, *steps.ablation_layers, steps.explain_layer}
     assert used <= declared
-    # the paper's studies start from ImageNet weights; the demo's mff_tiny has none (it runs offline)
+    # the paper's studies start from ImageNet weights; the demos' tiny models have none (they run offline)
     assert steps.train_configs["assign"].model.pretrained == (not path.name.startswith("demo"))
     assert {v: c.loss.interp for v, c in steps.train_configs.items()} == {
         "baseline": "none", "assign": "assign", "reg": "reg"}

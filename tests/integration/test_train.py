@@ -208,6 +208,28 @@ def test_registered_model_on_rendered_data_from_config_only(tmp_path: Path) -> N
     assert {"dissect/D", "dissect/MFF"} <= set(result.history[0])
 
 
+@pytest.mark.parametrize("metric", [True, False])
+def test_vit_trains_with_assign_on_a_token_layer(tmp_path: Path, metric: bool) -> None:
+    """depth_anything_tiny through the loop: L_assign on an encoder block (tokens on the patch grid) and a fusion
+    stage, the encoder at a tenth of the head's rate; the relative model is evaluated with the zero-shot protocol."""
+    config = TrainConfig.from_yaml_dict({
+        "run_dir": str(tmp_path / "run"), "device": "cpu",
+        "model": {"name": "depth_anything_tiny", "kwargs": {"metric": metric, "max_depth": 10.0}},
+        "data": {"name": "rendered", "root": str(tmp_path / "data"), "transform": "simple",
+                 "transform_kwargs": {"size": [28, 42]},
+                 "options": {"size": [32, 40], "num_train": 4, "num_test": 2, "num_workers": 0, "progress": False,
+                             "generate": True},
+                 "batch_size": 2, "eval_batch_size": 2, "num_workers": 0},
+        "loss": {"interp": "assign", "layers": ["block3", "fusion3"], "num_bins": 8},
+        "optim": {"name": "adamw", "encoder_prefixes": ["pretrained."], "encoder_lr_scale": 0.1},
+        "train": {"epochs": 1, "log_every": 1, "progress": False, "max_steps": 1},
+    })
+    result = train(config)
+    assert result.steps == 1 and math.isfinite(result.history[0]["loss"])
+    assert math.isfinite(result.history[0]["eval/rms"]) and {"dissect/block3", "dissect/fusion3"} <= set(
+        result.history[0])
+
+
 def test_channels_last_trains_the_same_model(tmp_path: Path) -> None:
     """``train.channels_last`` changes the weights' memory layout, not the function they compute.
 

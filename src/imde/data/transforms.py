@@ -22,6 +22,10 @@ Recipes (``create_transform``), following ``models-and-data.md`` Sec. 5 and 7 (t
   centre crop 228x304, flip, sparse depth (Bernoulli, 500 points per 228x304 image), normalise, then CSPN's
   ``ToPILImage`` / ``ToTensor`` round trip of the normalised image (``requantize=False`` leaves it out).
   eval: resize 240, centre crop 228x304, sparse depth, normalise, the same round trip.
+- ``dav2`` (Depth Anything V2's metric fine-tuning, ``metric_depth/train.py``): train: resize the shorter side to
+  ``size`` (518), random ``size`` x ``size`` crop, flip, normalise. eval: resize the shorter side to ``size``,
+  centre crop to multiples of the 14-pixel patch, normalise (the release resizes the longer side up to a multiple
+  of 14 instead of cropping).
 - ``simple``: optional resize to ``size=(H, W)``, flip when training, normalise (the rendered demo data).
 """
 
@@ -222,6 +226,23 @@ class CenterCrop:
         return _crop_all(sample, top, left, height, width)
 
 
+class CropToMultiple:
+    """Centre-crop all maps to the largest ``H`` and ``W`` that are multiples of ``multiple`` (a ViT's patch)."""
+
+    def __init__(self, multiple: int) -> None:
+        if multiple <= 0:
+            raise ValueError(f"multiple must be positive, got {multiple}")
+        self.multiple = multiple
+
+    def __call__(self, sample: Sample) -> Sample:
+        key = "image" if "image" in sample else "depth"
+        frame_h, frame_w = sample[key].shape[-2:]
+        size = (frame_h // self.multiple * self.multiple, frame_w // self.multiple * self.multiple)
+        if min(size) == 0:
+            raise ValueError(f"CropToMultiple: a {frame_h}x{frame_w} frame is smaller than {self.multiple} pixels")
+        return CenterCrop(size)(sample)
+
+
 class FixedCrop:
     """Crop the box ``(top, left, height, width)`` of all maps (BTS's NYU crop: ``(45, 43, 427, 565)``)."""
 
@@ -400,6 +421,18 @@ def _cspn(train: bool, num_samples: int = 500, requantize: bool = True) -> list[
             RandomHorizontalFlip(), *per_image]
 
 
+DAV2_SIZE = 518  # Depth Anything V2's training and evaluation size (37 patches of 14)
+DAV2_PATCH = 14
+
+
+def _dav2(train: bool, size: int = DAV2_SIZE) -> list[Callable[[Sample], Sample]]:
+    if size % DAV2_PATCH:
+        raise ValueError(f"dav2 size={size}: expected a multiple of the patch size {DAV2_PATCH}")
+    if not train:
+        return [Resize(size), CropToMultiple(DAV2_PATCH), Normalize()]
+    return [Resize(size), RandomCrop((size, size)), RandomHorizontalFlip(), Normalize()]
+
+
 def _simple(train: bool, size: Size | None = None) -> list[Callable[[Sample], Sample]]:
     resize = [Resize(_pair(size, "size"))] if size is not None else []
     return [*resize, *([RandomHorizontalFlip()] if train else []), Normalize()]
@@ -411,6 +444,7 @@ _RECIPES: dict[str, tuple[Callable[..., list[Callable[[Sample], Sample]]], set[s
     "bts_nyu": (_bts_nyu, {"variant"}),
     "bts_kitti": (_bts_kitti, {"variant"}),
     "cspn": (_cspn, {"num_samples", "requantize"}),
+    "dav2": (_dav2, {"size"}),
     "simple": (_simple, {"size"}),
 }
 
@@ -419,11 +453,11 @@ def create_transform(recipe: str, train: bool, **kw: Any) -> Compose:
     """The training or evaluation transform of a model, with ImageNet normalisation (see module docs).
 
     Args:
-        recipe: one of ``mff``, ``bts_nyu``, ``bts_kitti``, ``cspn``, ``simple``.
+        recipe: one of ``mff``, ``bts_nyu``, ``bts_kitti``, ``cspn``, ``dav2``, ``simple``.
         train: training augmentation (``True``) or evaluation preprocessing (``False``).
         **kw: ``variant="authors"|"bts"`` for the BTS recipes; ``num_samples`` (500) and ``requantize``
             (``True``: CSPN's ``ToPILImage`` round trip after normalisation, :class:`PILRoundTrip`) for ``cspn``;
-            ``size=(H, W)`` (optional) for ``simple``.
+            ``size=(H, W)`` (optional) for ``simple``; ``size`` (518, a multiple of 14) for ``dav2``.
     """
     if recipe not in _RECIPES:
         raise ValueError(f"unknown transform recipe {recipe!r}; choose one of {tuple(_RECIPES)}")

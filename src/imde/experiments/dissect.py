@@ -48,6 +48,7 @@ def compute_responses(
     bootstrap: int = 0,
     permutations: int = 0,
     seed: int = 0,
+    transforms: Mapping[str, Any] | None = None,
 ) -> dict[str, DepthResponse]:
     """Accumulate the mean response of every unit of ``layers`` over depth bins (Eq. 1).
 
@@ -68,6 +69,8 @@ def compute_responses(
         bootstrap: Poisson-bootstrap replicates per layer (:class:`imde.DepthResponse`; 0: none).
         permutations: permutation-null replicates per layer (0: none; every batch needs 2 or more images).
         seed: seed of the replicates; the images' keys are their ``name`` (running indices without one).
+        transforms: ``LayerTap`` transforms for layers that are not maps (``imde.tokens_to_map`` for ViT tokens);
+            default: those of a Hugging Face ViT depth model's token layers (``imde.models.token_transforms``).
 
     Returns:
         ``{layer: DepthResponse}`` in the order of ``layers``.
@@ -91,7 +94,7 @@ def compute_responses(
         check_batch(batch)
         depth = batch["depth"].to(dev)
         depth_check.update(depth)
-        _, features = run_with_features(model, batch, layers, device=dev)
+        _, features = run_with_features(model, batch, layers, device=dev, transforms=transforms)
         sink.push(features, depth, batch_keys(batch))
     sink.flush()
     responses = sink.responses

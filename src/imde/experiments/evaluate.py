@@ -2,7 +2,9 @@
 
 Each batch is run on the device, the prediction is bilinearly upsampled (``align_corners=False``) to the
 ground truth's resolution (the MFF protocol: 114×152 -> 228×304), and :class:`imde.accumulators.DepthMetrics`
-accumulates per-image metrics; memory does not grow with the dataset. Under ``torch.distributed`` the
+accumulates per-image metrics; memory does not grow with the dataset. Relative (disparity) models are evaluated with
+the zero-shot protocol (per-image least-squares scale and shift in disparity, then the metrics in depth), named in
+the result's ``protocol``. Under ``torch.distributed`` the
 sums are all-reduced, so every rank returns the whole dataset's figures.
 """
 
@@ -23,14 +25,18 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from imde.accumulators import DepthMetrics
+from imde.core.affine import ZERO_SHOT_PROTOCOL, align_disparity
 from imde.core.metrics import METRIC_NAMES
 from imde.experiments._depth_check import DepthRangeCheck
 from imde.experiments.results import SavedResult, batch_keys, check_batch, limit_batches, safe_name
+from imde.hooks import unwrap_model
 from imde.models import run_with_features
 from imde.utils.device import resolve_device
 from imde.utils.io import atomic_path, atomic_write_bytes
 from imde.utils.optional import require
 
+ALIGNMENTS = {"none": "metric depth as predicted", "scale_shift_disparity": ZERO_SHOT_PROTOCOL}
+"""How a prediction is aligned to the ground truth before the metrics, and the name results carry."""
 PNG_SCALES = {"nyu": 1000.0, "kitti": 256.0}
 """16-bit PNG depth scales: millimetres for NYU, ×256 for KITTI (the datasets' own formats)."""
 _TABLE_NAMES = {"delta1.02": "d<1.02", "delta1.05": "d<1.05", "delta1.10": "d<1.10", "delta1": "d<1.25",
@@ -103,6 +109,8 @@ class EvalResult(SavedResult):
         intervals: with ``bootstrap``, the 95 % percentile interval ``[low, high]`` of every metric.
         replicates: with ``bootstrap``, every metric's ``R`` bootstrap replicates (paired between models evaluated
             on the same images with the same seed; :mod:`imde.significance`).
+        alignment: ``"none"`` (metric predictions) or ``"scale_shift_disparity"`` (the zero-shot protocol of
+            relative models, :data:`ALIGNMENTS`).
     """
 
     FILE = "eval"
@@ -115,12 +123,14 @@ class EvalResult(SavedResult):
     max_depth: float
     intervals: dict[str, list[float]] = field(default_factory=dict)
     replicates: dict[str, list[float]] = field(default_factory=dict)
+    alignment: str = "none"
 
     @property
     def protocol(self) -> str:
-        """One line naming the crop and caps, printed with every table."""
+        """One line naming the crop, caps and alignment, printed with every table."""
+        aligned = "" if self.alignment == "none" else f", {ALIGNMENTS[self.alignment]}"
         return f"crop={self.crop}, caps=({self.min_depth:g}, {self.max_depth:g}) m, " \
-               f"images={self.num_images}, skipped={self.num_skipped}"
+               f"images={self.num_images}, skipped={self.num_skipped}{aligned}"
 
     def to_table(self) -> str:
         """A console table: one header row of metric names, one row of values, then the protocol."""
@@ -146,7 +156,7 @@ class EvalResult(SavedResult):
         """The inverse of :meth:`to_dict`."""
         return cls(dict(data["metrics"]), int(data["num_images"]), int(data["num_skipped"]), str(data["crop"]),
                    float(data["min_depth"]), float(data["max_depth"]), dict(data.get("intervals") or {}),
-                   dict(data.get("replicates") or {}))
+                   dict(data.get("replicates") or {}), str(data.get("alignment", "none")))
 
     def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
         """The result as JSON text; also written atomically to ``path`` when given."""
@@ -170,6 +180,7 @@ def evaluate(
     export: ExportOptions | None = None,
     bootstrap: int = 0,
     seed: int = 0,
+    alignment: str | None = None,
 ) -> EvalResult:
     """Evaluate ``model`` over ``loader`` with the per-image depth metrics (Sec. 5.1).
 
@@ -189,12 +200,19 @@ def evaluate(
         export: write the predictions (and colour maps) as files.
         bootstrap: Poisson-bootstrap replicates of the metrics, weighted by the images' names (0: none).
         seed: seed of the replicates.
+        alignment: ``"none"`` or ``"scale_shift_disparity"``: the zero-shot protocol for relative models (a
+            per-image least-squares scale and shift of the predicted disparity to ``1 / depth`` over the valid
+            pixels within the caps, then the metrics in depth); default: the model's ``prediction`` (relative
+            ``"disparity"`` models get the zero-shot protocol).
 
     Raises:
         ValueError: bad caps or crop name, a batch without ``image``/``depth``, or a loader that yields nothing.
     """
     metrics = DepthMetrics(min_depth=min_depth, max_depth=max_depth, crop=crop or "none", bootstrap=bootstrap,
                            seed=seed)
+    alignment = default_alignment(model) if alignment is None else alignment
+    if alignment not in ALIGNMENTS:
+        raise ValueError(f"alignment={alignment!r}: expected one of {', '.join(ALIGNMENTS)}")
     dev = resolve_device(device)
     model.to(dev)
     depth_check = DepthRangeCheck(max_depth, f"evaluate (max_depth {max_depth:g} m)")
@@ -204,6 +222,9 @@ def evaluate(
         depth_check.update(batch["depth"].to(dev))
         pred, _ = run_with_features(model, batch, device=dev)
         pred, depth = align_prediction(pred.float(), batch["depth"].to(dev), upsample_to_gt=upsample_to_gt)
+        if alignment == "scale_shift_disparity":
+            valid = torch.isfinite(depth) & (depth > min_depth) & (depth <= max_depth)
+            pred = align_disparity(pred, depth, valid, min_depth)
         metrics.update(pred, depth, keys=batch_keys(batch))
         if export is not None:
             _export_batch(pred, batch, export, model, max_depth, num_batches)
@@ -220,7 +241,13 @@ def evaluate(
         intervals = {name: list(bounds) for name, bounds in metric_intervals(metrics).items()}
         replicates = {name: column.tolist() for name, column in zip(METRIC_NAMES, metrics.replicates().T, strict=True)}
     return EvalResult(metrics.compute(), metrics.num_images, metrics.num_skipped, metrics.crop, min_depth, max_depth,
-                      intervals, replicates)
+                      intervals, replicates, alignment)
+
+
+def default_alignment(model: nn.Module) -> str:
+    """``"scale_shift_disparity"`` for models that declare ``prediction = "disparity"`` (relative), else ``"none"``."""
+    inner = unwrap_model(model)
+    return "scale_shift_disparity" if getattr(inner, "prediction", "depth") == "disparity" else "none"
 
 
 def _export_batch(
@@ -271,6 +298,7 @@ class EvalSettings:
         progress: show progress bars.
         bootstrap: bootstrap replicates of the metrics (0: none).
         seed: seed of the replicates.
+        alignment: see :func:`evaluate` (``None``: from the model).
     """
 
     device: str | torch.device = "cpu"
@@ -281,6 +309,7 @@ class EvalSettings:
     progress: bool = False
     bootstrap: int = 0
     seed: int = 0
+    alignment: str | None = None
 
     def __post_init__(self) -> None:
         if self.max_batches is not None and self.max_batches < 1:
@@ -311,6 +340,7 @@ def evaluate_with(model: torch.nn.Module, loader: Iterable[Any], settings: EvalS
         progress=settings.progress,
         bootstrap=settings.bootstrap,
         seed=settings.seed,
+        alignment=settings.alignment,
     )
 
 

@@ -18,6 +18,7 @@ from torch import nn
 
 from imde.losses.depth import HuLoss as HuLoss
 from imde.losses.depth import MaskedLpLoss as MaskedLpLoss
+from imde.losses.depth import ScaleShiftInvariantLoss as ScaleShiftInvariantLoss
 from imde.losses.depth import SilogLoss as SilogLoss
 from imde.losses.depth import sobel_gradients as sobel_gradients
 from imde.losses.selectivity import AssignLoss as AssignLoss
@@ -29,9 +30,12 @@ DEPTH_LOSSES: dict[str, Callable[..., nn.Module]] = {
     "bts_silog_kitti": lambda **kw: SilogLoss(**{"min_depth": 1.0, **kw}),
     "cspn_l1": lambda **kw: MaskedLpLoss(1, **kw),
     "cspn_l2": lambda **kw: MaskedLpLoss(2, **kw),
+    "dav2_silog": lambda **kw: SilogLoss(**{"min_depth": 1e-3, "variance_focus": 0.5, "scale": 1.0, **kw}),
+    "ssi": lambda **kw: ScaleShiftInvariantLoss(**kw),
 }
 """The networks' original losses (``model.default_loss``): Hu et al. (MFF), BTS's SILog (NYU g > 0.1, KITTI
-g > 1), CSPN's masked L1 / L2."""
+g > 1), CSPN's masked L1 / L2, Depth Anything V2's metric SiLog (lambda 0.5, no factor, g > 1e-3) and the
+scale-and-shift-invariant disparity loss of relative models (``ssi``)."""
 
 SELECTIVITY_LOSSES: dict[str, Callable[..., nn.Module]] = {"assign": AssignLoss, "reg": SelectivityRegLoss}
 """The interpretability terms: ``assign`` is L_assign (Eq. 5-6), ``reg`` the naive L_reg (Eq. 4)."""
@@ -61,6 +65,7 @@ __all__ = [
     "AssignLoss",
     "HuLoss",
     "MaskedLpLoss",
+    "ScaleShiftInvariantLoss",
     "SelectivityRegLoss",
     "SilogLoss",
     "create",

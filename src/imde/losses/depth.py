@@ -1,4 +1,5 @@
-"""The depth networks' original training losses: Hu et al. (MFF), BTS's scale-invariant log loss, CSPN's masked L1/L2.
+"""The depth networks' original training losses: Hu et al. (MFF), the scale-invariant log loss (BTS, Depth Anything
+V2 metric), CSPN's masked L1/L2, and the scale-and-shift-invariant loss of relative (disparity) models.
 
 Every loss is called as ``loss_fn(pred, depth) -> scalar`` with ``pred`` and ``depth`` of the same shape,
 ``[B, 1, H, W]`` or ``[B, H, W]``, in metres. :func:`imde.losses.create` builds one from the name a model
@@ -15,6 +16,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from imde.core.affine import fit_scale_shift
 
 HU_OFFSET = 0.5  # ln(|x| + 0.5) in Hu et al.'s loss
 SOBEL_X = ((1.0, 0.0, -1.0), (2.0, 0.0, -2.0), (1.0, 0.0, -1.0))
@@ -129,3 +132,32 @@ class MaskedLpLoss(nn.Module):
         pred, depth = _as_4d(pred, depth, "MaskedLpLoss")
         mask = torch.isfinite(depth) & (depth > self.min_depth)
         return _masked_mean((pred - depth).abs() ** self.power, mask, pred)
+
+
+class ScaleShiftInvariantLoss(nn.Module):
+    """Loss of relative models: mean squared error in disparity after the per-image least-squares scale and shift.
+
+    The prediction ``p`` is an affine-invariant disparity; the target is ``1 / g`` over pixels with
+    ``min_depth < g <= max_depth``. Each image's ``s, t`` come from :func:`imde.core.affine.fit_scale_shift` and the
+    loss is the masked mean of ``(s p + t - 1 / g)^2`` (MiDaS's scale-and-shift-invariant MSE, without its
+    gradient-matching term). The fit is differentiated through, so the loss is invariant to ``p -> a p + b``.
+
+    Args:
+        min_depth: Ground-truth depths at or below this are ignored.
+        max_depth: Ground-truth depths above this are ignored.
+    """
+
+    def __init__(self, min_depth: float = 1e-3, max_depth: float = float("inf")) -> None:
+        super().__init__()
+        if not 0 < min_depth < max_depth:
+            raise ValueError(f"ScaleShiftInvariantLoss: expected 0 < min_depth < max_depth, got {min_depth}, "
+                             f"{max_depth}")
+        self.min_depth, self.max_depth = min_depth, max_depth
+
+    def forward(self, pred: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
+        pred, depth = _as_4d(pred, depth, "ScaleShiftInvariantLoss")
+        mask = torch.isfinite(depth) & (depth > self.min_depth) & (depth <= self.max_depth)
+        target = 1.0 / torch.where(mask, depth, torch.ones_like(depth))
+        scale, shift = fit_scale_shift(pred, target, mask)
+        aligned = scale.view(-1, 1, 1, 1) * pred + shift.view(-1, 1, 1, 1)
+        return _masked_mean((aligned - target) ** 2, mask, pred)

@@ -24,6 +24,8 @@ class DepthNet(nn.Module):
         uses_focal: ``True`` when ``forward`` needs the per-sample focal length.
         size_multiple: Input ``H`` and ``W`` must be multiples of this.
         min_size: Smallest ``H`` and ``W`` accepted.
+        prediction: ``"depth"`` (metres) or ``"disparity"`` (relative models: affine-invariant inverse depth,
+            evaluated with the zero-shot protocol).
     """
 
     unit_info: tuple[UnitInfo, ...] = ()
@@ -36,6 +38,7 @@ class DepthNet(nn.Module):
     uses_focal: bool = False
     size_multiple: int = 1
     min_size: int = 32
+    prediction: str = "depth"
 
     def check_input(self, x: torch.Tensor, focal: torch.Tensor | None = None) -> None:
         """Raise ``ValueError`` naming the problem when ``x`` (and ``focal``) cannot be fed to this network."""

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from imde.hooks import LayerTap, unwrap_model
 from imde.models._output import OutputRule, depth_from_output
+from imde.models.hf import token_transforms
 from imde.utils.device import resolve_device
 
 
@@ -83,6 +84,7 @@ def run_with_features(
     device: str | torch.device | None = None,
     grad: bool = False,
     output: Any = None,
+    transforms: Mapping[str, Any] | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Run ``model`` on a batch in eval mode and return its depth prediction and the tapped layers' features.
 
@@ -98,6 +100,8 @@ def run_with_features(
         device: where the inputs go; default the device of the model's parameters.
         grad: keep autograd on (e.g. for an input gradient).
         output: which part of the model's output is the depth (``run_model``'s ``output``).
+        transforms: ``LayerTap`` transforms for layers whose output is not a map (``imde.tokens_to_map`` for ViT
+            tokens); default: those of a Hugging Face ViT depth model's token layers (:func:`token_transforms`).
 
     Returns:
         ``(prediction [B, 1, h, w], {layer: features [B, K, h', w']})``.
@@ -108,7 +112,9 @@ def run_with_features(
         >>> tuple(pred.shape), tuple(feats["1"].shape), net.training
         ((2, 1, 5, 5), (2, 4, 5, 5), True)
     """
-    tap = LayerTap(model, layers, detach=not grad) if layers else None
+    if layers and transforms is None:
+        transforms = token_transforms(model, layers)
+    tap = LayerTap(model, layers, detach=not grad, transforms=transforms) if layers else None
     modes = [(module, module.training) for module in model.modules()]
     model.eval()
     try:

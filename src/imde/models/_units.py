@@ -13,7 +13,8 @@ class UnitInfo:
         name: The paper's name for the layer (``"D"``, ``"MFF"``, ``"Rconv0"``, ``"upconv3"``, ...).
         num_units: Number of units (channels) of the layer's activation.
         stride: Spatial stride of the activation with respect to the network input (its size is
-            ``ceil(H / stride) x ceil(W / stride)``).
+            ``ceil(H / stride) x ceil(W / stride)``); fractional for ViT decoders (3.5 = four times a 14-pixel
+            patch grid).
         signed: ``True`` when the activation can be negative (BN or ELU outputs); ``False`` after a ReLU.
         module: Dotted path in ``model.named_modules()`` whose forward output *is* the layer.
 
@@ -23,7 +24,7 @@ class UnitInfo:
 
     name: str
     num_units: int
-    stride: int
+    stride: int | float
     signed: bool
     module: str
 

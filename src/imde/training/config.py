@@ -158,6 +158,8 @@ class OptimConfig:
         weight_decay: weight decay of the decoder (and of everything when ``encoder_weight_decay`` is ``None``).
         encoder_weight_decay: weight decay of parameters under ``encoder_prefixes`` (BTS: 1e-2).
         encoder_prefixes: module-name prefixes that make up the encoder.
+        encoder_lr_scale: the encoder's learning rate is ``lr * encoder_lr_scale`` under every schedule (Depth
+            Anything V2: 0.1, the encoder at a tenth of the head's rate).
         momentum: SGD momentum.
         nesterov: SGD Nesterov momentum.
         eps: Adam/AdamW epsilon.
@@ -176,6 +178,7 @@ class OptimConfig:
     weight_decay: float = 0.0
     encoder_weight_decay: float | None = None
     encoder_prefixes: tuple[str, ...] = ("encoder.", "E.")
+    encoder_lr_scale: float = 1.0
     momentum: float = 0.9
     nesterov: bool = False
     eps: float = 1e-8
@@ -192,6 +195,7 @@ class OptimConfig:
         check_positive("lr", self.lr)
         check_positive("weight_decay", self.weight_decay, allow_zero=True)
         check_positive("encoder_weight_decay", self.encoder_weight_decay, allow_zero=True, allow_none=True)
+        check_positive("encoder_lr_scale", self.encoder_lr_scale)
         check_range("momentum", self.momentum, 0.0, 1.0)
         check_positive("eps", self.eps)
         check_positive("step_every", self.step_every)

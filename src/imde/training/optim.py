@@ -19,7 +19,8 @@ def parameter_groups(model: nn.Module, cfg: OptimConfig) -> list[dict[str, Any]]
     """Trainable parameters split into encoder (names under ``cfg.encoder_prefixes``) and the rest.
 
     The encoder group gets ``encoder_weight_decay`` (when set), the rest ``weight_decay`` (BTS: encoder 1e-2,
-    decoder 0). Empty groups are dropped.
+    decoder 0). Each group carries ``lr_scale``, the factor of its rate (``encoder_lr_scale`` for the encoder, 1 for
+    the rest). Empty groups are dropped.
     """
     encoder, rest = [], []
     for name, param in model.named_parameters():
@@ -27,8 +28,8 @@ def parameter_groups(model: nn.Module, cfg: OptimConfig) -> list[dict[str, Any]]
             (encoder if name.startswith(tuple(cfg.encoder_prefixes)) else rest).append(param)
     encoder_decay = cfg.weight_decay if cfg.encoder_weight_decay is None else cfg.encoder_weight_decay
     groups = [
-        {"params": encoder, "weight_decay": encoder_decay, "name": "encoder"},
-        {"params": rest, "weight_decay": cfg.weight_decay, "name": "decoder"},
+        {"params": encoder, "weight_decay": encoder_decay, "name": "encoder", "lr_scale": cfg.encoder_lr_scale},
+        {"params": rest, "weight_decay": cfg.weight_decay, "name": "decoder", "lr_scale": 1.0},
     ]
     return [group for group in groups if group["params"]]
 
@@ -40,6 +41,8 @@ def create_optimizer(model: nn.Module, cfg: OptimConfig) -> Optimizer:
         ValueError: the model has no trainable parameter.
     """
     groups = parameter_groups(model, cfg)
+    for group in groups:
+        group["lr"] = cfg.lr * group["lr_scale"]
     if not groups:
         raise ValueError(f"{type(model).__name__}: no trainable parameters (all have requires_grad=False)")
     if cfg.name == "adam":
@@ -90,7 +93,7 @@ class LRSchedule:
         if self.cfg.schedule in ("step", "poly"):
             lr = scheduled_lr(self.cfg, epoch, step, self.total_steps)
             for group in self.optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group.get("lr_scale", 1.0)
 
     def after_epoch(self, metric: float | None) -> None:
         """Feed the plateau schedule the epoch's held-out metric (ignored by the other schedules)."""
@@ -99,8 +102,9 @@ class LRSchedule:
 
     @property
     def lr(self) -> float:
-        """Current learning rate of the first parameter group."""
-        return float(self.optimizer.param_groups[0]["lr"])
+        """Current base learning rate (of a group with ``lr_scale`` 1, e.g. the decoder)."""
+        group = self.optimizer.param_groups[0]
+        return float(group["lr"]) / group.get("lr_scale", 1.0)
 
     def state_dict(self) -> dict[str, Any]:
         """Plateau state (empty for the stateless schedules)."""

@@ -193,6 +193,9 @@ def test_random_scale_divides_depth_by_the_scale():
         ("bts_kitti", False, {}, (375, 1242), (352, 1216), (352, 1216)),
         ("cspn", True, {}, (480, 640), (228, 304), (228, 304)),
         ("cspn", False, {}, (480, 640), (228, 304), (228, 304)),
+        ("dav2", True, {}, (480, 640), (518, 518), (518, 518)),
+        ("dav2", False, {}, (480, 640), (518, 686), (518, 686)),  # 518 x 690 cut to multiples of 14
+        ("dav2", False, {"size": 378}, (375, 1242), (378, 1246), (378, 1246)),
         ("simple", True, {"size": (64, 80)}, (128, 160), (64, 80), (64, 80)),
         ("simple", False, {}, (128, 160), (128, 160), (128, 160)),
     ],
@@ -251,6 +254,8 @@ def test_recipe_arguments_are_checked():
         create_transform("bts_nyu", train=True, variant="hu")
     with pytest.raises(ValueError, match="size must be a positive int or"):
         create_transform("simple", train=False, size=(0, 5))
+    with pytest.raises(ValueError, match="dav2 size=500: expected a multiple of the patch size 14"):
+        create_transform("dav2", train=True, size=500)
 
 
 @pytest.mark.parametrize(("recipe", "factor"), [("mff", 0.5), ("bts_nyu", 1.0), ("cspn", 0.5), ("simple", 1.0)])

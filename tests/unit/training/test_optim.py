@@ -76,3 +76,21 @@ def test_plateau_reduces_after_patience_and_round_trips() -> None:
     other = LRSchedule(create_optimizer(EncDec(), cfg), cfg, total_steps=10, mode="min")
     other.load_state_dict(schedule.state_dict())
     assert other.plateau.best == 1.0 and other.plateau.num_bad_epochs == schedule.plateau.num_bad_epochs
+
+
+def test_encoder_lr_scale_follows_every_schedule() -> None:
+    """Depth Anything V2's scheme: the encoder at a tenth of the head's rate, also after poly decay."""
+    model = nn.Module()
+    model.pretrained, model.head = nn.Linear(2, 2), nn.Linear(2, 1)
+    cfg = OptimConfig(name="adamw", lr=5e-5, encoder_lr_scale=0.1, encoder_prefixes=("pretrained.",),
+                      weight_decay=0.01, schedule="poly", poly_power=0.9)
+    opt = create_optimizer(model, cfg)
+    assert [(g["name"], g["lr"]) for g in opt.param_groups] == [("encoder", pytest.approx(5e-6)),
+                                                               ("decoder", pytest.approx(5e-5))]
+    schedule = LRSchedule(opt, cfg, total_steps=100)
+    schedule.before_step(epoch=0, step=50)
+    head = 5e-5 * 0.5**0.9
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([head / 10, head])
+    assert schedule.lr == pytest.approx(head / 10 / 0.1)
+    with pytest.raises(ValueError, match="encoder_lr_scale"):
+        OptimConfig(encoder_lr_scale=0.0)

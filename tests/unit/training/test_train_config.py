@@ -157,3 +157,10 @@ def test_best_mode_must_agree_with_the_metric() -> None:
     with pytest.raises(ValueError, match="best_mode must be 'max'"):
         recipe("cspn", ["train.best_metric=delta1"])
     assert TrainConfig.from_yaml_dict({}, ["train.best_metric=rms", "train.best_mode=min"]).train.best_mode == "min"
+
+
+def test_depth_anything_recipe_scheme() -> None:
+    cfg = recipe("dav2_kitti")
+    assert cfg.model.kwargs == {"metric": True, "max_depth": 80.0} and cfg.data.transform == "dav2"
+    assert cfg.optim.name == "adamw" and cfg.optim.encoder_lr_scale == pytest.approx(0.1)
+    assert cfg.optim.encoder_prefixes == ("pretrained.",) and cfg.optim.weight_decay == pytest.approx(0.01)

@@ -1,0 +1,84 @@
+"""Cost of interpretability for a ViT depth network: Depth Anything V2 Small at 518x518.
+
+1. Dissection of the four encoder blocks the DPT neck reads (``block2``, ``block5``, ``block8``, ``block11``, tokens
+   laid out on the 37x37 patch grid) and the head's ``head_conv2``, next to a plain ``no_grad`` forward pass over
+   the same images (``imde.experiments.dissect.compute_responses``, Eq. 1).
+2. A metric fine-tuning step (forward, Depth Anything V2's SiLog, backward, optimiser step) with and without
+   ``AssignLoss`` (Eq. 5-6) on the recipe's layers ``head_conv2`` and ``fusion3``.
+
+The variants alternate after a warm-up and the medians are compared (``bench_overhead.py``'s method). Targets:
+at most 5 % overhead for both.
+
+Usage:
+    .venv/bin/python benchmarks/bench_vit.py                                   # CPU, small counts
+    .venv/bin/python benchmarks/bench_vit.py --device cuda --batch 4 --images 32 --repeats 10 --json vit.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_overhead import _batch, bench_dissection, bench_training_step  # noqa: E402
+
+import imde.models  # noqa: E402
+from imde.utils.device import resolve_device  # noqa: E402
+
+DISSECTED = ["block2", "block5", "block8", "block11", "head_conv2"]
+TRAINED = ["head_conv2", "fusion3"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="depth_anything_v2_small", help="registered ViT model")
+    parser.add_argument("--size", nargs=2, type=int, default=[518, 518], metavar=("H", "W"), help="input size")
+    parser.add_argument("--batch", type=int, default=2, help="fine-tuning batch size (default: 2, the release's)")
+    parser.add_argument("--images", type=int, default=4, help="images of the dissection pass (default: 4)")
+    parser.add_argument("--eval-batch", type=int, default=2, help="batch size of the dissection pass (default: 2)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repetitions of each variant (default: 3)")
+    parser.add_argument("--dissect-layers", nargs="+", default=DISSECTED, help="layers dissected")
+    parser.add_argument("--train-layers", nargs="+", default=TRAINED, help="layers of the assign term")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (default: cpu)")
+    parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    model = imde.models.create(args.model, metric=True, max_depth=20.0).to(device)
+    size = tuple(args.size)
+    train_batch = _batch(model, args.batch, size, gen)
+    eval_batches = [_batch(model, min(args.eval_batch, args.images - i), size, gen)
+                    for i in range(0, args.images, args.eval_batch)]
+    results = {
+        "model": args.model, "size": list(size), "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
+        "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "dissection_layers": args.dissect_layers, "training_layers": args.train_layers,
+        "dissection": bench_dissection(model, eval_batches, args.dissect_layers, device, args.repeats),
+        "training_step": bench_training_step(model, train_batch, args.train_layers, device, args.repeats),
+        "batch": args.batch, "images": args.images, "eval_batch": args.eval_batch,
+    }
+    step, dis = results["training_step"], results["dissection"]
+    print(f"{args.model} {size[0]}x{size[1]} on {device} ({results['device_name']}, {results['threads']} threads)")
+    print(f"{args.images} images, batch {args.eval_batch}: forward {dis['plain_s']:.3f} s, dissection of "
+          f"{args.dissect_layers} {dis['with_s']:.3f} s -> overhead {dis['overhead_pct']:+.1f} % "
+          f"(median of {args.repeats})")
+    print(f"fine-tuning step, batch {args.batch}: plain {step['plain_s']:.3f} s, with AssignLoss on "
+          f"{args.train_layers} {step['with_s']:.3f} s -> overhead {step['overhead_pct']:+.1f} %; the term alone "
+          f"{step['term_alone_s']:.4f} s = {step['term_alone_pct']:.1f} % of the plain step")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump(results, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()
