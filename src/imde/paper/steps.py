@@ -168,9 +168,9 @@ class StudySteps:
 
     def settings(self, max_batches: int | None = None) -> EvalSettings:
         """The evaluation protocol of the study (the training config's crop and caps)."""
-        ev = self.train_configs["baseline"].eval
+        ev, stats = self.train_configs["baseline"].eval, self.config.stats
         return EvalSettings(device=self.device, crop=ev.crop, min_depth=ev.min_depth, max_depth=ev.max_depth,
-                            max_batches=max_batches)
+                            max_batches=max_batches, bootstrap=stats.bootstrap, seed=stats.seed)
 
     def read_json(self, *parts: str) -> Any:
         """A JSON file an earlier step wrote inside the run directory."""
@@ -305,13 +305,9 @@ class StudySteps:
 
     def evaluate(self, variant: str) -> Mapping[str, Any]:
         """Depth metrics of ``variant`` on the test split (Table 1)."""
-        from dataclasses import replace
-
         from imde.experiments.evaluate import evaluate_with
 
-        stats = self.config.stats
-        settings = replace(self.settings(), bootstrap=stats.bootstrap, seed=stats.seed)
-        result = evaluate_with(self.model(variant), self.loader(TEST), settings)
+        result = evaluate_with(self.model(variant), self.loader(TEST), self.settings())
         metrics = dict(result.metrics)
         entry: dict[str, Any] = {"variant": variant, "split": TEST, "metrics": metrics}
         if result.replicates:
@@ -469,11 +465,14 @@ class StudySteps:
             correction[variant] = {when: {"delta1": entry[when]["delta1"], "rms": entry[when]["rms"]}
                                    for when in ("before", "after")}
             correction[variant]["layers"] = entry["layers"]
+            if "replicates" in entry:  # delta1 before / after, paired bootstrap replicates
+                correction[variant]["replicates"] = entry["replicates"]
         ablation = {}
         for variant in cfg.ablation.variants:
             entry = _read_json(self.out / "ablation" / f"{variant}.json")
             ablation[variant] = {key: entry[key] for key in
-                                 ("layers", "units", "most_selective_first", "least_selective_first")}
+                                 ("layers", "units", "most_selective_first", "least_selective_first",
+                                  "replicates_most", "replicates_least") if key in entry}
         results: dict[str, Any] = {
             "name": cfg.name,
             "random_baseline": random_baselines[0],
