@@ -153,12 +153,14 @@ class Session:
         """The training's depth bins (the model's preset when the config names none)."""
         return self.config.loss.bins(getattr(self.model, "depth_preset", None))
 
-    def settings(self, max_batches: int | None = None, progress: bool = False) -> EvalSettings:
-        """The training's evaluation protocol: its crop and caps (the model's ``max_depth`` when unset)."""
+    def settings(self, max_batches: int | None = None, progress: bool = False, bootstrap: int = 0,
+                 seed: int = 0) -> EvalSettings:
+        """The training's evaluation protocol: its crop and caps (the model's ``max_depth`` when unset), with
+        ``bootstrap`` replicates of the metrics drawn from ``seed`` (0: none)."""
         ev = self.config.eval
         max_depth = ev.max_depth if ev.max_depth is not None else getattr(self.model, "max_depth", None)
         return EvalSettings(device=self.device, crop=ev.crop, min_depth=ev.min_depth, max_depth=max_depth,
-                            max_batches=max_batches, progress=progress)
+                            max_batches=max_batches, progress=progress, bootstrap=bootstrap, seed=seed)
 
 
 def open_session(source: str | os.PathLike[str], overrides: Iterable[str] = (), *, checkpoint: str = "best",
@@ -206,23 +208,25 @@ def dissect_run(session: Session, splits: Iterable[str] = ("train",), layers: It
 
 def correct_run(session: Session, layers: Iterable[str] | None = None, *, dissection: DissectResult | None = None,
                 max_batches: int | None = None, progress: bool = False,
-                out_dir: str | os.PathLike[str] | None = None) -> CorrectionResult:
-    """Correction (Sec. 5.2) of ``layers`` with their training-set dissection (computed when not given)."""
+                out_dir: str | os.PathLike[str] | None = None, bootstrap: int = 0, seed: int = 0) -> CorrectionResult:
+    """Correction (Sec. 5.2) of ``layers`` with their training-set dissection (computed when not given);
+    ``bootstrap`` / ``seed``: paired replicates of delta1 before and after."""
     layers = session.layers(layers)
     dissection = dissection or dissect_run(session, ("train",), layers, max_batches=max_batches, progress=progress)
     return run_correction(session.model, dissection, session.loader("test"), layers, split="train",
-                          settings=session.settings(max_batches, progress), out_dir=out_dir)
+                          settings=session.settings(max_batches, progress, bootstrap, seed), out_dir=out_dir)
 
 
 def ablate_run(session: Session, layers: Iterable[str] | None = None, *, step: int = 1,
                dissection: DissectResult | None = None, max_batches: int | None = None,
                eval_batches: int | None = None, progress: bool = False,
-               out_dir: str | os.PathLike[str] | None = None) -> AblationResult:
+               out_dir: str | os.PathLike[str] | None = None, bootstrap: int = 0, seed: int = 0) -> AblationResult:
     """Ablation (Fig. 2) of ``layers``' units ranked together by training-set selectivity.
 
     Args:
         max_batches: training batches of the dissection, when it is computed here.
         eval_batches: test batches per evaluation (``None``: ``max_batches``).
+        bootstrap: paired replicates of delta1 at every step of both orders (0: none), drawn from ``seed``.
 
     Raises:
         ValueError: ``step`` not below the number of ranked units (no intermediate point on the curve).
@@ -236,7 +240,7 @@ def ablate_run(session: Session, layers: Iterable[str] | None = None, *, step: i
                          "needed for a curve with intermediate points")
     batches = max_batches if eval_batches is None else eval_batches
     return run_ablation(session.model, session.loader("test"), order_by, step=step,
-                        settings=session.settings(batches, progress), out_dir=out_dir)
+                        settings=session.settings(batches, progress, bootstrap, seed), out_dir=out_dir)
 
 
 def explain_run(session: Session, layer: str | None = None, *, index: int = 0, epsilon: float = 0.05,

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from imde.experiments.evaluate import EvalSettings, evaluate_metrics
+from imde.experiments.evaluate import EvalSettings, evaluate_with
 from imde.experiments.results import SavedResult, write_json
 from imde.hooks import edit_layers
 
@@ -51,7 +51,11 @@ class AblationResult(SavedResult):
         metrics_least: every metric at each step of the least-selective-first order.
         order: ``(layer, unit)`` pairs sorted from most to least selective.
         files: files written (empty without ``out_dir``).
+        replicates_most, replicates_least: with ``settings.bootstrap``, the metric's ``R`` bootstrap replicates at
+            each step of either order (paired: the same images with the same weights at every step).
     """
+
+    FILE = "ablation"
 
     layers: list[str]
     units: list[int]
@@ -61,7 +65,8 @@ class AblationResult(SavedResult):
     metrics_least: list[dict[str, float]]
     order: list[tuple[str, int]]
     files: list[Path] = field(default_factory=list)
-    FILE = "ablation"
+    replicates_most: list[list[float]] = field(default_factory=list)
+    replicates_least: list[list[float]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able curves (``units`` and the two delta1 lists are the demo's ``results.json`` contract)."""
@@ -73,6 +78,8 @@ class AblationResult(SavedResult):
             "metrics_most": self.metrics_most,
             "metrics_least": self.metrics_least,
             "order": [[layer, unit] for layer, unit in self.order],
+            **({"replicates_most": self.replicates_most, "replicates_least": self.replicates_least}
+               if self.replicates_most else {}),
         }
 
     @classmethod
@@ -80,7 +87,9 @@ class AblationResult(SavedResult):
         """The inverse of :meth:`to_dict`."""
         return cls(list(data["layers"]), list(data["units"]), list(data["most_selective_first"]),
                    list(data["least_selective_first"]), list(data["metrics_most"]), list(data["metrics_least"]),
-                   [(str(layer), int(unit)) for layer, unit in data["order"]])
+                   [(str(layer), int(unit)) for layer, unit in data["order"]],
+                   replicates_most=[list(r) for r in data.get("replicates_most", [])],
+                   replicates_least=[list(r) for r in data.get("replicates_least", [])])
 
 
 def _check_order_by(order_by: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -144,6 +153,7 @@ def run_ablation(
         return edit
 
     cache: dict[tuple[int, ...], dict[str, float]] = {}
+    replicates: dict[tuple[int, ...], list[float]] = {}
 
     def metrics_for(ranked: torch.Tensor) -> dict[str, float]:
         key = tuple(sorted(ranked.tolist()))
@@ -154,7 +164,9 @@ def run_ablation(
                 per_layer.setdefault(layer, []).append(unit)
             edits = {layer: zero(layer, torch.tensor(units)) for layer, units in per_layer.items()}
             with edit_layers(model, edits) if edits else nullcontext():
-                cache[key] = evaluate_metrics(model, loader, settings)
+                evaluated = evaluate_with(model, loader, settings)
+            cache[key] = dict(evaluated.metrics)
+            replicates[key] = evaluated.replicates.get(metric, [])
         return cache[key]
 
     intact = metrics_for(order[:0])
@@ -170,6 +182,9 @@ def run_ablation(
         metrics_most=metrics_most,
         metrics_least=metrics_least,
         order=[units_of[i] for i in order.tolist()],
+        replicates_most=[replicates[tuple(sorted(order[:n].tolist()))] for n in counts] if settings.bootstrap else [],
+        replicates_least=[replicates[tuple(sorted(reverse[:n].tolist()))] for n in counts]
+        if settings.bootstrap else [],
     )
     if out_dir is not None:
         result.files = [write_json(out_dir, "ablation.json", result)]

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from imde.accumulators import DepthResponse
 from imde.core.bins import digitize
 from imde.experiments.dissect import DissectResult
-from imde.experiments.evaluate import EvalSettings, TrackedLoader, evaluate_metrics
+from imde.experiments.evaluate import EvalSettings, TrackedLoader, evaluate_with
 from imde.experiments.results import SavedResult, write_json
 from imde.hooks import edit_layers
 
@@ -86,26 +86,32 @@ class CorrectionResult(SavedResult):
         before: metrics of the unedited model.
         after: metrics with every unit of ``layers`` replaced by its training mean response.
         files: files written (empty without ``out_dir``).
+        replicates: with ``settings.bootstrap``, delta1's bootstrap replicates ``{"before": [R], "after": [R]}``
+            (paired: the same images with the same weights).
     """
+
+    FILE = "correction"
 
     layers: list[str]
     before: dict[str, float]
     after: dict[str, float]
     files: list[Path] = field(default_factory=list)
-    FILE = "correction"
+    replicates: dict[str, list[float]] = field(default_factory=dict)
 
     def change(self) -> dict[str, float]:
         """``after - before`` for every metric present in both."""
         return {name: self.after[name] - self.before[name] for name in self.before if name in self.after}
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able ``{"layers", "before", "after", "change"}``."""
-        return {"layers": list(self.layers), "before": self.before, "after": self.after, "change": self.change()}
+        """JSON-able ``{"layers", "before", "after", "change"}`` (and ``replicates`` when kept)."""
+        out = {"layers": list(self.layers), "before": self.before, "after": self.after, "change": self.change()}
+        return {**out, "replicates": self.replicates} if self.replicates else out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CorrectionResult:
         """The inverse of :meth:`to_dict` (``change`` is recomputed)."""
-        return cls(list(data["layers"]), dict(data["before"]), dict(data["after"]))
+        return cls(list(data["layers"]), dict(data["before"]), dict(data["after"]),
+                   replicates={when: list(values) for when, values in (data.get("replicates") or {}).items()})
 
 
 def run_correction(
@@ -134,7 +140,7 @@ def run_correction(
         raise ValueError("layers: expected at least one layer to correct")
     settings = settings or EvalSettings()
     tables = _lookup_tables(train_responses, layers, split)
-    before = evaluate_metrics(model, test_loader, settings)
+    before = evaluate_with(model, test_loader, settings)
     tracked = TrackedLoader(test_loader)
 
     def make_edit(mean_response: torch.Tensor, edges: torch.Tensor) -> Any:
@@ -146,8 +152,11 @@ def run_correction(
         return edit
 
     with edit_layers(model, {name: make_edit(*tables[name]) for name in layers}):
-        after = evaluate_metrics(model, tracked, settings)
-    result = CorrectionResult(layers=layers, before=before, after=after)
+        after = evaluate_with(model, tracked, settings)
+    replicates = {"before": before.replicates["delta1"], "after": after.replicates["delta1"]} if (
+        before.replicates) else {}
+    result = CorrectionResult(layers=layers, before=dict(before.metrics), after=dict(after.metrics),
+                              replicates=replicates)
     if out_dir is not None:
         result.files = [write_json(out_dir, "correction.json", result)]
     return result

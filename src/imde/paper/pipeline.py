@@ -36,7 +36,7 @@ _NO_EFFECT = ("run_dir", "device", "train_workers")
 # then not reused.
 _REDONE = {
     "dissect": ("dissect_",),
-    "stats": ("dissect_", "eval_"),
+    "stats": ("dissect_", "eval_", "correct_", "ablate_"),
     "correction": ("correct_",),
     "ablation": ("ablate_",),
     "explain": ("explain_", "atlas_"),

@@ -445,6 +445,21 @@ def _layer_table(models: Mapping[str, Any], variants: list[str], chance: float |
                  ["Model"] + [f"{name} ↑" for name in names], rows, flags)
 
 
+def _gain_interval(entry: Mapping[str, Any], gain: float | None) -> list[float] | None:
+    """95 % interval of the correction's delta1 gain from its paired replicates (``None`` without them)."""
+    replicates = entry.get("replicates") if isinstance(entry, dict) else None
+    if gain is None or not isinstance(replicates, dict) or not replicates.get("before"):
+        return None
+    import torch
+
+    from imde.core.inference import bias_corrected_interval
+
+    diff = torch.tensor(replicates["after"], dtype=torch.float64) - torch.tensor(replicates["before"],
+                                                                                 dtype=torch.float64)
+    low, high = bias_corrected_interval(diff, gain)
+    return [float(low), float(high)]
+
+
 def _correction_table(correction: Mapping[str, Any]) -> Table:
     variants = order_variants(correction)
     rows, columns = [], []
@@ -452,8 +467,10 @@ def _correction_table(correction: Mapping[str, Any]) -> Table:
         before_d1, after_d1 = _number(correction[v], "before", "delta1"), _number(correction[v], "after", "delta1")
         before_rms, after_rms = _number(correction[v], "before", "rms"), _number(correction[v], "after", "rms")
         gain = after_d1 - before_d1 if before_d1 is not None and after_d1 is not None else None
+        gain_text = f"{gain:+.3f}" if gain is not None else "–"
         rows.append([VARIANT_LABELS.get(v, v), f"{fmt(before_d1)} → {fmt(after_d1)}",
-                     f"{fmt(before_rms)} → {fmt(after_rms)}", f"{gain:+.3f}" if gain is not None else "–"])
+                     f"{fmt(before_rms)} → {fmt(after_rms)}",
+                     _with_interval(gain_text, _gain_interval(correction[v], gain), 3)])
         columns.append(round(gain, 3) if gain is not None else None)  # compared at the shown precision
     flags = _best_flags([columns], [1])
     return Table("Table 3 · Correction (Sec. 5.2): unit responses replaced by their training-set mean at the "

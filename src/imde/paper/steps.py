@@ -263,15 +263,19 @@ class StudySteps:
 
     def correct(self, variant: str) -> Mapping[str, Any]:
         """Table 3: test metrics before and after replacing responses by their training means (Sec. 5.2)."""
-        result = correct_run(self.session(variant), self.correction_layers, dissection=self.dissection(variant))
+        stats = self.config.stats
+        result = correct_run(self.session(variant), self.correction_layers, dissection=self.dissection(variant),
+                             bootstrap=stats.bootstrap, seed=stats.seed)
         result.save(self.out / "correction", variant)
         return {"delta1": [result.before["delta1"], result.after["delta1"]]}
 
     def ablate(self, variant: str) -> Mapping[str, Any]:
         """Fig. 2: delta1 while ablating units most- and least-selective first (training-set DS order)."""
         cfg = self.config.ablation
+        stats = self.config.stats
         result = ablate_run(self.session(variant), self.ablation_layers, step=cfg.step,
-                            dissection=self.dissection(variant), eval_batches=cfg.max_batches)
+                            dissection=self.dissection(variant), eval_batches=cfg.max_batches,
+                            bootstrap=stats.bootstrap, seed=stats.seed)
         result.save(self.out / "ablation", variant)
         return {"steps": len(result.units)}
 
@@ -399,11 +403,14 @@ class StudySteps:
             correction[variant] = {when: {"delta1": metrics["delta1"], "rms": metrics["rms"]}
                                    for when, metrics in (("before", fixed.before), ("after", fixed.after))}
             correction[variant]["layers"] = fixed.layers
+            if fixed.replicates:  # delta1 before / after, paired bootstrap replicates
+                correction[variant]["replicates"] = fixed.replicates
         ablation = {}
         for variant in cfg.ablation.variants:
             curve = AblationResult.load(self.out / "ablation", variant).to_dict()
             ablation[variant] = {key: curve[key] for key in
-                                 ("layers", "units", "most_selective_first", "least_selective_first")}
+                                 ("layers", "units", "most_selective_first", "least_selective_first",
+                                  "replicates_most", "replicates_least") if key in curve}
         results: dict[str, Any] = {
             "name": cfg.name,
             "random_baseline": random_baselines[0],

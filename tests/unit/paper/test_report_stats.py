@@ -49,6 +49,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     results["models"]["assign"]["metrics_ci"] = {"delta1": [0.8011, 0.8342]}
     results["control"] = {"selectivity": {"train": 0.3912, "test": 0.3871},
                           "selectivity_ci": {"train": [0.3801, 0.4013], "test": [0.3755, 0.3990]}}
+    results["correction"]["assign"]["replicates"] = {"before": [0.80, 0.81, 0.82, 0.83], "after": [0.88, 0.90, 0.91,
+                                                                                                  0.93]}
     results["claims"][0].update(ci_low=0.7502, ci_high=0.7991, verdict="holds")
     results["claims"][2].update(ci_low=-0.0211, ci_high=0.0093, verdict="inconclusive")
     run = make_fake_run(tmp_path_factory.mktemp("report_stats") / "demo", atlas=False, figures=False,
@@ -65,6 +67,8 @@ def test_intervals_and_verdicts_are_shown(built: tuple[Path, str]) -> None:
     assert '<span class="verdict holds">holds</span>' in html
     assert '<span class="verdict inconclusive">inconclusive</span>' in html
     md = (run / "results.md").read_text(encoding="utf-8")
+    # Table 3: the gain 0.0825 with the BC interval of the paired differences 0.08, 0.09, 0.09, 0.10 (z0 = -0.674)
+    assert "+0.083 [0.080, 0.092]" in md
     assert "| 0.7764 | [0.7502, 0.7991] | holds |" in md
     assert "| -0.0064 | [-0.0211, 0.0093] | inconclusive |" in md
     assert "| -0.0001 | – | – |" in md  # no interval: no verdict
