@@ -187,6 +187,11 @@ def cmd_study(args: argparse.Namespace) -> int:
             print(f"{'done' if done else '    '}  {name}")
         return 0
     results = run_study(config, force=tuple(args.force))
+    if not results.get("claims_evaluated", True):
+        from imde.paper.steps import CLAIMS_OFF
+
+        print(f"{config.out}: claims not evaluated ({CLAIMS_OFF}); {results['seconds']:.0f} s of steps")
+        return 0
     held = [claim for claim in results["claims"] if claim["holds"]]
     print(f"{config.out}: {len(held)}/{len(results['claims'])} claims hold; {results['seconds']:.0f} s of steps")
     for claim in results["claims"]:

@@ -223,12 +223,48 @@ class LayerTap:
         self.remove()
 
 
+def _check_edits(model: nn.Module, edits: Mapping[str, Callable[[Tensor], Tensor]],
+                 transforms: Mapping[str, LayerTransform] | None) -> tuple[dict[str, nn.Module], dict[str, Any]]:
+    """The modules of ``edits``' layers and the checked transforms, or a ValueError before any hook."""
+    if not isinstance(edits, Mapping) or not edits:
+        raise ValueError("edits: expected a non-empty mapping {layer name: function(output) -> output}")
+    for name, fn in edits.items():
+        if not callable(fn):
+            raise ValueError(f"edits[{name!r}]: expected a callable, got {type(fn).__name__}")
+    targets = {name: resolve_layer(model, name)[0] for name in _as_names(list(edits))}
+    checked = _check_transforms(transforms, list(targets))
+    for name, transform in checked.items():
+        if not callable(getattr(transform, "restore", None)):
+            raise ValueError(f"transforms[{name!r}]: edit_layers needs an invertible transform with a "
+                             f"restore(output, edited_map, image_size) method, such as imde.tokens_to_map(...)")
+    return targets, checked
+
+
+def _edit_hook(name: str, fn: Callable[[Tensor], Tensor], transform: Any,
+               image_size: list[tuple[int, int] | None]) -> Callable[[nn.Module, Any, Any], Any]:
+    """The forward hook that edits layer ``name``'s output (through ``transform``'s map when there is one)."""
+    if transform is None:
+        return lambda module, inputs, output: fn(output)
+
+    def hook(module: nn.Module, inputs: Any, output: Any) -> Any:
+        if image_size[0] is None:
+            raise ValueError(f"layer {name!r} has a transform, but the model's input size is unknown: expected "
+                             "the model to be called with a [B, C, H, W] tensor (positional, or pixel_values=)")
+        return transform.restore(output, fn(transform(output, image_size[0])), image_size[0])
+
+    return hook
+
+
 @contextmanager
-def edit_layers(model: nn.Module, edits: Mapping[str, Callable[[Tensor], Tensor]]) -> Iterator[nn.Module]:
+def edit_layers(model: nn.Module, edits: Mapping[str, Callable[[Tensor], Tensor]],
+                transforms: Mapping[str, LayerTransform] | None = None) -> Iterator[nn.Module]:
     """Replace layer outputs inside the block: layer ``name``'s output ``y`` becomes ``edits[name](y)``.
 
     Used for unit ablation and for correcting a layer with its dissected responses. Hooks are removed on
-    exit, also when the forward pass raises.
+    exit, also when the forward pass raises. A layer with a transform (``transforms``, as for
+    :class:`LayerTap`: a ViT token layer and ``imde.tokens_to_map``) is edited as the map the transform makes:
+    the edit receives ``transform(y, image_size)`` and its result is put back into the tokens with the
+    transform's ``restore(y, edited, image_size)`` (the class and register tokens are kept).
 
     Example:
         >>> import torch
@@ -237,20 +273,19 @@ def edit_layers(model: nn.Module, edits: Mapping[str, Callable[[Tensor], Tensor]
         ...     net(torch.tensor([1.0, -2.0])).tolist()
         [0.0, 2.0]
     """
-    if not isinstance(edits, Mapping) or not edits:
-        raise ValueError("edits: expected a non-empty mapping {layer name: function(output) -> output}")
-    for name, fn in edits.items():
-        if not callable(fn):
-            raise ValueError(f"edits[{name!r}]: expected a callable, got {type(fn).__name__}")
-    targets = {name: resolve_layer(model, name)[0] for name in _as_names(list(edits))}
+    targets, transforms = _check_edits(model, edits, transforms)
+    image_size: list[tuple[int, int] | None] = [None]  # of the current forward pass, for the transforms
 
-    def make_hook(fn: Callable[[Tensor], Tensor]) -> Callable[[nn.Module, Any, Any], Tensor]:
-        return lambda module, inputs, output: fn(output)
+    def record_size(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        image_size[0] = _input_size(args, kwargs)
 
     handles: list[RemovableHandle] = []
     try:
+        if transforms:
+            handles.append(unwrap_model(model).register_forward_pre_hook(record_size, with_kwargs=True))
         for name, module in targets.items():
-            handles.append(module.register_forward_hook(make_hook(edits[name])))
+            handles.append(module.register_forward_hook(_edit_hook(name, edits[name], transforms.get(name),
+                                                                   image_size)))
         yield model
     finally:
         for handle in handles:

@@ -88,6 +88,18 @@ class TokensToMap:
                              f"[B, P + N, C]")
         return split_tokens(tokens, patch_grid(image_size, self.patch_size), self.num_prefix)[1]
 
+    def restore(self, output: torch.Tensor | tuple[torch.Tensor, ...], feature_map: torch.Tensor,
+                image_size: Sequence[int]) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        """The layer's ``output`` with its patch tokens replaced by ``feature_map`` (the prefix tokens kept):
+        the inverse of the transform, for :func:`imde.edit_layers` on a token layer."""
+        tokens = output[0] if isinstance(output, tuple | list) else output
+        prefix, patches = split_tokens(tokens, patch_grid(image_size, self.patch_size), self.num_prefix)
+        if feature_map.shape != patches.shape:
+            raise ValueError(f"tokens_to_map.restore: the edited map has shape {tuple(feature_map.shape)}; expected "
+                             f"{tuple(patches.shape)}, the layer's patch map")
+        restored = map_to_tokens(prefix, feature_map.to(tokens.dtype))
+        return (restored, *output[1:]) if isinstance(output, tuple | list) else restored
+
     def __repr__(self) -> str:
         return f"tokens_to_map(patch_size={self.patch_size}, num_prefix={self.num_prefix})"
 

@@ -26,7 +26,9 @@ def markers(run: Path) -> dict[str, tuple[int, str]]:
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
     root = tmp_path_factory.mktemp("smoke")
-    argv = ["-q", "study", str(DEMO), "--smoke", f"run_dir={root / 'run'}", f"train.data.root={root / 'data'}"]
+    # the smoke config evaluates no claims (claims: false); here they are, to check their plumbing end to end
+    argv = ["-q", "study", str(DEMO), "--smoke", f"run_dir={root / 'run'}", f"train.data.root={root / 'data'}",
+            "claims=true"]
     assert main(argv) == 0
     return root / "run", argv
 
@@ -128,3 +130,22 @@ def test_a_changed_experiment_setting_redoes_its_steps_and_a_changed_training_is
     assert json.loads((run / "results.json").read_text())["ablation"]["assign"]["units"] == [0, 4, 8, 12, 16]
     assert main([*argv, "ablation.step=4", "train.optim.lr=0.002"]) == EXIT_BAD_INPUT
     assert "trained with another config (differs in train.optim.lr)" in capsys.readouterr().err
+
+
+def test_a_smoke_size_run_says_its_claims_are_not_evaluated(smoke: tuple[Path, list[str]], tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    run, argv = smoke
+    assert load_study_config(DEMO, smoke=True).claims is False  # what `make demo-smoke` runs
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    capsys.readouterr()
+    assert main([arg for arg in argv[:-1] if not arg.startswith("run_dir=")] + [f"run_dir={copy}"]) == 0
+    out = capsys.readouterr().out
+    assert "claims not evaluated (claims: false" in out and "FAIL" not in out
+    results = json.loads((copy / "results.json").read_text())
+    assert results["claims_evaluated"] is False and results["claims"] == []
+    assert "Claims not evaluated: this is a smoke-size run" in (copy / "report.html").read_text(encoding="utf-8")
+    redone = sorted(name for name, marker in markers(copy).items() if marker != markers(run)[name])
+    assert redone == ["report", "results"]  # only what the claims change

@@ -13,6 +13,7 @@ import torch
 from imde.experiments.evaluate import EvalSettings, evaluate_with
 from imde.experiments.results import SavedResult, write_json
 from imde.hooks import edit_layers
+from imde.models import token_transforms
 
 
 def ablation_counts(num_units: int, step: int | Sequence[int]) -> list[int]:
@@ -154,6 +155,7 @@ def run_ablation(
 
     cache: dict[tuple[int, ...], dict[str, float]] = {}
     replicates: dict[tuple[int, ...], list[float]] = {}
+    token_layers = token_transforms(model, list(order_by))  # a Hugging Face ViT's token layers, edited as maps
 
     def metrics_for(ranked: torch.Tensor) -> dict[str, float]:
         key = tuple(sorted(ranked.tolist()))
@@ -163,7 +165,8 @@ def run_ablation(
                 layer, unit = units_of[index]
                 per_layer.setdefault(layer, []).append(unit)
             edits = {layer: zero(layer, torch.tensor(units)) for layer, units in per_layer.items()}
-            with edit_layers(model, edits) if edits else nullcontext():
+            transforms = {layer: transform for layer, transform in token_layers.items() if layer in edits}
+            with edit_layers(model, edits, transforms) if edits else nullcontext():
                 evaluated = evaluate_with(model, loader, settings)
             cache[key] = dict(evaluated.metrics)
             replicates[key] = evaluated.replicates.get(metric, [])

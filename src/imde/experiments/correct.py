@@ -21,6 +21,7 @@ from imde.experiments.dissect import DissectResult
 from imde.experiments.evaluate import EvalSettings, TrackedLoader, evaluate_with
 from imde.experiments.results import SavedResult, write_json
 from imde.hooks import edit_layers
+from imde.models import token_transforms
 
 
 def replace_by_response(
@@ -151,7 +152,8 @@ def run_correction(
 
         return edit
 
-    with edit_layers(model, {name: make_edit(*tables[name]) for name in layers}):
+    edits = {name: make_edit(*tables[name]) for name in layers}
+    with edit_layers(model, edits, token_transforms(model, layers)):  # token layers are edited as maps
         after = evaluate_with(model, tracked, settings)
     replicates = {"before": before.replicates["delta1"], "after": after.replicates["delta1"]} if (
         before.replicates) else {}

@@ -183,6 +183,8 @@ class StudyConfig:
         ablation: ablation settings.
         explain: adversarial error analysis settings.
         report: report settings.
+        claims: measure the paper's claims (``false`` for a smoke-size run: a handful of images and one epoch
+            support no claim, so ``results.json`` lists none and says why instead of printing them as failed).
     """
 
     name: str = "study"
@@ -198,6 +200,7 @@ class StudyConfig:
     ablation: AblationSection = AblationSection()
     explain: ExplainSection = ExplainSection()
     report: ReportSection = ReportSection()
+    claims: bool = True
 
     def __post_init__(self) -> None:
         check_positive("train_workers", self.train_workers)

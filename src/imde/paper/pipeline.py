@@ -42,6 +42,7 @@ _REDONE = {
     "explain": ("explain_", "atlas_"),
     "report": ("atlas_", "report"),
     "name": ("results", "report"),
+    "claims": ("results", "report"),
 }
 
 

@@ -37,6 +37,7 @@ PUBLIC_METRICS = ("delta1", "delta2", "delta3", "rms", "rel", "log10")
 TRAIN, TEST = "train", "test"
 #: Name of the random-weight control (the baseline's architecture, untrained) in ``dissect/`` and ``results.json``.
 CONTROL = "control"
+CLAIMS_OFF = "claims: false in the study config (a smoke-size run: its numbers support no claim)"
 
 
 def meta_model(config: TrainConfig) -> torch.nn.Module:
@@ -329,6 +330,9 @@ class StudySteps:
         """Write ``results.json`` with the measured claims."""
         results = self.results()
         atomic_write_json(self.out / "results.json", results)
+        if not results["claims_evaluated"]:
+            log.info("claims not evaluated: %s", CLAIMS_OFF)
+            return {"claims_holding": "not evaluated"}
         held = sum(claim["holds"] for claim in results["claims"])
         for claim in results["claims"]:
             interval = "" if claim["verdict"] is None else (
@@ -420,7 +424,8 @@ class StudySteps:
             "correction": correction,
             "ablation": ablation,
         }
-        results["claims"] = claims_to_json(measure_claims(results))
+        results["claims_evaluated"] = cfg.claims
+        results["claims"] = claims_to_json(measure_claims(results)) if cfg.claims else []
         steps = {step.name: record.seconds for step in self.plan()
                  if (record := runner.record(step.name)) is not None}
         results["seconds"] = float(sum(steps.values()))

@@ -106,3 +106,61 @@ def test_output_without_depth_is_refused() -> None:
         hf_predicted_depth(transformers.modeling_outputs.SemanticSegmenterOutput(logits=torch.zeros(1, 2, 3, 3)))
     with pytest.raises(ValueError, match="a Tensor has no depth"):
         hf_predicted_depth(torch.zeros(1, 3, 3))
+
+
+def test_a_token_layer_is_edited_as_its_map_and_the_prefix_tokens_are_kept() -> None:
+    model = _depth_anything().eval()
+    layer, later = "backbone.encoder.layer.2", "backbone.encoder.layer.3"
+    transforms = hf_token_transforms(model, [layer])
+    x = torch.randn(2, 3, 42, 70)
+
+    def by_hand(module: torch.nn.Module, inputs: object, output: object) -> object:  # units 0, 5 of the patches
+        tokens = (output[0] if isinstance(output, tuple) else output).clone()
+        tokens[:, 1:, [0, 5]] = 0.0
+        return (tokens, *output[1:]) if isinstance(output, tuple) else tokens
+
+    def zero_units(feature_map: torch.Tensor) -> torch.Tensor:
+        edited = feature_map.clone()
+        edited[:, [0, 5]] = 0.0
+        return edited
+
+    def later_tokens() -> torch.Tensor:
+        with torch.no_grad(), imde.LayerTap(model, [later]) as tap:
+            model(pixel_values=x)
+        return tap.features[later]
+
+    plain = later_tokens()
+    handle = model.get_submodule(layer).register_forward_hook(by_hand)
+    expected = later_tokens()
+    handle.remove()
+    with imde.edit_layers(model, {layer: zero_units}, transforms):
+        edited = later_tokens()
+    assert not torch.allclose(plain, expected)  # the edit reaches the next block
+    assert torch.allclose(edited, expected, atol=1e-6)  # and equals zeroing the patch tokens by hand
+    with pytest.raises(ValueError, match="invertible transform"):
+        imde.edit_layers(model, {layer: zero_units}, {layer: lambda output, size: output}).__enter__()
+
+
+def test_hugging_face_models_go_through_correction_and_ablation_on_token_layers(monkeypatch) -> None:
+    from imde.experiments import run_ablation, run_correction
+    from imde.experiments.evaluate import EvalSettings
+    from imde.tokens import TokensToMap
+
+    model = _depth_anything().eval()
+    layer = "backbone.encoder.layer.2"
+    gen = torch.Generator().manual_seed(0)
+    batches = [{"image": torch.rand(2, 3, 42, 70, generator=gen),
+                "depth": 0.8 + 8 * torch.rand(2, 1, 42, 70, generator=gen), "name": [f"a{i}", f"b{i}"]}
+               for i in range(2)]
+    responses = compute_responses(model, batches, [layer], bins=DepthBins("nyu", 4))
+    restored = []
+    original = TokensToMap.restore
+    monkeypatch.setattr(TokensToMap, "restore", lambda self, *args: restored.append(1) or original(self, *args))
+    settings = EvalSettings(max_depth=10.0)
+    run_correction(model, responses, batches, [layer], settings=settings)
+    assert len(restored) == len(batches)  # the token layer was edited, as its map, in every test batch
+    restored.clear()
+    ablation = run_ablation(model, batches, {layer: torch.arange(24.0)}, step=12, settings=settings)
+    assert ablation.units == [0, 12, 24]
+    # evaluations with 12 units ablated in each order, and all 24 once (the same set in both orders: cached)
+    assert len(restored) == 3 * len(batches)
