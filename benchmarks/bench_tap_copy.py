@@ -23,8 +23,9 @@ import argparse
 import functools
 import platform
 import statistics
-import time
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -33,6 +34,9 @@ from torch import nn
 import imde.models
 from imde.hooks import LayerTap
 from imde.utils.device import resolve_device
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_overhead import _alternate  # noqa: E402  (one timing method for every benchmark)
 
 
 class BareTap(LayerTap):
@@ -52,24 +56,6 @@ def _step(model: nn.Module, tap_cls: type[LayerTap], layers: list[str], x: torch
         if train:
             sum(f.float().sum() for f in tap.features.values()).backward()
             model.zero_grad(set_to_none=True)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _alternate(a: Callable[[], None], b: Callable[[], None], repeats: int, device: torch.device) -> tuple[float, float]:
-    a(), b()
-    times: tuple[list[float], list[float]] = ([], [])
-    for _ in range(repeats):
-        for fn, out in ((a, times[0]), (b, times[1])):
-            _sync(device)
-            start = time.perf_counter()
-            fn()
-            _sync(device)
-            out.append(time.perf_counter() - start)
-    return statistics.median(times[0]), statistics.median(times[1])
 
 
 def _models() -> dict[str, tuple[nn.Module, list[str]]]:
@@ -99,7 +85,7 @@ def run(args: argparse.Namespace) -> None:
         for mode, train in (("eval, no_grad", False), ("train, fwd + bwd", True)):
             bare = functools.partial(_step, model, BareTap, layers, x, train)
             tap = functools.partial(_step, model, LayerTap, layers, x, train)
-            t_bare, t_tap = _alternate(bare, tap, args.repeats, device)
+            t_bare, t_tap = (statistics.median(t) for t in _alternate(bare, tap, args.repeats, device))
             print(f"| {label} | {mode} | {t_bare:.4f} | {t_tap:.4f} | {100 * (t_tap / t_bare - 1):+.1f} % |")
 
 
