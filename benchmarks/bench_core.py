@@ -25,10 +25,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-import imde.core.response as response_module  # noqa: E402
 from _reference import loop_digitize, loop_layer_selectivity, loop_response_sums  # noqa: E402
 from imde.accumulators import DepthResponse  # noqa: E402
-from imde.core.bins import assign_bins, dataset_edges, digitize  # noqa: E402
+from imde.core.bins import assign_bins, dataset_edges  # noqa: E402
 from imde.hooks import LayerTap  # noqa: E402
 from imde.losses.selectivity import AssignLoss  # noqa: E402
 
@@ -197,40 +196,6 @@ def bench_model(args: argparse.Namespace, generator: torch.Generator) -> dict | 
     }
 
 
-def bench_components(depth: torch.Tensor, edges: torch.Tensor, acts: torch.Tensor, args: argparse.Namespace) -> dict:
-    """Two building blocks against what they replaced, best of ``10 * --repeats`` runs each.
-
-    ``digitize`` (cell lookup, one comparison) against a binary search (``torch.bucketize`` + label lookup), and
-    ``AssignLoss`` forward + backward with its gradient allocated by ``empty_huge`` (as shipped) against the
-    same with a plain ``torch.empty`` (patched in for the comparison).
-    """
-
-    def binary_search() -> torch.Tensor:
-        index = torch.bucketize(depth.to(torch.float64), edges)
-        label = torch.arange(-1, edges.numel())
-        label[-1] = -1
-        return label[index]
-
-    def loss_step() -> None:
-        feat = acts.detach().requires_grad_()
-        loss_fn({"L": feat}, depth).backward()
-
-    repeats = 10 * args.repeats
-    lookup_s, labels = timed(lambda: digitize(depth, edges), repeats)
-    search_s, reference = timed(binary_search, repeats)
-    if not torch.equal(labels, reference):
-        raise SystemExit("digitize differs from the binary search")
-    loss_fn = AssignLoss(num_bins=edges.numel() - 1)
-    huge_s, _ = timed(loss_step, repeats)
-    shipped = response_module.empty_huge
-    response_module.empty_huge = lambda shape, dtype, device: torch.empty(shape, dtype=dtype, device=device)
-    try:
-        plain_s, _ = timed(loss_step, repeats)
-    finally:
-        response_module.empty_huge = shipped
-    return {"lookup_s": lookup_s, "search_s": search_s, "plain_s": plain_s, "huge_s": huge_s}
-
-
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.threads > 0:
@@ -257,12 +222,6 @@ def main(argv: list[str] | None = None) -> None:
             f"| {name:<22} | {row['loop_s']:9.3f} | {row['fast_s']:9.4f} | "
             f"{row['loop_s'] / row['fast_s']:7.1f}x | {diff:>13} |"
         )
-    parts = bench_components(depth, edges, acts, args)
-    print(
-        f"\ndigitize of {depth.numel():,} depths: cell lookup {1e3 * parts['lookup_s']:.2f} ms, binary search "
-        f"{1e3 * parts['search_s']:.2f} ms; AssignLoss fwd+bwd with the gradient from empty_huge "
-        f"{1e3 * parts['huge_s']:.2f} ms, from torch.empty {1e3 * parts['plain_s']:.2f} ms"
-    )
     model_row = bench_model(args, generator)
     if model_row is None:
         print("model overhead: skipped (no --model or imde.models unavailable)")
