@@ -21,6 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from imde.core.inference import bias_corrected_interval
 from imde.utils.config import load_yaml
 from imde.utils.io import atomic_write_text
 from imde.utils.optional import require
@@ -392,6 +395,8 @@ def results_tables(results: Mapping[str, Any] | None) -> dict[str, Table]:
             table.rows.append(["Random units (Eq. 3)", fmt(chance, SELECTIVITY_DECIMALS),
                                fmt(chance, SELECTIVITY_DECIMALS)] + ["–"] * len(METRICS))
             table.best.append([False] * len(table.header))
+        if "assign" in models and "baseline" in models:
+            _add_difference_row(table, models, "assign", "baseline")
         tables["table1"] = table
         layers = _layer_table(models, variants, chance)
         if layers is not None:
@@ -400,10 +405,36 @@ def results_tables(results: Mapping[str, Any] | None) -> dict[str, Table]:
         tables["table2"] = _model_table(
             models, ["reg", "assign"], "Table 2 · Regularising selectivity (Eq. 4) vs assigning depth (Eq. 5)",
             "The same schedule and seed; only the selectivity loss differs.")
+        _add_difference_row(tables["table2"], models, "assign", "reg")
     correction = results.get("correction", {})
     if correction:
         tables["table3"] = _correction_table(correction)
     return tables
+
+
+# the replicates results.json keeps per model (paired across models: the same images' weights), by column key
+_REPLICATED = {"test": "selectivity_test", "delta1": "delta1"}
+
+
+def _add_difference_row(table: Table, models: Mapping[str, Any], a: str, b: str) -> None:
+    """Append ``a - b`` for the test selectivity and delta1, each with the 95 % interval of the paired bootstrap
+    replicates when the study kept them (the columns without replicates show "–")."""
+    cells = []
+    for key, decimals in (("train", 0), ("test", SELECTIVITY_DECIMALS), *((k, d) for k, _, _, d in METRICS)):
+        where = ("selectivity", key) if key in ("train", "test") else ("metrics", key)
+        values = [_number(models[v], *where) for v in (a, b)]
+        if key not in _REPLICATED or None in values:
+            cells.append("–")
+            continue
+        estimate = values[0] - values[1]
+        replicates = [models[v].get("replicates", {}).get(_REPLICATED[key]) for v in (a, b)]
+        interval = None
+        if all(isinstance(r, list) and r for r in replicates) and len(replicates[0]) == len(replicates[1]):
+            paired = torch.tensor(replicates[0], dtype=torch.float64) - torch.tensor(replicates[1], dtype=torch.float64)
+            interval = [float(bound) for bound in bias_corrected_interval(paired, estimate, 0.95)]
+        cells.append(_with_interval(f"{estimate:+.{decimals}f}", interval, decimals))
+    table.rows.append([f"{VARIANT_LABELS.get(a, a)} − {VARIANT_LABELS.get(b, b)} (paired)", *cells])
+    table.best.append([False] * len(table.header))
 
 
 def _with_interval(text: str, interval: Any, decimals: int) -> str:

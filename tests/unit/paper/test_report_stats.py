@@ -90,3 +90,32 @@ def test_per_unit_intervals_and_q_values_reach_the_page(built: tuple[Path, str])
 
 def layer_without_replicates(html: str) -> dict:
     return _page_data(html)["dissect"]["baseline"]["test"]["D"]
+
+
+def test_tables_1_and_2_show_paired_differences_with_their_intervals() -> None:
+    import torch
+
+    from imde.core.inference import bias_corrected_interval
+    from imde.paper.report import results_tables
+
+    gen = torch.Generator().manual_seed(0)
+    noise = torch.randn(200, generator=gen, dtype=torch.float64) * 0.01  # shared by the models: the same images
+    models = {}
+    values = {"baseline": (0.33, 0.82), "assign": (0.76, 0.80), "reg": (0.69, 0.75)}
+    for variant, (selectivity, delta1) in values.items():
+        own = torch.randn(200, generator=gen, dtype=torch.float64) * 0.005  # and a part of each model's own
+        models[variant] = {"selectivity": {"train": selectivity, "test": selectivity},
+                           "metrics": {"delta1": delta1, "rms": 0.6},
+                           "replicates": {"selectivity_test": (selectivity + noise + own).tolist(),
+                                          "delta1": (delta1 - noise + own).tolist()}}
+    tables = results_tables({"models": models})
+    row = tables["table1"].rows[-1]
+    replicates = {v: torch.tensor(models[v]["replicates"]["delta1"], dtype=torch.float64) for v in models}
+    low, high = (float(b) for b in bias_corrected_interval(replicates["assign"] - replicates["baseline"],
+                                                            0.80 - 0.82, 0.95))
+    assert high - low > 0.01  # the models' own parts of the replicates do not cancel
+    assert row[0].endswith("(paired)") and row[1] == "–"
+    assert row[2].startswith("+0.4300 [") and row[3] == f"-0.020 [{low:.3f}, {high:.3f}]"
+    assert tables["table2"].rows[-1][2].startswith("+0.0700")
+    del models["reg"]["replicates"]
+    assert tables["table2"].rows[-1][2] != results_tables({"models": models})["table2"].rows[-1][2] == "+0.0700"
