@@ -262,3 +262,32 @@ def test_channels_last_trains_the_same_model(tmp_path: Path) -> None:
     assert models[False].R.conv1.weight.is_contiguous()
     assert not torch.allclose(conv, initial["R.conv1.weight"])  # and training moved them
     assert first_loss[True] == pytest.approx(first_loss[False], rel=1e-5)
+
+
+def test_a_hugging_face_depth_anything_trains_with_assign_on_its_own_token_layer(tmp_path: Path) -> None:
+    """transformers' DepthAnythingForDepthEstimation as it is (it does not train itself) through imde's loop: its
+    ``predicted_depth`` is the prediction, its block tokens are laid out on the patch grid, L_assign reaches them."""
+    transformers = pytest.importorskip("transformers")
+    layer = "backbone.encoder.layer.2"
+
+    def trained_block(interp: str) -> tuple[torch.Tensor, dict]:
+        backbone = transformers.Dinov2Config(hidden_size=24, num_hidden_layers=4, num_attention_heads=2,
+                                             image_size=28, patch_size=14, out_indices=[1, 2, 3, 4],
+                                             reshape_hidden_states=False)
+        torch.manual_seed(0)
+        model = transformers.DepthAnythingForDepthEstimation(transformers.DepthAnythingConfig(
+            backbone_config=backbone, neck_hidden_sizes=[6, 12, 24, 24], fusion_hidden_size=16,
+            reassemble_hidden_size=24, patch_size=14))
+        model.default_loss, model.max_depth, model.depth_preset = "cspn_l1", 10.0, "nyu"  # the model contract
+        config = toy_config(str(tmp_path / interp), model={"name": "depth_anything_hf"},
+                            loss={"interp": interp, "layers": [layer], "num_bins": 4, "lam": 1.0},
+                            train={"epochs": 1, "max_steps": 2, "dissect_every_epoch": False})
+        result = train(config, model=model, train_set=ToyDepthSet(8, size=(28, 42)),
+                       test_set=ToyDepthSet(4, seed=1, size=(28, 42)))
+        assert result.steps == 2 and math.isfinite(result.history[0]["loss"])
+        return model.get_submodule(layer).mlp.fc1.weight.detach(), result.history[0]
+
+    plain, _ = trained_block("none")
+    assigned, history = trained_block("assign")
+    assert history["interp"] != 0 and math.isfinite(history["interp"])  # -lam * mean DS on the block's patch map
+    assert not torch.allclose(plain, assigned)  # the assign term's gradient reached the block's tokens

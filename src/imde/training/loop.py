@@ -38,6 +38,7 @@ from imde.errors import NonFiniteFeaturesError
 from imde.experiments._depth_check import DepthRangeCheck
 from imde.experiments.evaluate import align_prediction
 from imde.hooks import LayerTap, resolve_layer, unwrap_model
+from imde.models import token_transforms
 from imde.training.config import TrainConfig, default_layers
 from imde.training.data import build_dataset, eval_loader, train_loader
 from imde.training.distributed import DistInfo, all_reduce_mean, barrier, broadcast_buffers, cleanup, setup
@@ -386,7 +387,10 @@ def train_one_epoch(state: RunState) -> dict[str, float]:
     sums: dict[str, torch.Tensor] = {}
     num_batches, images, window_images = 0, 0, 0
     start = window_start = time.perf_counter()
-    tap_context = LayerTap(state.model, state.interp_layers) if state.interp_layers else nullcontext()
+    # a Hugging Face ViT's token layers are laid out on the patch grid, as for dissection
+    transforms = token_transforms(unwrap_model(state.model), state.interp_layers) if state.interp_layers else {}
+    tap_context = LayerTap(state.model, state.interp_layers, transforms=transforms) if state.interp_layers \
+        else nullcontext()
     bar = tqdm(state.train_loader, desc=f"epoch {state.epoch + 1}/{cfg.train.epochs}",
                disable=not (cfg.train.progress and state.info.is_main), leave=False)
     with tap_context as tap:
