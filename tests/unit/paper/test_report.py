@@ -100,7 +100,8 @@ def test_layer_table_splits_the_selectivity_by_layer(built: tuple[Path, str]) ->
 def test_table2_compares_reg_and_assign_and_table3_shows_before_after(built: tuple[Path, str]) -> None:
     _, html = built
     tables = _tables(html)
-    assert list(tables["table2"]) == ["Regularised (L_reg)", "Interpretable (L_assign)"]
+    assert list(tables["table2"]) == ["Regularised (L_reg)", "Interpretable (L_assign)",
+                                      "Interpretable (L_assign) − Regularised (L_reg) (paired)"]
     assert tables["table2"]["Regularised (L_reg)"][1][0] == "0.5304"
     corr = tables["table3"]
     assert [t for t, _ in corr["Baseline"]] == ["0.812 → 0.839", "0.531 → 0.501", "+0.027"]
