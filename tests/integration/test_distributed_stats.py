@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from _distributed import free_port
+from _distributed import free_port, torchrun_process
 
 from imde.accumulators import DepthResponse
 from imde.core.bins import sid_edges
@@ -25,29 +26,37 @@ def _dataset() -> tuple[torch.Tensor, torch.Tensor]:
     return activations, depth
 
 
-def _worker(rank: int, port: int, out_dir: str) -> None:
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD_SIZE)
-    try:
-        torch.set_num_threads(1)
-        activations, depth = _dataset()
-        acc = DepthResponse(6, EDGES)
-        for index in range(rank, activations.shape[0], WORLD_SIZE):  # an uneven shard per rank, one image a batch
-            acc.update(activations[index : index + 1], depth[index : index + 1])
-        acc.all_reduce()
-        acc.save(Path(out_dir) / f"rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
+def _one_image_a_batch(rank: int, activations: torch.Tensor, depth: torch.Tensor) -> DepthResponse:
+    acc = DepthResponse(6, EDGES)
+    for index in range(rank, activations.shape[0], WORLD_SIZE):  # an uneven shard per rank, one image a batch
+        acc.update(activations[index : index + 1], depth[index : index + 1])
+    return acc
 
+
+def _resampled(rank: int, activations: torch.Tensor, depth: torch.Tensor) -> DepthResponse:
+    acc = DepthResponse(6, EDGES, bootstrap=20, permutations=10, seed=5)
+    # rank 0: images 0-3 in batches of 2, rank 1: images 4-6 at once
+    for lo, hi in [(0, 2), (2, 4)] if rank == 0 else [(4, 7)]:
+        acc.update(activations[lo:hi], depth[lo:hi], keys=[f"img{i}" for i in range(lo, hi)])
+    return acc
+
+
+def _worker(rank: int, port: int, out_dir: str, accumulate: Callable[..., DepthResponse]) -> None:
+    """Rank ``rank`` accumulates its share with ``accumulate``, all-reduces and saves ``<name><rank>.pt``."""
+    with torchrun_process(rank, WORLD_SIZE, port):
+        acc = accumulate(rank, *_dataset())
+        acc.all_reduce()
+        acc.save(Path(out_dir) / f"{accumulate.__name__}{rank}.pt")
 
 
 @pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="torch.distributed gloo missing")
 def test_two_process_all_reduce_equals_single_process(tmp_path: Path) -> None:
-    mp.spawn(_worker, args=(free_port(), str(tmp_path)), nprocs=WORLD_SIZE, join=True)
+    mp.spawn(_worker, args=(free_port(), str(tmp_path), _one_image_a_batch), nprocs=WORLD_SIZE, join=True)
     activations, depth = _dataset()
     single = DepthResponse(6, EDGES)
     single.update(activations, depth)
     for rank in range(WORLD_SIZE):
-        reduced = DepthResponse.load(tmp_path / f"rank{rank}.pt")
+        reduced = DepthResponse.load(tmp_path / f"_one_image_a_batch{rank}.pt")
         assert torch.equal(reduced.counts, single.counts)
         assert torch.allclose(reduced.sums, single.sums, rtol=1e-12, atol=1e-12)
         assert torch.allclose(reduced.mean_response(), single.mean_response(), rtol=1e-12, equal_nan=True)
@@ -55,32 +64,16 @@ def test_two_process_all_reduce_equals_single_process(tmp_path: Path) -> None:
         assert reduced.num_empty_batches == 1
 
 
-def _resampled_worker(rank: int, port: int, out_dir: str) -> None:
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD_SIZE)
-    try:
-        torch.set_num_threads(1)
-        activations, depth = _dataset()
-        acc = DepthResponse(6, EDGES, bootstrap=20, permutations=10, seed=5)
-        for start in (0, 4)[rank : rank + 1]:  # rank 0: images 0-3 in batches of 2, rank 1: images 4-6 at once
-            splits = [(0, 2), (2, 4)] if start == 0 else [(4, 7)]
-            for lo, hi in splits:
-                acc.update(activations[lo:hi], depth[lo:hi], keys=[f"img{i}" for i in range(lo, hi)])
-        acc.all_reduce()
-        acc.save(Path(out_dir) / f"resampled{rank}.pt")
-    finally:
-        dist.destroy_process_group()
-
-
 @pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="torch.distributed gloo missing")
 def test_two_processes_give_the_replicates_of_one(tmp_path: Path) -> None:
-    mp.spawn(_resampled_worker, args=(free_port(), str(tmp_path)), nprocs=WORLD_SIZE, join=True)
+    mp.spawn(_worker, args=(free_port(), str(tmp_path), _resampled), nprocs=WORLD_SIZE, join=True)
     activations, depth = _dataset()
     single = DepthResponse(6, EDGES, bootstrap=20, permutations=10, seed=5)
     for lo, hi in [(0, 2), (2, 4), (4, 7)]:  # the same batches, in one process
         single.update(activations[lo:hi], depth[lo:hi], keys=[f"img{i}" for i in range(lo, hi)])
     expected = single.state_dict()
     for rank in range(WORLD_SIZE):
-        reduced = DepthResponse.load(tmp_path / f"resampled{rank}.pt")
+        reduced = DepthResponse.load(tmp_path / f"_resampled{rank}.pt")
         state = reduced.state_dict()
         for name in single.state_names:
             assert torch.allclose(state[name].double(), expected[name].double(), rtol=1e-6, atol=1e-5), name
