@@ -137,29 +137,45 @@ def _summary(plain: list[float], other: list[float]) -> dict[str, float]:
             "with_min_s": min(other), "repeats": len(plain)}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="mff_resnet50", help="registered model (default: mff_resnet50)")
-    parser.add_argument("--layers", nargs=2, default=["D", "MFF"], help="two layers (default: D MFF)")
-    parser.add_argument("--size", nargs=2, type=int, default=[228, 304], metavar=("H", "W"), help="input size")
-    parser.add_argument("--batch", type=int, default=2, help="training batch size (default: 2)")
-    parser.add_argument("--images", type=int, default=8, help="images of the dissection pass (default: 8)")
-    parser.add_argument("--eval-batch", type=int, default=4, help="batch size of the dissection pass (default: 4)")
-    parser.add_argument("--repeats", type=int, default=5, help="timed repetitions of each variant (default: 5)")
+def add_run_arguments(parser: argparse.ArgumentParser, *, size: list[int], batch: int, images: int, eval_batch: int,
+                      repeats: int) -> None:
+    """The options every overhead benchmark takes (input size, batches, repetitions, threads, device, JSON)."""
+    parser.add_argument("--size", nargs=2, type=int, default=size, metavar=("H", "W"), help="input size")
+    parser.add_argument("--batch", type=int, default=batch, help=f"training batch size (default: {batch})")
+    parser.add_argument("--images", type=int, default=images, help=f"images of the dissection pass (default: {images})")
+    parser.add_argument("--eval-batch", type=int, default=eval_batch,
+                        help=f"batch size of the dissection pass (default: {eval_batch})")
+    parser.add_argument("--repeats", type=int, default=repeats,
+                        help=f"timed repetitions of each variant (default: {repeats})")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (default: cpu)")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
-    args = parser.parse_args()
+
+
+def prepare_run(args: argparse.Namespace, **model_kwargs: Any) -> tuple[torch.nn.Module, torch.device, dict, list]:
+    """Threads, device, the seeded model (``args.model`` with ``model_kwargs``), one training batch and the
+    dissection pass's batches, as the options of :func:`add_run_arguments` ask."""
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
-    model = imde.models.create(args.model, pretrained=False).to(device)
+    model = imde.models.create(args.model, **model_kwargs).to(device)
     size = tuple(args.size)
     train_batch = _batch(model, args.batch, size, gen)
     eval_batches = [_batch(model, min(args.eval_batch, args.images - i), size, gen)
                     for i in range(0, args.images, args.eval_batch)]
+    return model, device, train_batch, eval_batches
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="mff_resnet50", help="registered model (default: mff_resnet50)")
+    parser.add_argument("--layers", nargs=2, default=["D", "MFF"], help="two layers (default: D MFF)")
+    add_run_arguments(parser, size=[228, 304], batch=2, images=8, eval_batch=4, repeats=5)
+    args = parser.parse_args()
+    model, device, train_batch, eval_batches = prepare_run(args, pretrained=False)
+    size = tuple(args.size)
     results = {
         "model": args.model, "layers": args.layers, "size": list(size), "device": str(device),
         "threads": torch.get_num_threads(), "torch": torch.__version__,

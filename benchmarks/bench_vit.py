@@ -25,10 +25,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_overhead import _batch, bench_dissection, bench_training_step  # noqa: E402
-
-import imde.models  # noqa: E402
-from imde.utils.device import resolve_device  # noqa: E402
+from bench_overhead import add_run_arguments, bench_dissection, bench_training_step, prepare_run  # noqa: E402
 
 DISSECTED = ["block2", "block5", "block8", "block11", "head_conv2"]
 TRAINED = ["head_conv2", "fusion3"]
@@ -37,27 +34,12 @@ TRAINED = ["head_conv2", "fusion3"]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="depth_anything_v2_small", help="registered ViT model")
-    parser.add_argument("--size", nargs=2, type=int, default=[518, 518], metavar=("H", "W"), help="input size")
-    parser.add_argument("--batch", type=int, default=2, help="fine-tuning batch size (default: 2, the release's)")
-    parser.add_argument("--images", type=int, default=4, help="images of the dissection pass (default: 4)")
-    parser.add_argument("--eval-batch", type=int, default=2, help="batch size of the dissection pass (default: 2)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed repetitions of each variant (default: 3)")
     parser.add_argument("--dissect-layers", nargs="+", default=DISSECTED, help="layers dissected")
     parser.add_argument("--train-layers", nargs="+", default=TRAINED, help="layers of the assign term")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (default: cpu)")
-    parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+    add_run_arguments(parser, size=[518, 518], batch=2, images=4, eval_batch=2, repeats=3)  # batch 2: the release's
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    torch.manual_seed(0)
-    gen = torch.Generator().manual_seed(0)
-    model = imde.models.create(args.model, metric=True, max_depth=20.0).to(device)
+    model, device, train_batch, eval_batches = prepare_run(args, metric=True, max_depth=20.0)
     size = tuple(args.size)
-    train_batch = _batch(model, args.batch, size, gen)
-    eval_batches = [_batch(model, min(args.eval_batch, args.images - i), size, gen)
-                    for i in range(0, args.images, args.eval_batch)]
     results = {
         "model": args.model, "size": list(size), "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
