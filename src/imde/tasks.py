@@ -28,7 +28,7 @@ from imde.core.bins import DepthBins
 from imde.experiments.ablate import AblationResult, run_ablation
 from imde.experiments.correct import CorrectionResult, run_correction
 from imde.experiments.dissect import DissectResult, LayerDissection, run_dissect
-from imde.experiments.evaluate import EvalResult, EvalSettings, evaluate
+from imde.experiments.evaluate import EvalResult, EvalSettings, evaluate_with
 from imde.experiments.explain import ExplainResult, run_explain
 from imde.training.config import TrainConfig, default_layers
 from imde.training.distributed import DistInfo
@@ -155,11 +155,10 @@ class Session:
 
     def settings(self, max_batches: int | None = None, progress: bool = False, bootstrap: int = 0,
                  seed: int = 0) -> EvalSettings:
-        """The training's evaluation protocol: its crop and caps (the model's ``max_depth`` when unset), with
-        ``bootstrap`` replicates of the metrics drawn from ``seed`` (0: none)."""
+        """The training's evaluation protocol: its crop and caps (``evaluate_with`` takes the model's ``max_depth``
+        when the config sets none), with ``bootstrap`` replicates of the metrics drawn from ``seed`` (0: none)."""
         ev = self.config.eval
-        max_depth = ev.max_depth if ev.max_depth is not None else getattr(self.model, "max_depth", None)
-        return EvalSettings(device=self.device, crop=ev.crop, min_depth=ev.min_depth, max_depth=max_depth,
+        return EvalSettings(device=self.device, crop=ev.crop, min_depth=ev.min_depth, max_depth=ev.max_depth,
                             max_batches=max_batches, progress=progress, bootstrap=bootstrap, seed=seed)
 
 
@@ -186,10 +185,7 @@ def evaluate_run(session: Session, split: str = "test", *, max_batches: int | No
 
     ``bootstrap`` / ``seed``: per-image bootstrap replicates of the metrics (intervals, paired comparisons).
     """
-    settings = session.settings(max_batches, progress)
-    return evaluate(session.model, session.loader(split), device=settings.device, crop=settings.crop,
-                    min_depth=settings.min_depth, max_depth=settings.max_depth, max_batches=max_batches,
-                    progress=progress, bootstrap=bootstrap, seed=seed)
+    return evaluate_with(session.model, session.loader(split), session.settings(max_batches, progress, bootstrap, seed))
 
 
 def dissect_run(session: Session, splits: Iterable[str] = ("train",), layers: Iterable[str] | None = None, *,

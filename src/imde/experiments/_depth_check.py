@@ -65,12 +65,12 @@ class DepthRangeCheck:
     def __init__(self, beta: float, where: str, first: str = "the first batch") -> None:
         self.beta, self.where, self.first = float(beta), where, first
         self.num_batches = 0
-        self.num_valid = 0
-        self.num_inside = 0
-        self.low, self.high = float("inf"), float("-inf")
+        self._totals: Tensor | None = None  # float64 [valid, inside, low, high] over the batches, on their device
 
     def update(self, depth: Tensor) -> None:
         """Count ``depth``'s pixels (one reduction); the first batch's valid pixels must lie mostly in range.
+
+        Only the first batch is read on the host; later ones are added on their device (no sync per batch).
 
         Warns:
             UserWarning: the first batch has no valid pixel (the diagnosis; :meth:`finish` fails if none has).
@@ -83,16 +83,26 @@ class DepthRangeCheck:
         low = torch.where(valid, depth, torch.inf).amin()
         high = torch.where(valid, depth, -torch.inf).amax()
         stats = torch.stack([valid.sum().double(), inside.sum().double(), low.double(), high.double()])
-        num_valid, num_inside, low, high = stats.tolist()
-        self.num_valid += int(num_valid)
-        self.num_inside += int(num_inside)
-        self.low, self.high = min(self.low, low), max(self.high, high)
         self.num_batches += 1
-        if self.num_batches == 1 and num_valid == 0:
-            warnings.warn(f"{self.where}: {self.first}: {depth_range_problem(0, 0, low, high, self.beta)}",
-                          stacklevel=3)
-        elif self.num_batches == 1:
-            self._raise_if_wrong(int(num_valid), int(num_inside), low, high, self.first)
+        if self._totals is None:
+            self._totals = stats
+            num_valid, num_inside, low, high = stats.tolist()
+            if num_valid == 0:
+                warnings.warn(f"{self.where}: {self.first}: {depth_range_problem(0, 0, low, high, self.beta)}",
+                              stacklevel=3)
+            else:
+                self._raise_if_wrong(int(num_valid), int(num_inside), low, high, self.first)
+            return
+        totals = self._totals
+        self._totals = torch.stack([totals[0] + stats[0], totals[1] + stats[1], torch.minimum(totals[2], stats[2]),
+                                    torch.maximum(totals[3], stats[3])])
+
+    def totals(self) -> tuple[int, int, float, float]:
+        """``(valid pixels, pixels in (0, beta], lowest, highest valid depth)`` over the batches so far (one sync)."""
+        if self._totals is None:
+            return 0, 0, float("inf"), float("-inf")
+        num_valid, num_inside, low, high = self._totals.tolist()
+        return int(num_valid), int(num_inside), low, high
 
     def finish(self) -> None:
         """Raise when, over all batches (of all processes under ``torch.distributed``), no valid pixel fell in
@@ -101,14 +111,16 @@ class DepthRangeCheck:
         Raises:
             ValueError: with the same diagnosis as :meth:`update`.
         """
-        num_inside = self.num_inside
+        if self._totals is None:
+            return
+        num_valid, num_inside, low, high = self.totals()
         if dist.is_available() and dist.is_initialized():
-            total = torch.tensor(float(num_inside), dtype=torch.float64,
+            total = torch.tensor(num_inside, dtype=torch.float64,
                                  device="cuda" if dist.get_backend() == "nccl" else "cpu")
             dist.all_reduce(total)
-            num_inside = int(total.item())
+            num_inside = total.item()
         if num_inside == 0:
-            self._raise_if_wrong(self.num_valid, 0, self.low, self.high, f"all {self.num_batches} batches")
+            self._raise_if_wrong(num_valid, 0, low, high, f"all {self.num_batches} batches")
 
     def _raise_if_wrong(self, num_valid: int, num_inside: int, low: float, high: float, sample: str) -> None:
         problem = depth_range_problem(num_valid, num_inside, low, high, self.beta)

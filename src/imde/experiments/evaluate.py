@@ -219,9 +219,10 @@ def evaluate(
     num_batches = 0
     for batch in tqdm(limit_batches(loader, max_batches), desc="evaluate", disable=not progress):
         check_batch(batch)
-        depth_check.update(batch["depth"].to(dev))
+        depth = batch["depth"].to(dev)
+        depth_check.update(depth)
         pred, _ = run_with_features(model, batch, device=dev)
-        pred, depth = align_prediction(pred.float(), batch["depth"].to(dev), upsample_to_gt=upsample_to_gt)
+        pred, depth = align_prediction(pred.float(), depth, upsample_to_gt=upsample_to_gt)
         if alignment == "scale_shift_disparity":
             valid = torch.isfinite(depth) & (depth > min_depth) & (depth <= max_depth)
             pred = align_disparity(pred, depth, valid, min_depth)
@@ -316,12 +317,6 @@ class EvalSettings:
             raise ValueError(f"max_batches={self.max_batches}: expected a positive number of batches or None")
         if self.max_depth is not None and self.max_depth <= self.min_depth:
             raise ValueError(f"max_depth={self.max_depth}: expected a value above min_depth={self.min_depth}")
-
-
-def evaluate_metrics(model: torch.nn.Module, loader: Iterable[Any], settings: EvalSettings) -> dict[str, float]:
-    """Run :func:`evaluate` with ``settings``; return its metrics dict (``delta1``, ``rms``, ...)."""
-    result = evaluate_with(model, loader, settings)
-    return {name: float(value) for name, value in result.metrics.items()}
 
 
 def evaluate_with(model: torch.nn.Module, loader: Iterable[Any], settings: EvalSettings) -> EvalResult:

@@ -67,4 +67,6 @@ def test_problem_thresholds_by_hand() -> None:
     assert "looks like millimetres" not in depth_range_problem(10, 0, 11.0, 30_000.0, beta=10.0)
     check = DepthRangeCheck(beta=2.0, where="w")
     check.update(torch.tensor([[1.0, float("inf"), -1.0, 3.0, 1.5]]))  # valid 1, 3, 1.5: two inside
-    assert (check.num_valid, check.num_inside, check.low, check.high) == (3, 2, 1.0, 3.0)
+    assert check.totals() == (3, 2, 1.0, 3.0)
+    check.update(torch.tensor([[0.5, 9.0, float("nan")]]))  # a later batch: added on its device
+    assert check.totals() == (5, 3, 0.5, 9.0)
