@@ -38,7 +38,7 @@ def fit_scale_shift(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
         raise ValueError(f"fit_scale_shift: pred {tuple(pred.shape)}, target {tuple(target.shape)} and mask "
                          f"{tuple(mask.shape)} must have the same shape [B, ...]")
     weight = mask.reshape(mask.shape[0], -1).to(pred.dtype)
-    p = pred.reshape(pred.shape[0], -1) * weight
+    p = torch.where(mask, pred, torch.zeros_like(pred)).reshape(pred.shape[0], -1)  # NaN outside the mask: dropped
     d = torch.where(mask, target, torch.zeros_like(target)).reshape(target.shape[0], -1).to(pred.dtype)
     a00, a01, a11 = (p * p).sum(1), p.sum(1), weight.sum(1)
     b0, b1 = (p * d).sum(1), d.sum(1)

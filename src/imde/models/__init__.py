@@ -23,7 +23,6 @@ from imde.models._run import run_model as run_model
 from imde.models._run import run_with_features as run_with_features
 from imde.models._units import UnitInfo as UnitInfo
 from imde.models.hf import hf_patch_layout as hf_patch_layout
-from imde.models.hf import hf_predicted_depth as hf_predicted_depth
 from imde.models.hf import hf_token_transforms as hf_token_transforms
 from imde.models.hf import token_transforms as token_transforms
 from imde.models.released import LoadReport as LoadReport
@@ -40,7 +39,6 @@ __all__ = [
     "create",
     "depth_from_output",
     "hf_patch_layout",
-    "hf_predicted_depth",
     "hf_token_transforms",
     "list",
     "list_models",

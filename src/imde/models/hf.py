@@ -8,7 +8,7 @@ the patch grid with the patch size and prefix tokens read from the model's confi
 
     layers = ["backbone.encoder.layer.11", "head.conv2"]
     with imde.LayerTap(model, layers, transforms=hf_token_transforms(model, layers)) as tap:
-        depth = hf_predicted_depth(model(pixel_values=x))
+        depth = imde.models.depth_from_output(model(pixel_values=x))  # its predicted_depth, [B, 1, H, W]
 
 ``transformers`` is needed only to build the model (``pip install imde[hf]``); this module does not import it.
 """
@@ -18,7 +18,6 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-import torch
 from torch import nn
 
 from imde.hooks import unwrap_model
@@ -61,26 +60,11 @@ def hf_token_transforms(model: nn.Module, layers: str | Sequence[str]) -> dict[s
     Raises:
         ValueError: when the model's config has no patch size (see :func:`hf_patch_layout`).
     """
-    names = [layers] if isinstance(layers, str) else list(layers)
+    names = [name for name in ([layers] if isinstance(layers, str) else list(layers)) if TOKEN_LAYER.match(name)]
+    if not names:  # no token layer asked for: nothing to read from the config
+        return {}
     patch_size, num_prefix = hf_patch_layout(model)
-    return {name: tokens_to_map(patch_size, num_prefix) for name in names if TOKEN_LAYER.match(name)}
-
-
-def hf_predicted_depth(output: object) -> torch.Tensor:
-    """The prediction ``[B, 1, H, W]`` of a Hugging Face depth model's output (its ``predicted_depth``).
-
-    Raises:
-        ValueError: when the output has no ``predicted_depth`` tensor, naming its type and fields.
-
-    >>> hf_predicted_depth({"predicted_depth": torch.ones(2, 4, 5)}).shape
-    torch.Size([2, 1, 4, 5])
-    """
-    depth = output.get("predicted_depth") if isinstance(output, dict) else getattr(output, "predicted_depth", None)
-    if not isinstance(depth, torch.Tensor) or depth.ndim not in (3, 4):
-        fields = list(output.keys()) if hasattr(output, "keys") else type(output).__name__
-        raise ValueError(f"a {type(output).__name__} has no depth: expected a predicted_depth tensor [B, H, W] "
-                         f"(DepthEstimatorOutput); it has {fields}")
-    return depth.unsqueeze(1) if depth.ndim == 3 else depth
+    return {name: tokens_to_map(patch_size, num_prefix) for name in names}
 
 
 def token_transforms(model: nn.Module, layers: str | Sequence[str]) -> dict[str, TokensToMap]:

@@ -23,6 +23,16 @@ def test_fit_matches_numpy_lstsq_per_image() -> None:
         assert float(scale[i]) == pytest.approx(s, rel=1e-9) and float(shift[i]) == pytest.approx(t, rel=1e-9)
 
 
+def test_non_finite_predictions_outside_the_mask_do_not_reach_the_fit() -> None:
+    torch.manual_seed(0)
+    pred, target = torch.rand(2, 1, 4, 5), torch.rand(2, 1, 4, 5)
+    mask = torch.rand(2, 1, 4, 5) > 0.3
+    spoiled = torch.where(mask, pred, torch.full_like(pred, float("nan")))
+    spoiled[~mask & (torch.rand(2, 1, 4, 5) > 0.5)] = float("inf")
+    assert all(torch.equal(a, b) for a, b in zip(fit_scale_shift(spoiled, target, mask),
+                                                  fit_scale_shift(pred, target, mask), strict=True))
+
+
 def test_fit_of_a_constant_prediction_is_the_mean_target() -> None:
     pred = torch.ones(1, 1, 2, 2)
     target = torch.tensor([[[[1.0, 2.0], [3.0, 10.0]]]])

@@ -9,7 +9,7 @@ import imde
 import imde.models
 from imde.core.bins import DepthBins
 from imde.experiments.dissect import compute_responses
-from imde.models import hf_patch_layout, hf_predicted_depth, hf_token_transforms
+from imde.models import depth_from_output, hf_patch_layout, hf_token_transforms
 
 transformers = pytest.importorskip("transformers")
 
@@ -58,7 +58,7 @@ def test_depth_anything_layers_by_their_own_names() -> None:
     expected = tokens[:, 1 + registers:].transpose(1, 2).reshape(2, 24, 3, 5)
     assert torch.equal(tap.features["backbone.encoder.layer.3"], expected)
     assert tap.features["head.conv2"].shape == (2, 32, 42, 70)
-    assert hf_predicted_depth(output).shape == (2, 1, 42, 70)
+    assert depth_from_output(output).shape == (2, 1, 42, 70)
 
 
 def test_assign_loss_trains_a_hugging_face_token_layer() -> None:
@@ -98,14 +98,15 @@ def test_dpt_token_layer_and_output() -> None:
     with torch.no_grad(), imde.LayerTap(model, layers, transforms=hf_token_transforms(model, layers)) as tap:
         output = model(pixel_values=torch.randn(1, 3, 64, 64))
     assert tap.features["dpt.encoder.layer.2"].shape == (1, 24, 4, 4)
-    assert hf_predicted_depth(output).shape == (1, 1, 64, 64)
+    assert depth_from_output(output).shape == (1, 1, 64, 64)
 
 
 def test_output_without_depth_is_refused() -> None:
-    with pytest.raises(ValueError, match=r"has no depth: expected a predicted_depth tensor.*\['logits'\]"):
-        hf_predicted_depth(transformers.modeling_outputs.SemanticSegmenterOutput(logits=torch.zeros(1, 2, 3, 3)))
-    with pytest.raises(ValueError, match="a Tensor has no depth"):
-        hf_predicted_depth(torch.zeros(1, 3, 3))
+    with pytest.raises(ValueError, match="output='predicted_depth': the model's output has keys 'logits'"):
+        depth_from_output(transformers.modeling_outputs.SemanticSegmenterOutput(logits=torch.zeros(1, 2, 3, 3)),
+                          "predicted_depth")
+    with pytest.raises(ValueError, match="cannot index the model's output of type Tensor"):
+        depth_from_output(torch.zeros(1, 3, 3), "predicted_depth")
 
 
 def test_a_token_layer_is_edited_as_its_map_and_the_prefix_tokens_are_kept() -> None:
