@@ -60,16 +60,20 @@ class Accumulator:
 
     def __init__(self, device: torch.device | str | None = None) -> None:
         self._device = torch.device(device or "cpu")
-        self._defaults: dict[str, Tensor] = {}
+        self._specs: dict[str, tuple[tuple[int, ...], torch.dtype]] = {}  # each state's shape and dtype
         self._states: dict[str, Tensor] = {}
 
     def add_state(self, name: str, default: Tensor, reduction: str = "sum") -> None:
-        """Declare a state tensor ``name`` with its zero value and its cross-batch/process reduction."""
+        """Declare a state tensor ``name`` with its zero value and its cross-batch/process reduction.
+
+        Only the default's shape and dtype are kept (:meth:`reset` makes zeros again), so a large state costs its
+        own memory once.
+        """
         if reduction not in self.REDUCTIONS:
             raise ValueError(f"reduction={reduction!r} for state {name!r}: expected one of {self.REDUCTIONS}")
-        if name in self._defaults:
+        if name in self._specs:
             raise ValueError(f"state {name!r}: declared twice")
-        self._defaults[name] = default.detach().cpu().clone()
+        self._specs[name] = (tuple(default.shape), default.dtype)
         self._states[name] = default.detach().to(self._device).clone()
 
     def __getattr__(self, name: str) -> Tensor:
@@ -81,7 +85,7 @@ class Accumulator:
     def __setattr__(self, name: str, value: Any) -> None:
         states = self.__dict__.get("_states", {})
         if name in states:  # ``acc.sums += x`` rebinds the name: keep it a state
-            states[name] = torch.as_tensor(value, dtype=self._defaults[name].dtype, device=self._device)
+            states[name] = torch.as_tensor(value, dtype=self._specs[name][1], device=self._device)
         else:
             object.__setattr__(self, name, value)
 
@@ -93,7 +97,7 @@ class Accumulator:
     @property
     def state_names(self) -> tuple[str, ...]:
         """Names of the declared states, in declaration order."""
-        return tuple(self._defaults)
+        return tuple(self._specs)
 
     def config(self) -> dict[str, Any]:
         """What defines the accumulator (saved in :meth:`state_dict`); a subclass adds its arguments."""
@@ -103,11 +107,15 @@ class Accumulator:
         """Raise ``ValueError`` when ``other`` cannot be merged into this accumulator."""
         if type(other) is not type(self):
             raise ValueError(f"other: expected a {type(self).__name__}, got {type(other).__name__}")
+        self.check_config(other.config())
+
+    def check_config(self, config: dict[str, Any]) -> None:
+        """Raise ``ValueError`` when states of the configuration ``config`` cannot be added to this one's."""
 
     def reset(self) -> None:
         """Set every state back to its declared zero value."""
-        for name, default in self._defaults.items():
-            self._states[name] = default.to(self._device).clone()
+        for name, (shape, dtype) in self._specs.items():
+            self._states[name] = torch.zeros(shape, dtype=dtype, device=self._device)
 
     def merge(self, other: Accumulator) -> Any:
         """Add another accumulator's state (same configuration) into this one; returns ``self``."""
@@ -121,12 +129,11 @@ class Accumulator:
         if not (dist.is_available() and dist.is_initialized()):
             return self
         on_nccl = dist.get_backend(group) == "nccl" and self._device.type != "cuda"
-        for name, tensor in self._states.items():
+        for tensor in self._states.values():
             reduced = tensor.to(torch.device("cuda", torch.cuda.current_device())) if on_nccl else tensor
             dist.all_reduce(reduced, op=dist.ReduceOp.SUM, group=group)
             if on_nccl:
                 tensor.copy_(reduced)
-            self._states[name] = tensor
         return self
 
     def to(self, device: torch.device | str) -> Any:
@@ -141,15 +148,15 @@ class Accumulator:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Replace the states with those of ``state`` (from :meth:`state_dict`), checking configuration and shapes."""
-        missing = (set(self._defaults) | set(self.config())) - set(state)
+        missing = (set(self._specs) | set(self.config())) - set(state)
         if missing:
             raise ValueError(f"state: missing keys {sorted(missing)}")
-        self.check_compatible(type(self).from_config(state))
-        for name, default in self._defaults.items():
+        self.check_config({key: state[key] for key in self.config()})
+        for name, (shape, dtype) in self._specs.items():
             value = torch.as_tensor(state[name])
-            if value.shape != default.shape:
-                raise ValueError(f"state: {name} has shape {tuple(value.shape)}, expected {tuple(default.shape)}")
-            self._states[name] = value.to(self._device, default.dtype)
+            if tuple(value.shape) != shape:
+                raise ValueError(f"state: {name} has shape {tuple(value.shape)}, expected {shape}")
+            self._states[name] = value.to(self._device, dtype)
 
     @classmethod
     def from_config(cls, config: dict[str, Any], device: torch.device | str | None = None) -> Any:
@@ -292,15 +299,15 @@ class DepthResponse(Accumulator):
     def _looks_like_state(cls, state: dict[str, Any]) -> bool:
         return "num_units" in state and "edges" in state
 
-    def check_compatible(self, other: Accumulator) -> None:
+    def check_config(self, config: dict[str, Any]) -> None:
         """Same units, edges, replicate counts and seed (so that the replicates add up)."""
-        super().check_compatible(other)
-        assert isinstance(other, DepthResponse)
-        if other.num_units != self.num_units:
-            raise ValueError(f"cannot merge: other has {other.num_units} units, this one {self.num_units}")
-        if other.edges.shape != self.edges.shape or not torch.equal(other.edges.cpu(), self.edges.cpu()):
-            raise ValueError(f"cannot merge: different edges {other.edges.tolist()} vs {self.edges.tolist()}")
-        mine, theirs = (self.bootstrap, self.permutations, self.seed), (other.bootstrap, other.permutations, other.seed)
+        if int(config["num_units"]) != self.num_units:
+            raise ValueError(f"cannot merge: other has {int(config['num_units'])} units, this one {self.num_units}")
+        edges = torch.as_tensor(config["edges"]).cpu()
+        if edges.shape != self.edges.shape or not torch.equal(edges.to(self.edges.dtype), self.edges.cpu()):
+            raise ValueError(f"cannot merge: different edges {edges.tolist()} vs {self.edges.tolist()}")
+        mine = (self.bootstrap, self.permutations, self.seed)
+        theirs = (int(config["bootstrap"]), int(config["permutations"]), int(config["seed"]))
         if mine != theirs:
             raise ValueError(f"cannot merge: (bootstrap, permutations, seed) {theirs} vs {mine}")
 
@@ -495,11 +502,9 @@ class DepthMetrics(Accumulator):
         return cls(float(config["min_depth"]), float(config["max_depth"]), str(config["crop"]),
                    bootstrap=int(config["bootstrap"]), seed=int(config["seed"]), device=device)
 
-    def check_compatible(self, other: Accumulator) -> None:
+    def check_config(self, config: dict[str, Any]) -> None:
         """Same caps, crop, replicate count and seed."""
-        super().check_compatible(other)
-        assert isinstance(other, DepthMetrics)
-        theirs, mine = other.config(), self.config()
+        theirs, mine = dict(config), self.config()
         if theirs != mine:
             raise ValueError(f"merge: protocols differ {tuple(theirs.values())} vs {tuple(mine.values())} "
                              f"(min_depth, max_depth, crop, bootstrap, seed)")

@@ -155,10 +155,11 @@ class Session:
 
     def settings(self, max_batches: int | None = None, progress: bool = False, bootstrap: int = 0,
                  seed: int = 0) -> EvalSettings:
-        """The training's evaluation protocol: its crop and caps (``evaluate_with`` takes the model's ``max_depth``
-        when the config sets none), with ``bootstrap`` replicates of the metrics drawn from ``seed`` (0: none)."""
+        """The training's evaluation protocol: its crop and caps (the model's ``max_depth`` when unset), with
+        ``bootstrap`` replicates of the metrics drawn from ``seed`` (0: none)."""
         ev = self.config.eval
-        return EvalSettings(device=self.device, crop=ev.crop, min_depth=ev.min_depth, max_depth=ev.max_depth,
+        max_depth = ev.max_depth if ev.max_depth is not None else getattr(self.model, "max_depth", None)
+        return EvalSettings(device=self.device, crop=ev.crop, min_depth=ev.min_depth, max_depth=max_depth,
                             max_batches=max_batches, progress=progress, bootstrap=bootstrap, seed=seed)
 
 
