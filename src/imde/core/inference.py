@@ -9,8 +9,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-VERDICTS = ("holds", "fails", "inconclusive")
-
 
 def check_level(level: float) -> float:
     """Return ``level`` if it is a confidence level in ``(0, 1)``; raise ``ValueError`` otherwise."""

@@ -66,20 +66,27 @@ def _claim(text: str, value: float, threshold: float, replicates: np.ndarray | N
     holds = value > threshold if strict else value >= threshold
     if replicates is None:
         return Claim(text, bool(holds), float(value), float(threshold))
-    replicates_t = torch.as_tensor(replicates, dtype=torch.float64)
-    low, high = (float(bound) for bound in bias_corrected_interval(replicates_t, value, LEVEL))
+    low, high = replicate_interval(replicates, value)
     return Claim(text, bool(holds), float(value), float(threshold), low, high, verdict(low, high, threshold))
 
 
-def _replicates(results: Mapping[str, Any], variant: str, name: str) -> np.ndarray | None:
-    """``models.<variant>.replicates.<name>`` as an array (``None`` when the study kept none)."""
-    values = results["models"][variant].get("replicates", {}).get(name)
+def model_replicates(model: Mapping[str, Any], name: str) -> np.ndarray | None:
+    """``models.<variant>.replicates.<name>`` of ``results.json`` as an array (``None`` when the study kept none)."""
+    values = model.get("replicates", {}).get(name) if isinstance(model, Mapping) else None
     return None if not values else np.asarray(values, dtype=float)
 
 
-def _paired(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+def paired(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
     """``a - b`` replicate by replicate (the same images' weights), ``None`` unless both exist and match."""
     return a - b if a is not None and b is not None and a.shape == b.shape else None
+
+
+def replicate_interval(replicates: np.ndarray | None, estimate: float) -> tuple[float, float] | None:
+    """The 95 % bias-corrected bootstrap interval of ``estimate`` from its replicates (``None`` without them)."""
+    if replicates is None:
+        return None
+    low, high = bias_corrected_interval(torch.as_tensor(replicates, dtype=torch.float64), estimate, LEVEL)
+    return float(low), float(high)
 
 
 def _selectivity(results: Mapping[str, Any], variant: str) -> float:
@@ -95,31 +102,34 @@ def _correction_gain(results: Mapping[str, Any], variant: str) -> float:
     return float(entry["after"]["delta1"]) - float(entry["before"]["delta1"])
 
 
-def _correction_gain_replicates(results: Mapping[str, Any], variant: str) -> np.ndarray | None:
-    """delta1 gain of the correction in every bootstrap replicate (after - before, paired), or ``None``."""
-    replicates = results["correction"][variant].get("replicates")
+def correction_gain_replicates(correction: Mapping[str, Any]) -> np.ndarray | None:
+    """delta1 gain of a correction (``results.json`` ``correction.<variant>``) in every bootstrap replicate
+    (after - before, paired), or ``None``."""
+    replicates = correction.get("replicates") if isinstance(correction, Mapping) else None
     if not replicates:
         return None
     before, after = np.asarray(replicates["before"], float), np.asarray(replicates["after"], float)
-    return after - before if before.shape == after.shape and before.size else None
+    return paired(after, before) if before.size else None
 
 
-def ablation_gap(most_first: Sequence[float], least_first: Sequence[float]) -> float:
+def ablation_gap(most_first: Sequence[float] | np.ndarray, least_first: Sequence[float] | np.ndarray) -> Any:
     """Mean over the intermediate ablation steps of ``least_first - most_first`` delta1 (Fig. 2).
 
     The first point (nothing ablated) and the last (everything ablated) are the same network in both
     orders, so only the points in between are compared. Positive means ablating the most selective
-    units first hurts more.
+    units first hurts more. Curves ``[steps]`` give a float; replicate curves ``[steps, R]`` give the ``R`` gaps.
 
     Raises:
-        ValueError: when the curves differ in length or have no intermediate point.
+        ValueError: when the curves differ in shape or have no intermediate point.
     """
     most, least = np.asarray(most_first, dtype=float), np.asarray(least_first, dtype=float)
-    if most.shape != least.shape or most.ndim != 1:
-        raise ValueError(f"ablation curves must be 1-D of equal length, got {most.shape} and {least.shape}")
-    if most.size < 3:
-        raise ValueError(f"ablation curves need at least 3 points (start, middle, end), got {most.size}")
-    return float(np.mean(least[1:-1] - most[1:-1]))
+    if most.shape != least.shape or most.ndim not in (1, 2):
+        raise ValueError(f"ablation curves must be [steps] or [steps, R] of equal length, got {most.shape} and "
+                         f"{least.shape}")
+    if most.shape[0] < 3:
+        raise ValueError(f"ablation curves need at least 3 points (start, middle, end), got {most.shape[0]}")
+    gaps = (least[1:-1] - most[1:-1]).mean(0)
+    return float(gaps) if most.ndim == 1 else gaps
 
 
 def measure_claims(results: Mapping[str, Any]) -> list[Claim]:
@@ -134,33 +144,34 @@ def measure_claims(results: Mapping[str, Any]) -> list[Claim]:
     """
     rand = float(results["random_baseline"])
     sel = {variant: _selectivity(results, variant) for variant in ("baseline", "assign", "reg")}
-    boot = {variant: _replicates(results, variant, "selectivity_test") for variant in ("baseline", "assign", "reg")}
+    boot = {variant: model_replicates(results["models"][variant], "selectivity_test")
+            for variant in ("baseline", "assign", "reg")}
     claims = [
         _claim(f"test selectivity of the L_assign model >= {MIN_ASSIGN_SELECTIVITY}", sel["assign"],
                MIN_ASSIGN_SELECTIVITY, boot["assign"]),
         _claim(f"test selectivity of the L_assign model exceeds the baseline's by >= {MIN_SELECTIVITY_GAIN}",
-               sel["assign"] - sel["baseline"], MIN_SELECTIVITY_GAIN, _paired(boot["assign"], boot["baseline"])),
+               sel["assign"] - sel["baseline"], MIN_SELECTIVITY_GAIN, paired(boot["assign"], boot["baseline"])),
     ]
     for variant in ("assign", "baseline"):
         margin = boot[variant] - rand if boot[variant] is not None else None
         claims.append(_claim(f"test selectivity of the {variant} model is >= {MIN_ABOVE_RANDOM} above the random "
                              f"baseline ({rand:.4f})", sel[variant] - rand, MIN_ABOVE_RANDOM, margin))
     drop = _delta1(results, "assign") - _delta1(results, "baseline")
-    delta1 = _paired(_replicates(results, "assign", "delta1"), _replicates(results, "baseline", "delta1"))
+    delta1 = paired(model_replicates(results["models"]["assign"], "delta1"),
+                    model_replicates(results["models"]["baseline"], "delta1"))
     claims += [
         _claim(f"delta1 of the L_assign model is at most {MAX_DELTA1_DROP} below the baseline's", drop,
                -MAX_DELTA1_DROP, delta1),
         _claim("L_assign gives higher test selectivity than L_reg", sel["assign"] - sel["reg"], 0.0,
-               _paired(boot["assign"], boot["reg"]), strict=True),
+               paired(boot["assign"], boot["reg"]), strict=True),
     ]
     # Sec. 5.2: correction largely improves the interpretable models, more than the baselines. Both must hold:
     # a correction that lowers both models' delta1, the interpretable one's less, improves nothing.
     gain = _correction_gain(results, "assign")
     margin = min(gain, gain - _correction_gain(results, "baseline"))
-    gains = {v: _correction_gain_replicates(results, v) for v in ("assign", "baseline")}
-    margins = None if gains["assign"] is None or gains["baseline"] is None or (
-        gains["assign"].shape != gains["baseline"].shape) else np.minimum(gains["assign"],
-                                                                           gains["assign"] - gains["baseline"])
+    gains = {v: correction_gain_replicates(results["correction"][v]) for v in ("assign", "baseline")}
+    over_baseline = paired(gains["assign"], gains["baseline"])
+    margins = None if over_baseline is None else np.minimum(gains["assign"], over_baseline)
     claims.append(_claim("correction improves delta1 of the L_assign model, and more than the baseline's (the "
                          "smaller of its gain and that gain minus the baseline's)", margin, 0.0, margins, strict=True))
     # Fig. 2 ablates the baseline network of [18]; imde asks the same of the interpretable model.
@@ -170,8 +181,10 @@ def measure_claims(results: Mapping[str, Any]) -> list[Claim]:
         gap = ablation_gap(entry["most_selective_first"], entry["least_selective_first"])
         gaps = None
         if entry.get("replicates_most") and entry.get("replicates_least"):  # [steps, R] each: gap per replicate
-            most, least = np.asarray(entry["replicates_most"], float), np.asarray(entry["replicates_least"], float)
-            gaps = (least[1:-1] - most[1:-1]).mean(0) if most.shape == least.shape and most.shape[0] >= 3 else None
+            try:
+                gaps = ablation_gap(entry["replicates_most"], entry["replicates_least"])
+            except ValueError:
+                gaps = None
         claims.append(_claim(f"{variant} model: ablating the most selective units first lowers delta1 more than "
                              f"least selective first (mean gap over the curve; {source})", gap, 0.0, gaps,
                              strict=True))

@@ -21,9 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from imde.core.inference import bias_corrected_interval
+from imde.paper.claims import correction_gain_replicates, model_replicates, paired, replicate_interval
 from imde.utils.config import load_yaml
 from imde.utils.io import atomic_write_text
 from imde.utils.optional import require
@@ -427,11 +425,8 @@ def _add_difference_row(table: Table, models: Mapping[str, Any], a: str, b: str)
             cells.append("–")
             continue
         estimate = values[0] - values[1]
-        replicates = [models[v].get("replicates", {}).get(_REPLICATED[key]) for v in (a, b)]
-        interval = None
-        if all(isinstance(r, list) and r for r in replicates) and len(replicates[0]) == len(replicates[1]):
-            paired = torch.tensor(replicates[0], dtype=torch.float64) - torch.tensor(replicates[1], dtype=torch.float64)
-            interval = [float(bound) for bound in bias_corrected_interval(paired, estimate, 0.95)]
+        diff = paired(*(model_replicates(models[v], _REPLICATED[key]) for v in (a, b)))
+        interval = replicate_interval(diff, estimate)
         cells.append(_with_interval(f"{estimate:+.{decimals}f}", interval, decimals))
     table.rows.append([f"{VARIANT_LABELS.get(a, a)} − {VARIANT_LABELS.get(b, b)} (paired)", *cells])
     table.best.append([False] * len(table.header))
@@ -439,7 +434,7 @@ def _add_difference_row(table: Table, models: Mapping[str, Any], a: str, b: str)
 
 def _with_interval(text: str, interval: Any, decimals: int) -> str:
     """``text`` followed by its 95 % interval ``[low, high]`` when ``interval`` holds two numbers."""
-    if isinstance(interval, list) and len(interval) == 2 and all(_is_number(b) for b in interval):
+    if isinstance(interval, list | tuple) and len(interval) == 2 and all(_is_number(b) for b in interval):
         return f"{text} [{fmt(interval[0], decimals)}, {fmt(interval[1], decimals)}]"
     return text
 
@@ -476,19 +471,9 @@ def _layer_table(models: Mapping[str, Any], variants: list[str], chance: float |
                  ["Model"] + [f"{name} ↑" for name in names], rows, flags)
 
 
-def _gain_interval(entry: Mapping[str, Any], gain: float | None) -> list[float] | None:
+def _gain_interval(entry: Mapping[str, Any], gain: float | None) -> tuple[float, float] | None:
     """95 % interval of the correction's delta1 gain from its paired replicates (``None`` without them)."""
-    replicates = entry.get("replicates") if isinstance(entry, dict) else None
-    if gain is None or not isinstance(replicates, dict) or not replicates.get("before"):
-        return None
-    import torch
-
-    from imde.core.inference import bias_corrected_interval
-
-    diff = torch.tensor(replicates["after"], dtype=torch.float64) - torch.tensor(replicates["before"],
-                                                                                 dtype=torch.float64)
-    low, high = bias_corrected_interval(diff, gain)
-    return [float(low), float(high)]
+    return None if gain is None else replicate_interval(correction_gain_replicates(entry), gain)
 
 
 def _correction_table(correction: Mapping[str, Any]) -> Table:
