@@ -131,6 +131,28 @@ def _input_size(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[int, int
     return None
 
 
+class _InputSize:
+    """The ``(H, W)`` of the model's input in the current forward pass, for the layer transforms."""
+
+    def __init__(self) -> None:
+        self.size: tuple[int, int] | None = None
+
+    def register(self, model: nn.Module) -> RemovableHandle:
+        """Record the size at every forward of ``model`` (a pre-hook on the unwrapped model)."""
+
+        def record(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            self.size = _input_size(args, kwargs)
+
+        return unwrap_model(model).register_forward_pre_hook(record, with_kwargs=True)
+
+    def get(self, layer: str) -> tuple[int, int]:
+        """The recorded size, or a ``ValueError`` naming ``layer`` when the model's input was no image batch."""
+        if self.size is None:
+            raise ValueError(f"layer {layer!r} has a transform, but the model's input size is unknown: expected the "
+                             "model to be called with a [B, C, H, W] tensor (positional, or pixel_values=)")
+        return self.size
+
+
 class LayerTap:
     """Context manager that captures the outputs of named layers through forward hooks.
 
@@ -173,22 +195,15 @@ class LayerTap:
         self.transforms = _check_transforms(transforms, self.layers)
         self.detach = detach
         self.features: dict[str, Tensor] = {}
-        self._image_size: tuple[int, int] | None = None
+        self._input_size = _InputSize()
         self._handles: list[RemovableHandle] = []
-
-    def _record_size(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        self._image_size = _input_size(args, kwargs)
 
     def _hook(self, name: str) -> Callable[[nn.Module, Any, Any], None]:
         transform = self.transforms.get(name)
 
         def hook(module: nn.Module, inputs: Any, output: Any) -> None:
             if transform is not None:
-                if self._image_size is None:
-                    raise ValueError(f"layer {name!r} has a transform, but the model's input size is unknown: "
-                                     f"expected the model to be called with a [B, C, H, W] tensor (positional, "
-                                     f"or pixel_values=)")
-                output = transform(output, self._image_size)
+                output = transform(output, self._input_size.get(name))
             if not isinstance(output, Tensor):
                 kind = type(output).__name__
                 raise ValueError(f"layer {name!r} ({type(module).__name__}) returned {kind}, not a Tensor; "
@@ -200,11 +215,10 @@ class LayerTap:
 
     def __enter__(self) -> LayerTap:
         self.features = {}
-        self._image_size = None
+        self._input_size.size = None
         try:
             if self.transforms:
-                self._handles.append(unwrap_model(self.model).register_forward_pre_hook(
-                    self._record_size, with_kwargs=True))
+                self._handles.append(self._input_size.register(self.model))
             for name, module in self.modules.items():
                 self._handles.append(module.register_forward_hook(self._hook(name)))
         except BaseException:
@@ -241,16 +255,14 @@ def _check_edits(model: nn.Module, edits: Mapping[str, Callable[[Tensor], Tensor
 
 
 def _edit_hook(name: str, fn: Callable[[Tensor], Tensor], transform: Any,
-               image_size: list[tuple[int, int] | None]) -> Callable[[nn.Module, Any, Any], Any]:
+               input_size: _InputSize) -> Callable[[nn.Module, Any, Any], Any]:
     """The forward hook that edits layer ``name``'s output (through ``transform``'s map when there is one)."""
     if transform is None:
         return lambda module, inputs, output: fn(output)
 
     def hook(module: nn.Module, inputs: Any, output: Any) -> Any:
-        if image_size[0] is None:
-            raise ValueError(f"layer {name!r} has a transform, but the model's input size is unknown: expected "
-                             "the model to be called with a [B, C, H, W] tensor (positional, or pixel_values=)")
-        return transform.restore(output, fn(transform(output, image_size[0])), image_size[0])
+        size = input_size.get(name)
+        return transform.restore(output, fn(transform(output, size)), size)
 
     return hook
 
@@ -274,18 +286,15 @@ def edit_layers(model: nn.Module, edits: Mapping[str, Callable[[Tensor], Tensor]
         [0.0, 2.0]
     """
     targets, transforms = _check_edits(model, edits, transforms)
-    image_size: list[tuple[int, int] | None] = [None]  # of the current forward pass, for the transforms
-
-    def record_size(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        image_size[0] = _input_size(args, kwargs)
+    input_size = _InputSize()
 
     handles: list[RemovableHandle] = []
     try:
         if transforms:
-            handles.append(unwrap_model(model).register_forward_pre_hook(record_size, with_kwargs=True))
+            handles.append(input_size.register(model))
         for name, module in targets.items():
             handles.append(module.register_forward_hook(_edit_hook(name, edits[name], transforms.get(name),
-                                                                   image_size)))
+                                                                   input_size)))
         yield model
     finally:
         for handle in handles:

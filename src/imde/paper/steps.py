@@ -94,6 +94,7 @@ class StudySteps:
         self.out = config.out
         self._models: dict[str, torch.nn.Module] = {}
         self._loaders: dict[tuple[str, int | None], Any] = {}
+        self._dissections: dict[str, Any] = {}  # loaded once per variant (loading recomputes the significance)
         self._trainings: ParallelTrainings | None = None
         self.train_configs = {variant: self.train_config(variant) for variant in config.variants}
         reference = self.train_configs["assign"]
@@ -138,7 +139,9 @@ class StudySteps:
         """The ``DissectResult`` of ``variant``, rebuilt from the raw responses its dissect step saved."""
         from imde.experiments.dissect import DissectResult
 
-        return DissectResult.load(self.out / "dissect" / variant)
+        if variant not in self._dissections:
+            self._dissections[variant] = DissectResult.load(self.out / "dissect" / variant)
+        return self._dissections[variant]
 
     # ------------------------------------------------------------------ the plan
 
@@ -222,6 +225,7 @@ class StudySteps:
 
         cfg = self.config.dissect
         folder = self.out / "dissect" / variant
+        self._dissections.pop(variant, None)  # redone: the next reader loads the new files
         stats = self.config.stats
         result = dissect_run(self.session(variant), cfg.splits, self.layers, batch_size=cfg.batch_size,
                              max_batches=cfg.max_batches, out_dir=folder, bootstrap=stats.bootstrap,
