@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 import imde.models
+from imde.accumulators import DepthResponse, update_responses
 from imde.core.bins import DEPTH_PRESETS, DepthBins
 from imde.experiments.dissect import compute_responses
 from imde.hooks import LayerTap
@@ -56,9 +57,14 @@ def _alternate(a: Callable[[], None], b: Callable[[], None], repeats: int, devic
     return times
 
 
-def _batch(model: torch.nn.Module, batch: int, size: tuple[int, int], gen: torch.Generator) -> dict[str, Any]:
+def _batch(model: torch.nn.Module, batch: int, size: tuple[int, int], gen: torch.Generator,
+           depth_pattern: str = "noise") -> dict[str, Any]:
     height, width = size
-    depth = 0.5 + 9.0 * torch.rand(batch, 1, height, width, generator=gen)
+    if depth_pattern == "noise":  # every pixel its own random depth: the worst case of the Eq. 1 sums
+        depth = 0.5 + 9.0 * torch.rand(batch, 1, height, width, generator=gen)
+    else:  # "smooth": a piecewise-planar scene, bilinear between random depths on an 8x8 grid
+        coarse = 0.5 + 9.0 * torch.rand(batch, 1, 8, 8, generator=gen)
+        depth = F.interpolate(coarse, size=size, mode="bilinear", align_corners=True)
     sample = {"image": torch.randn(batch, 3, height, width, generator=gen), "depth": depth,
               "focal": torch.full((batch,), 518.8579)}
     if getattr(model, "in_chans", 3) == 4:
@@ -128,7 +134,31 @@ def bench_dissection(model: torch.nn.Module, batches: list[dict[str, Any]], laye
         compute_responses(model, batches, layers, bins=DepthBins(preset), device=device)
 
     plain, with_dissection = _alternate(forward, dissect, repeats, device)
-    return _summary(plain, with_dissection)
+    result = _summary(plain, with_dissection)
+    result["sums_alone_s"] = _sums_alone(model, batches, layers, DepthBins(preset), device, repeats)
+    result["sums_alone_pct"] = 100.0 * result["sums_alone_s"] / result["plain_s"]
+    return result
+
+
+def _sums_alone(model: torch.nn.Module, batches: list[dict[str, Any]], layers: list[str], bins: DepthBins,
+                device: torch.device, repeats: int) -> float:
+    """Median seconds of the Eq. 1 accumulation alone: ``update_responses`` over features captured once.
+
+    Like :func:`_term_alone`, it times only the added work (not the taps' copies nor the depth check).
+    """
+    captured = []
+    for batch in batches:
+        _, features = imde.models.run_with_features(model, batch, layers, device=device)
+        captured.append((list(features.values()), batch["depth"].to(device)))
+
+    def accumulate() -> None:
+        maps = captured[0][0]
+        responses = [DepthResponse(m.shape[1], bins.for_units(m.shape[1]).edges, device=device) for m in maps]
+        for maps, depth in captured:
+            update_responses(responses, maps, depth)
+
+    times, _ = _alternate(accumulate, lambda: None, repeats, device)
+    return statistics.median(times)
 
 
 def _summary(plain: list[float], other: list[float]) -> dict[str, float]:
@@ -149,6 +179,8 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, size: list[int], batch
                         help=f"timed repetitions of each variant (default: {repeats})")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (default: cpu)")
+    parser.add_argument("--depth-pattern", choices=["noise", "smooth"], default="noise",
+                        help="ground truth: per-pixel random depth (the sums' worst case, default) or a smooth scene")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
 
 
@@ -162,8 +194,8 @@ def prepare_run(args: argparse.Namespace, **model_kwargs: Any) -> tuple[torch.nn
     gen = torch.Generator().manual_seed(0)
     model = imde.models.create(args.model, **model_kwargs).to(device)
     size = tuple(args.size)
-    train_batch = _batch(model, args.batch, size, gen)
-    eval_batches = [_batch(model, min(args.eval_batch, args.images - i), size, gen)
+    train_batch = _batch(model, args.batch, size, gen, args.depth_pattern)
+    eval_batches = [_batch(model, min(args.eval_batch, args.images - i), size, gen, args.depth_pattern)
                     for i in range(0, args.images, args.eval_batch)]
     return model, device, train_batch, eval_batches
 
@@ -182,7 +214,7 @@ def main() -> None:
         "machine": platform.processor() or platform.machine(),
         "training_step": bench_training_step(model, train_batch, args.layers, device, args.repeats),
         "dissection": bench_dissection(model, eval_batches, args.layers, device, args.repeats),
-        "batch": args.batch, "images": args.images, "eval_batch": args.eval_batch,
+        "batch": args.batch, "images": args.images, "eval_batch": args.eval_batch, "depth_pattern": args.depth_pattern,
     }
     step, dis = results["training_step"], results["dissection"]
     print(f"{args.model} {size[0]}x{size[1]} on {device} ({results['threads']} threads), layers {args.layers}")
@@ -190,7 +222,8 @@ def main() -> None:
           f"-> overhead {step['overhead_pct']:+.1f} % (median of {args.repeats}); the term alone (forward + "
           f"backward) {step['term_alone_s']:.3f} s = {step['term_alone_pct']:.1f} % of the plain step")
     print(f"{args.images} images, batch {args.eval_batch}: forward {dis['plain_s']:.3f} s, dissection "
-          f"{dis['with_s']:.3f} s -> overhead {dis['overhead_pct']:+.1f} % (median of {args.repeats})")
+          f"{dis['with_s']:.3f} s -> overhead {dis['overhead_pct']:+.1f} % (median of {args.repeats}); the sums "
+          f"alone {dis['sums_alone_s']:.4f} s = {dis['sums_alone_pct']:.1f} % of the forward pass")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump(results, handle, indent=2)

@@ -47,13 +47,13 @@ def main() -> None:
         "dissection_layers": args.dissect_layers, "training_layers": args.train_layers,
         "dissection": bench_dissection(model, eval_batches, args.dissect_layers, device, args.repeats),
         "training_step": bench_training_step(model, train_batch, args.train_layers, device, args.repeats),
-        "batch": args.batch, "images": args.images, "eval_batch": args.eval_batch,
+        "batch": args.batch, "images": args.images, "eval_batch": args.eval_batch, "depth_pattern": args.depth_pattern,
     }
     step, dis = results["training_step"], results["dissection"]
     print(f"{args.model} {size[0]}x{size[1]} on {device} ({results['device_name']}, {results['threads']} threads)")
     print(f"{args.images} images, batch {args.eval_batch}: forward {dis['plain_s']:.3f} s, dissection of "
           f"{args.dissect_layers} {dis['with_s']:.3f} s -> overhead {dis['overhead_pct']:+.1f} % "
-          f"(median of {args.repeats})")
+          f"(median of {args.repeats}); the sums alone {dis['sums_alone_s']:.4f} s = {dis['sums_alone_pct']:.1f} %")
     print(f"fine-tuning step, batch {args.batch}: plain {step['plain_s']:.3f} s, with AssignLoss on "
           f"{args.train_layers} {step['with_s']:.3f} s -> overhead {step['overhead_pct']:+.1f} %; the term alone "
           f"{step['term_alone_s']:.4f} s = {step['term_alone_pct']:.1f} % of the plain step")

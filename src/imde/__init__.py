@@ -11,6 +11,7 @@ the subpackages (``imde.models``, ``imde.data``, ``imde.experiments``, ``imde.tr
 from __future__ import annotations
 
 from imde.accumulators import DepthResponse as DepthResponse
+from imde.accumulators import update_responses as update_responses
 from imde.core.bins import DEPTH_PRESETS as DEPTH_PRESETS
 from imde.core.bins import DepthBins as DepthBins
 from imde.core.bins import assign_bins as assign_bins
@@ -53,4 +54,5 @@ __all__ = [
     "sid_edges",
     "tokens_to_map",
     "uniform_edges",
+    "update_responses",
 ]

@@ -355,59 +355,12 @@ class DepthResponse(Accumulator):
                 so the same image gets the same weights in any batch, order or process. ``None``: running
                 indices, which are batch-size invariant but not order or process invariant.
         """
-        depth = self._check_update(activations, depth).to(self.device)
-        batch = depth.shape[0]
-        resampled = self.bootstrap or self.permutations
-        hashes = self._resampling_keys(keys, batch, self.num_images) if resampled else None
-        bins = digitize(depth, self.edges)
-        valid_per_image = (bins >= 0).flatten(1).sum(1)
-        self.num_updates += 1
-        self.num_images += batch
-        self.num_empty_images += int((valid_per_image == 0).sum())
-        if hashes is not None:
-            self.key_checksum += key_checksum(hashes)
-        if int(valid_per_image.sum()) == 0:
-            self.num_empty_batches += 1
-            return
-        activations = activations.detach().to(self.device)
-        if not resampled:
-            sums, counts = response_sums(activations, bins, self.num_bins)
-            self.sums += sums
-            self.counts += counts
-            return
-        assert hashes is not None
-        if self.permutations:
-            per_image = self._add_null(activations, bins, hashes)
-            counts_per_image = image_counts(bins + 1, self.num_bins)
-        else:
-            per_image, counts_per_image = response_sums(activations, bins, self.num_bins, per_image=True)
-        self.sums += per_image.sum(0)
-        self.counts += counts_per_image.sum(0)
-        if self.bootstrap:
-            weights = poisson_weights(self.seed, hashes, self.bootstrap)  # [R, B]
-            flat = per_image.reshape(batch, -1).to(self.replicate_dtype)
-            self.boot_sums.view(self.bootstrap, -1).addmm_(weights.to(self.replicate_dtype), flat)
-            self.boot_counts.addmm_(weights.to(torch.float64), counts_per_image.to(torch.float64))
+        update_responses([self], [activations], depth, keys)
 
-    def _add_null(self, activations: Tensor, bins: Tensor, hashes: Tensor) -> Tensor:
-        """Add the null replicates of a batch, group by group (:data:`NULL_GROUP`); return its per-image sums.
-
-        Within a group of ``G`` images, every (activation image, depth image) pair's sums come from one product;
-        replicate ``r`` adds ``sum_i pairs[i, partner[r, i]]``, all replicates in one product ``[P, G^2] x [G^2,
-        K N_b]`` written in place.
-        """
-        per_image = torch.empty(bins.shape[0], self.num_units, self.num_bins, dtype=torch.float64, device=self.device)
-        for group in permutation_groups(self.seed, hashes, NULL_GROUP):  # ceil(B / 8) groups, not images
-            size = group.numel()
-            pairs, _ = response_pair_sums(activations[group], bins[group], self.num_bins)
-            per_image[group] = pairs.diagonal(dim1=0, dim2=1).permute(2, 0, 1)  # each image with its own depth
-            partner = cyclic_derangements(self.seed, hashes[group], self.permutations)  # [P, G]
-            flat_pair = torch.arange(size, device=self.device) * size + partner  # index of pair (i, partner[r, i])
-            selection = torch.zeros(self.permutations, size * size, dtype=self.replicate_dtype, device=self.device)
-            selection.scatter_(1, flat_pair, 1.0)
-            flat = pairs.reshape(size * size, -1).to(self.replicate_dtype)
-            self.null_sums.view(self.permutations, -1).addmm_(selection, flat)
-        return per_image
+    def _shares_pass_with(self) -> tuple[Any, ...]:
+        """What accumulators must share for :func:`update_responses` to feed them from one pass of Eq. 1."""
+        return (str(self.device), tuple(self.edges.tolist()), self.bootstrap, self.permutations, self.seed,
+                self.replicate_dtype, self.num_images)
 
     def mean_response(self) -> Tensor:
         """float64 ``[K, N_b]`` mean response ``R`` of Eq. 1; NaN in bins that were never observed."""
@@ -431,6 +384,119 @@ class DepthResponse(Accumulator):
             f"empty_images={self.num_empty_images}, bootstrap={self.bootstrap}, "
             f"permutations={self.permutations}, device={self.device})"
         )
+
+
+@torch.no_grad()
+def update_responses(
+    responses: Sequence[DepthResponse], activations: Sequence[Tensor], depth: Tensor, keys: Keys = None
+) -> None:
+    """Add one batch to several layers' accumulators: ``responses[i].update(activations[i], depth, keys)`` for all.
+
+    The result is that of the separate updates (up to float64 rounding); the cost is lower when maps share a
+    size: accumulators of maps of one size (with the same edges, device, replicates and images seen) are fed
+    by one pass of Eq. 1 over their concatenated channels, so the depth's bins, the splat of every band and
+    the replicates' weights are computed once for them all (a ViT's blocks share the patch grid). Every input
+    is checked before any state changes.
+
+    Example:
+        >>> from imde.core.bins import sid_edges
+        >>> a, b = DepthResponse(1, sid_edges(2, 1.0, 2.0)), DepthResponse(2, sid_edges(2, 1.0, 2.0))
+        >>> depth = torch.tensor([[[0.5, 1.5]]])
+        >>> update_responses([a, b], [torch.tensor([[[[1.0, 3.0]]]]), torch.ones(1, 2, 1, 2)], depth)
+        >>> a.mean_response().tolist(), b.mean_response().tolist()
+        ([[1.0, 3.0]], [[1.0, 1.0], [1.0, 1.0]])
+    """
+    if len(responses) != len(activations):
+        raise ValueError(f"update_responses: {len(responses)} accumulators but {len(activations)} activations")
+    if len({id(response) for response in responses}) != len(responses):
+        raise ValueError("update_responses: the same accumulator is given twice")
+    if not responses:
+        return
+    groups: dict[tuple[Any, ...], list[tuple[DepthResponse, Tensor]]] = {}
+    for response, maps in zip(responses, activations, strict=True):
+        checked_depth = response._check_update(maps, depth)
+        shared = (tuple(maps.shape[2:]), maps.dtype, *response._shares_pass_with())
+        groups.setdefault(shared, []).append((response, maps))
+    passes = []
+    for members in groups.values():
+        first = members[0][0]
+        hashes = None
+        if first.bootstrap or first.permutations:  # malformed keys fail here, before any state changes
+            hashes = first._resampling_keys(keys, checked_depth.shape[0], first.num_images)
+        passes.append((members, hashes))
+    bins_of: dict[tuple[str, tuple[float, ...]], Tensor] = {}  # the depth is binned once per device and edges
+    for members, hashes in passes:
+        first = members[0][0]
+        where = (str(first.device), tuple(first.edges.tolist()))
+        if where not in bins_of:
+            bins_of[where] = digitize(checked_depth.to(first.device), first.edges)
+        _update_together(members, bins_of[where], hashes)
+
+
+def _update_together(members: list[tuple[DepthResponse, Tensor]], bins: Tensor, hashes: Tensor | None) -> None:
+    """One pass of Eq. 1 over the concatenated channels of accumulators that share a pass (checked inputs)."""
+    responses = [response for response, _ in members]
+    first = responses[0]
+    batch, num_bins = bins.shape[0], first.num_bins
+    valid_per_image = (bins >= 0).flatten(1).sum(1)
+    empty = int(valid_per_image.sum()) == 0
+    num_empty_images = int((valid_per_image == 0).sum())
+    for response in responses:
+        response.num_updates += 1
+        response.num_images += batch
+        response.num_empty_images += num_empty_images
+        response.num_empty_batches += int(empty)
+        if hashes is not None:
+            response.key_checksum += key_checksum(hashes)
+    if empty:
+        return
+    maps = [activations.detach().to(first.device) for _, activations in members]
+    activations = maps[0] if len(maps) == 1 else torch.cat(maps, dim=1)
+    units = [response.num_units for response in responses]
+    if hashes is None:
+        sums, counts = response_sums(activations, bins, num_bins)
+        for response, part in zip(responses, sums.split(units), strict=True):
+            response.sums += part
+            response.counts += counts
+        return
+    if first.permutations:
+        per_image = _add_null(responses, activations, bins, hashes)
+        counts_per_image = image_counts(bins + 1, num_bins)
+    else:
+        per_image, counts_per_image = response_sums(activations, bins, num_bins, per_image=True)
+    counts = counts_per_image.sum(0)
+    weights = poisson_weights(first.seed, hashes, first.bootstrap) if first.bootstrap else None  # [R, B]
+    for response, part in zip(responses, per_image.split(units, dim=1), strict=True):
+        response.sums += part.sum(0)
+        response.counts += counts
+        if weights is not None:
+            dtype = response.replicate_dtype
+            response.boot_sums.view(response.bootstrap, -1).addmm_(weights.to(dtype), part.reshape(batch, -1).to(dtype))
+            response.boot_counts.addmm_(weights.to(torch.float64), counts_per_image.to(torch.float64))
+
+
+def _add_null(responses: list[DepthResponse], activations: Tensor, bins: Tensor, hashes: Tensor) -> Tensor:
+    """Add the null replicates of a batch, group by group (:data:`NULL_GROUP`); return its per-image sums.
+
+    Within a group of ``G`` images, every (activation image, depth image) pair's sums come from one product;
+    replicate ``r`` adds ``sum_i pairs[i, partner[r, i]]``, all replicates in one product ``[P, G^2] x [G^2,
+    K N_b]`` per accumulator, written in place. ``activations`` holds the accumulators' channels one after another.
+    """
+    first = responses[0]
+    permutations, num_bins, dtype = first.permutations, first.num_bins, first.replicate_dtype
+    units = [response.num_units for response in responses]
+    per_image = torch.empty(bins.shape[0], sum(units), num_bins, dtype=torch.float64, device=first.device)
+    for group in permutation_groups(first.seed, hashes, NULL_GROUP):  # ceil(B / 8) groups, not images
+        size = group.numel()
+        pairs, _ = response_pair_sums(activations[group], bins[group], num_bins)
+        per_image[group] = pairs.diagonal(dim1=0, dim2=1).permute(2, 0, 1)  # each image with its own depth
+        partner = cyclic_derangements(first.seed, hashes[group], permutations)  # [P, G]
+        flat_pair = torch.arange(size, device=first.device) * size + partner  # index of pair (i, partner[r, i])
+        selection = torch.zeros(permutations, size * size, dtype=dtype, device=first.device)
+        selection.scatter_(1, flat_pair, 1.0)
+        for response, part in zip(responses, pairs.split(units, dim=2), strict=True):
+            response.null_sums.view(permutations, -1).addmm_(selection, part.reshape(size * size, -1).to(dtype))
+    return per_image
 
 
 class DepthMetrics(Accumulator):

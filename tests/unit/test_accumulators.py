@@ -202,3 +202,52 @@ def test_a_state_file_without_replicates_still_loads(tmp_path: Path) -> None:
     loaded = DepthResponse.load(tmp_path / "old.pt")
     assert (loaded.bootstrap, loaded.permutations, loaded.num_images) == (0, 0, 3)
     assert torch.equal(loaded.sums, old["sums"])
+
+
+@pytest.mark.parametrize(("bootstrap", "permutations"), [(0, 0), (7, 0), (0, 5), (4, 3)])
+def test_updating_several_layers_at_once_equals_updating_each(bootstrap, permutations) -> None:
+    from imde.accumulators import update_responses
+
+    generator = torch.Generator().manual_seed(3)
+    depth = torch.rand(5, 1, 12, 16, generator=generator) * 11.0
+    depth[2] = 0.0  # an image without valid depth
+    # two layers on one 6x8 grid share a pass; a 3x4 layer and a 12x16 layer (the depth's size) go alone
+    maps = {"a": torch.randn(5, 3, 6, 8, generator=generator), "b": torch.randn(5, 4, 6, 8, generator=generator),
+            "c": torch.randn(5, 2, 3, 4, generator=generator), "d": torch.randn(5, 2, 12, 16, generator=generator)}
+    options = {"bootstrap": bootstrap, "permutations": permutations, "seed": 11}
+    together = {name: DepthResponse(m.shape[1], EDGES, **options) for name, m in maps.items()}
+    alone = {name: DepthResponse(m.shape[1], EDGES, **options) for name, m in maps.items()}
+    for batch in (slice(0, 3), slice(3, 5)):
+        update_responses(list(together.values()), [m[batch] for m in maps.values()], depth[batch])
+        for name, m in maps.items():
+            alone[name].update(m[batch], depth[batch])
+    for name in maps:
+        joint, single = together[name].state_dict(), alone[name].state_dict()
+        assert joint.keys() == single.keys()
+        for key, value in single.items():
+            if isinstance(value, torch.Tensor) and value.is_floating_point():
+                assert torch.allclose(joint[key], value, rtol=1e-6, atol=1e-9), (name, key)
+            elif isinstance(value, torch.Tensor):
+                assert torch.equal(joint[key], value), (name, key)
+            else:
+                assert joint[key] == value, (name, key)
+    # and each equals the slow reference loop
+    ref_sums, ref_counts = loop_response_sums(maps["b"].double(), loop_digitize(depth[:, 0].double(), EDGES), 8)
+    assert torch.allclose(together["b"].sums, ref_sums, rtol=1e-10, atol=1e-12)
+    assert torch.equal(together["b"].counts, ref_counts)
+
+
+def test_updating_several_layers_checks_every_input_before_changing_any_state() -> None:
+    from imde.accumulators import update_responses
+
+    first, second = DepthResponse(3, EDGES, bootstrap=2), DepthResponse(4, EDGES, bootstrap=2)
+    depth = torch.rand(2, 12, 16) * 10
+    with pytest.raises(ValueError, match="this DepthResponse accumulates 4 units"):
+        update_responses([first, second], [torch.randn(2, 3, 6, 8), torch.randn(2, 5, 6, 8)], depth)
+    with pytest.raises(ValueError, match="keys: expected one str/int per image"):
+        update_responses([first, second], [torch.randn(2, 3, 6, 8), torch.randn(2, 4, 6, 8)], depth, keys=["x"])
+    assert first.num_images == second.num_images == 0 and first.sums.abs().sum() == 0
+    with pytest.raises(ValueError, match="the same accumulator is given twice"):
+        update_responses([first, first], [torch.randn(2, 3, 6, 8)] * 2, depth)
+    with pytest.raises(ValueError, match="2 accumulators but 1 activations"):
+        update_responses([first, second], [torch.randn(2, 3, 6, 8)], depth)

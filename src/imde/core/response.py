@@ -22,6 +22,11 @@ that size is fresh pages, and their first-touch page faults cost more than the a
 over bands (``h / rows``, independent of the batch, the pixels' values and ``N_b``); inside a band
 everything is one vectorised pass.
 
+Maps that already have the depth's resolution (a head's last convolutions) skip all of this: there ``S`` is the
+bins' one-hot and :func:`direct_sums` adds every pixel into its own bin with one ``scatter_add_`` per chunk of
+pixels, exact in float64 for every dtype (a band of one such row would still multiply each pixel by every bin
+present in it).
+
 Precision: :class:`imde.DepthResponse` (dissection, ``docs/math.md``, "Precision") uses the default
 ``compute_dtype=torch.float64``: each band's activations are converted to float64 right before its product, so
 the result equals upsample-then-sum up to float64 rounding. The training losses pass ``compute_dtype=None``:
@@ -43,6 +48,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 _TILE_PIXELS = 1024  # feature pixels per band (whole rows): ~4 MB of float64 activations at B=8, K=64
+_CHUNK_VALUES = 1 << 19  # activations converted to float64 at a time by direct_sums: 4 MB
 
 
 def interp_taps(in_size: int, out_size: int, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor, Tensor]:
@@ -236,6 +242,8 @@ def banded_sums(
         depth image second) and the kept ``(y_start, y_stop, splat, bin_of_column)`` of each band.
     """
     batch, units, h, w = activations.shape
+    if (h, w) == tuple(slots.shape[1:]):  # no interpolation: a scatter-add, no bands
+        return direct_sums(activations, slots, num_bins, pairs), []
     band_rows = max(1, _TILE_PIXELS // w)
     shape = (batch, units, batch, num_bins + 1) if pairs else (batch, units, num_bins + 1)
     sums = torch.zeros(shape, dtype=torch.float64, device=activations.device)  # column N_b: unused columns
@@ -265,6 +273,40 @@ def banded_sums(
     if pairs:
         return sums[..., :num_bins].permute(0, 2, 1, 3), saved
     return sums[..., :num_bins], saved
+
+
+def direct_sums(activations: Tensor, slots: Tensor, num_bins: int, pairs: bool = False) -> Tensor:
+    """Eq. 1's sums of maps that already have the depth's resolution: step 1 is the identity, step 2 a scatter-add.
+
+    The bands' products would multiply every pixel by one splat column per present bin (``S`` is the bins'
+    one-hot there); adding each pixel's value into its own bin costs one addition instead. Chunks of pixels
+    (whole images' rows, about ``_CHUNK_VALUES`` values) are converted to float64 and added in place, so the sums
+    are exact up to float64 rounding whatever the activations' dtype.
+
+    Args:
+        activations: ``[B, K, H, W]``.
+        slots: int64 ``[B, H, W]`` bin labels plus one (0: invalid pixel).
+        num_bins: ``N_b``.
+        pairs: every image's activations binned by every image's depth, as in :func:`banded_sums`.
+
+    Returns:
+        float64 ``[B, K, N_b]`` (``pairs``: ``[B, B, K, N_b]``, activation image first).
+    """
+    batch, units = activations.shape[:2]
+    values = activations.reshape(batch, units, -1)
+    partners = batch if pairs else 1
+    # the depth image whose bins take each value: image j for pair (i, j), else the value's own image
+    index = slots.reshape(1, 1, batch, -1) if pairs else slots.reshape(batch, 1, 1, -1)
+    sums = torch.zeros(batch, units, partners, num_bins + 1, dtype=torch.float64, device=activations.device)
+    chunk = max(1, _CHUNK_VALUES // (batch * units))
+    scratch = Scratch(activations.device)
+    for start in range(0, values.shape[2], chunk):  # a few chunks per batch, independent of the pixels' values
+        part = values[:, :, start : start + chunk]
+        exact = scratch.get("values", part.shape, torch.float64).copy_(part).unsqueeze(2)
+        shape = (batch, units, partners, part.shape[2])
+        sums.scatter_add_(3, index[..., start : start + chunk].expand(shape), exact.expand(shape))
+    sums = sums[..., 1:]  # slot 0: invalid pixels
+    return sums.permute(0, 2, 1, 3) if pairs else sums[:, :, 0]
 
 
 def response_sums(
@@ -357,7 +399,8 @@ class _BandedSums(torch.autograd.Function):
     tensor (autograd's own graph of slices, float64 copies and products would allocate and concatenate a
     full-size gradient per band). ``dsums/dA[b,k,y,x] = sum_d grad[k, d] S[b,d,y,x]``: one small batched
     product per band against the saved compact ``S``, in the activations' dtype (each gradient element sums
-    the ~3 non-zero ``S`` entries of its pixel, so float32 loses nothing measurable: ~1e-7 relative).
+    the ~3 non-zero ``S`` entries of its pixel, so float32 loses nothing measurable: ~1e-7 relative). Maps at
+    the depth's resolution (:func:`direct_sums`) take their bin's gradient, one gather.
     """
 
     @staticmethod
@@ -365,12 +408,16 @@ class _BandedSums(torch.autograd.Function):
         sums, saved = banded_sums(activations, slots, num_bins, dtype, keep=ctx.needs_input_grad[0])
         if ctx.needs_input_grad[0]:
             ctx.shape, ctx.dtype, ctx.saved_bands = activations.shape, activations.dtype, saved
+            ctx.direct_slots = slots if activations.shape[2:] == slots.shape[1:] else None
         return sums.sum(0)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_sums: Tensor) -> tuple[Tensor, None, None, None]:  # noqa: D102 (see the class)
         batch, units, h, w = ctx.shape
+        if ctx.direct_slots is not None:  # direct_sums: each pixel's gradient is its bin's (0 for slot 0, invalid)
+            table = torch.cat([grad_sums.new_zeros(units, 1), grad_sums], 1).to(ctx.dtype)
+            return table[:, ctx.direct_slots].transpose(0, 1), None, None, None
         grad = torch.empty(ctx.shape, dtype=ctx.dtype, device=grad_sums.device)
         padded = torch.cat([grad_sums, grad_sums.new_zeros(units, 1)], 1).to(ctx.dtype)  # column N_b: padding
         covered = 0

@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from imde.accumulators import DepthResponse
+from imde.accumulators import DepthResponse, update_responses
 from imde.core.bins import DEFAULT_BINS, DepthBins, assign_bins
 from imde.core.inference import bias_corrected_interval
 from imde.core.selectivity import dead_units, depth_selectivity, preferred_bins, random_baseline
@@ -145,7 +145,8 @@ class _ResponseSink:
             if name not in self.responses:
                 edges = self.bins.for_units(maps.shape[1]).edges
                 self.responses[name] = DepthResponse(maps.shape[1], edges, device=self.device, **self.resampling)
-            self.responses[name].update(maps, depth, keys=keys)
+        # layers of one map size share one pass of Eq. 1 (a ViT's blocks: one splat for all of them)
+        update_responses([self.responses[name] for name in features], list(features.values()), depth, keys=keys)
 
 
 def check_permutable(loader: Iterable[Any], permutations: int) -> None:

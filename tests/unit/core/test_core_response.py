@@ -225,3 +225,48 @@ def test_per_image_and_pair_sums_equal_single_image_calls() -> None:
             if i == j:
                 assert torch.allclose(per_image[i], single, rtol=1e-12, atol=1e-12)
                 assert torch.equal(counts[i], single_counts)
+
+
+def _hand_bin_sums(activations: torch.Tensor, bins: torch.Tensor, num_bins: int) -> torch.Tensor:
+    """``[K, N_b]`` sums of maps at the depth's resolution: a boolean mask per image and bin, in float64."""
+    values = activations.double()
+    return torch.stack([
+        torch.stack([(values[b] * (bins[b] == d)).sum((1, 2)) for b in range(bins.shape[0])]).sum(0)
+        for d in range(num_bins)
+    ], 1)
+
+
+@pytest.mark.parametrize("chunk_values", [7, 1 << 19])  # chunks that split rows and images' pixels; one chunk
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_maps_at_the_depth_resolution_add_each_pixel_to_its_bin_exactly(monkeypatch, chunk_values, dtype) -> None:
+    monkeypatch.setattr(response_module, "_CHUNK_VALUES", chunk_values)
+    generator = torch.Generator().manual_seed(5)
+    activations = torch.randn(3, 4, 6, 7, generator=generator).to(dtype)
+    bins = torch.randint(-1, 5, (3, 6, 7), generator=generator)
+    expected = _hand_bin_sums(activations, bins, 5)
+    for compute_dtype in (torch.float64, None):  # exact in float64 either way: no product to round
+        sums, counts = response_sums(activations, bins, 5, compute_dtype=compute_dtype)
+        assert sums.dtype == torch.float64
+        assert torch.allclose(sums, expected, rtol=1e-13, atol=1e-13)
+    assert torch.equal(counts, torch.stack([(bins == d).sum() for d in range(5)]))
+    per_image, _ = response_sums(activations, bins, 5, per_image=True)
+    from imde.core.response import response_pair_sums
+
+    pairs, _ = response_pair_sums(activations, bins, 5)
+    for i in range(3):
+        assert torch.allclose(per_image[i], _hand_bin_sums(activations[i : i + 1], bins[i : i + 1], 5), rtol=1e-13)
+        for j in range(3):  # image i's maps binned by image j's depth
+            hand = _hand_bin_sums(activations[i : i + 1], bins[j : j + 1], 5)
+            assert torch.allclose(pairs[i, j], hand, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_gradient_of_maps_at_the_depth_resolution_is_their_bins_gradient(dtype) -> None:
+    activations = torch.randn(2, 3, 5, 4, dtype=dtype, requires_grad=True)
+    bins = torch.randint(-1, 4, (2, 5, 4))
+    weights = torch.randn(3, 4, dtype=torch.float64)
+    (grad,) = torch.autograd.grad((response_sums(activations, bins, 4)[0] * weights).sum(), activations)
+    (ref,) = torch.autograd.grad((loop_response_sums(activations, bins, 4)[0] * weights).sum(), activations)
+    assert grad.dtype == dtype and grad.shape == activations.shape
+    assert torch.allclose(grad, ref.to(dtype), atol=1e-6)
+    assert torch.equal(grad[:, 1][bins == -1], torch.zeros_like(grad[:, 1][bins == -1]))  # invalid pixels: none

@@ -59,9 +59,18 @@ def test_parameter_count_equals_transformers(name: str) -> None:
 
 
 def test_dpt_large_count_equals_transformers() -> None:
+    # Intel/dpt-large's configuration as transformers' conversion script (models/dpt/convert_dpt_to_pytorch.py,
+    # get_dpt_config for the "large" checkpoint) builds it: DPTConfig's defaults (readout "project", fusion 256,
+    # 384 px, patch 16, no batch norm in the fusion units) with these six settings
+    config = transformers.DPTConfig()
+    config.hidden_size, config.intermediate_size = 1024, 4096
+    config.num_hidden_layers, config.num_attention_heads = 24, 16
+    config.backbone_out_indices, config.neck_hidden_sizes = [5, 11, 17, 23], [256, 512, 1024, 1024]
+    assert (config.readout_type, config.fusion_hidden_size, config.image_size, config.patch_size) == (
+        "project", 256, 384, 16)
     with torch.device("meta"):
         ours = imde.models.create("dpt_large")
-        theirs = _hf_dpt(1024, 24, 16, [5, 11, 17, 23], [256, 512, 1024, 1024], 256, 384, 4096)
+        theirs = transformers.DPTForDepthEstimation(config)
     assert _count(ours) == _count(theirs) == 343_030_465
 
 
@@ -110,6 +119,31 @@ def test_hf_dpt_weights_give_the_same_layers() -> None:
         ours(x)
     assert torch.allclose(mine.features["head.conv2"], theirs.features["head.head.2"], atol=1e-5)
     assert torch.allclose(mine.features["fusion1"], theirs.features["neck.fusion_stage.layers.1"], atol=1e-5)
+
+
+def test_hf_dpt_checkpoint_saved_by_transformers_loads_from_its_file(tmp_path: Path) -> None:
+    """A DPTForDepthEstimation saved with save_pretrained (model.safetensors) loads strictly into imde's DPT."""
+    hf = _perturbed(_hf_dpt(48, 4, 3, [0, 1, 2, 3], [12, 24, 48, 48], 32, 64, 96))
+    hf.save_pretrained(tmp_path)
+    path = tmp_path / "model.safetensors"
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        keys = set(handle.keys())
+    assert "neck.reassemble_stage.readout_projects.0.0.weight" in keys and "head.head.4.weight" in keys
+    spec = DPTSpec("vit_large_patch16_384", (0, 1, 2, 3), (12, 24, 48, 48), 32, readout="project",
+                   norm_features=False, timm_kwargs=(("depth", 4), ("embed_dim", 48), ("num_heads", 3),
+                                                     ("img_size", 64), ("mlp_ratio", 2.0)))
+    ours = build_dpt(spec).eval()
+    report = load_checkpoint(ours, path)
+    assert len(report.merged) == 4 * 2 and report.renamed["head.head.4.weight"] == "head.conv3.weight"
+    assert not report.missing and not report.unexpected
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad(), LayerTap(hf, ["head.head.2"]) as theirs, LayerTap(ours, ["head.conv2"]) as mine:
+        expected = hf(pixel_values=x).predicted_depth
+        prediction = ours(x)
+    assert torch.allclose(mine.features["head.conv2"], theirs.features["head.head.2"], atol=1e-5)
+    assert torch.allclose(prediction[:, 0], expected, atol=1e-5)
 
 
 def _release_name(key: str) -> str:
