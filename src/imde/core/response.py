@@ -279,9 +279,9 @@ def direct_sums(activations: Tensor, slots: Tensor, num_bins: int, pairs: bool =
     """Eq. 1's sums of maps that already have the depth's resolution: step 1 is the identity, step 2 a scatter-add.
 
     The bands' products would multiply every pixel by one splat column per present bin (``S`` is the bins'
-    one-hot there); adding each pixel's value into its own bin costs one addition instead. Chunks of pixels
-    (whole images' rows, about ``_CHUNK_VALUES`` values) are converted to float64 and added in place, so the sums
-    are exact up to float64 rounding whatever the activations' dtype.
+    one-hot there); adding each pixel's value into its own bin costs one addition instead. The activations are
+    converted to float64 a range of pixels at a time (about ``_CHUNK_VALUES`` values of all images and units) and
+    added in place, so the sums are exact up to float64 rounding whatever the activations' dtype.
 
     Args:
         activations: ``[B, K, H, W]``.
