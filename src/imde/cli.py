@@ -50,7 +50,7 @@ def _add_source(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="overrides of the training config")
     parser.add_argument("--checkpoint", default="best",
                         help="'best', 'last' or a checkpoint / released weights file (default: best)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default: auto)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto; mps has no float64)")
     parser.add_argument("--max-batches", type=int, default=None, help="stop after this many batches (quick looks)")
 
 
@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("config", help="training config YAML (may name a recipe and a base file)")
     train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. optim.lr=1e-3")
     train.add_argument("--resume", action="store_true", help="continue from run_dir/checkpoints/last.pt")
-    train.add_argument("--device", default=None, help="auto, cpu, cuda or mps (default: the config's)")
+    train.add_argument("--device", default=None, help="auto, cpu or cuda (default: the config's)")
 
     ev = _add_command(sub, "eval", h.cmd_eval, "evaluate a trained model on a split (depth metrics)",
                       "  imde eval runs/demo/models/assign --split test")

@@ -291,7 +291,7 @@ class EvalSettings:
     """Evaluation protocol shared by correction and ablation (docs/math.md, "Depth metrics").
 
     Attributes:
-        device: where to run (``"cpu"``, ``"cuda"``, ``"mps"``, ``"auto"``).
+        device: where to run (``"cpu"``, ``"cuda"``, ``"auto"``).
         crop: crop name understood by ``imde.experiments.evaluate`` (``None``: no crop).
         min_depth: smallest valid ground-truth depth.
         max_depth: largest valid ground-truth depth (``None``: the model's ``max_depth``).

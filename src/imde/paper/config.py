@@ -171,7 +171,7 @@ class StudyConfig:
     Attributes:
         name: the study's name (``runs/<name>`` by default).
         run_dir: output folder; empty means ``runs/<name>``.
-        device: ``auto``, ``cpu``, ``cuda`` or ``mps`` for every step.
+        device: ``auto``, ``cpu`` or ``cuda`` for every step (``mps`` is refused: no float64).
         train: the training config shared by every variant (its ``run_dir`` and ``device`` are set per variant).
         variants: ``{variant: overrides of train}``; must define ``baseline``, ``assign`` and ``reg``.
         train_workers: train this many variants at once, each in its own process with an equal share of

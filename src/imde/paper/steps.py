@@ -85,7 +85,7 @@ class StudySteps:
 
     Args:
         config: the study.
-        device: where every step runs (``auto``, ``cpu``, ``cuda``, ``mps``).
+        device: where every step runs (``auto``, ``cpu``, ``cuda``).
     """
 
     def __init__(self, config: StudyConfig, device: str = "auto") -> None:

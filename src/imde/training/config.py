@@ -289,7 +289,7 @@ class TrainConfig:
     Attributes:
         run_dir: output folder (config, checkpoints, metrics.csv, tb/).
         seed: random seed (torch, numpy, python).
-        device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"mps"``.
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"`` (``"mps"`` is refused: no float64).
     """
 
     run_dir: str = "runs/train"

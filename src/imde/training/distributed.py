@@ -51,14 +51,14 @@ def setup(device: str = "auto") -> tuple[DistInfo, torch.device]:
     """Initialise the process group when launched by ``torchrun`` with more than one process.
 
     Args:
-        device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"mps"``; under DDP with CUDA each process uses
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"``; under DDP with CUDA each process uses
             ``cuda:LOCAL_RANK``.
 
     Returns:
         ``(info, device)``. An already initialised process group is reused.
 
     Raises:
-        ValueError: a bad device, or MPS with more than one process (no MPS backend for DDP).
+        ValueError: a bad device (see :func:`imde.utils.device.resolve_device`).
     """
     world_size = _env_int("WORLD_SIZE", 1)
     if dist.is_available() and dist.is_initialized():
@@ -66,8 +66,6 @@ def setup(device: str = "auto") -> tuple[DistInfo, torch.device]:
     resolved = resolve_device(device)
     if world_size <= 1:
         return DistInfo(), resolved
-    if resolved.type == "mps":
-        raise ValueError(f"device={device!r}: multi-process training (WORLD_SIZE={world_size}) needs cpu or cuda")
     local_rank = _env_int("LOCAL_RANK", 0)
     if resolved.type == "cuda":
         resolved = torch.device("cuda", local_rank)

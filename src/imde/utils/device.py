@@ -1,4 +1,4 @@
-"""Device selection that works the same on CPU, CUDA and Apple MPS."""
+"""Device selection: CPU or CUDA by name or ``"auto"``; Apple's MPS refused with the reason."""
 
 from __future__ import annotations
 
@@ -7,29 +7,34 @@ import torch
 _CHOICES = ("auto", "cpu", "cuda", "mps")
 
 
+#: Why Apple's MPS backend is refused: PyTorch's MPS has no float64 (a known limitation of Metal), and imde keeps
+#: the sums of Eq. 1, the metrics and the training losses' partial sums in float64.
+MPS_REFUSAL = ("the MPS backend has no float64, which imde's sums of Eq. 1, metrics and selectivity losses need; "
+               "use device=cpu")
+
+
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """Return a usable ``torch.device``.
 
     Args:
-        device: ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
+        device: ``"auto"`` (CUDA, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``. ``"mps"`` is a known name but
+            is refused (:data:`MPS_REFUSAL`): ``"auto"`` never picks it.
 
     Raises:
-        ValueError: when the name is unknown or the requested backend is not available here.
+        ValueError: when the name is unknown, the requested backend is not available here, or it is MPS.
     """
     if isinstance(device, torch.device):
+        if device.type == "mps":
+            raise ValueError(f"device={device!r}: {MPS_REFUSAL}")
         return device
     name = str(device).lower()
     if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
+        return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
     kind = name.split(":", 1)[0]
     if kind not in _CHOICES:
         raise ValueError(f"device={device!r}: expected one of {', '.join(_CHOICES)} (or 'cuda:N')")
+    if kind == "mps":
+        raise ValueError(f"device={device!r}: {MPS_REFUSAL}")
     if kind == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={device!r}: CUDA is not available on this machine; use device=cpu or auto")
-    if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ValueError(f"device={device!r}: MPS is not available on this machine; use device=cpu or auto")
     return torch.device(name)
