@@ -152,8 +152,8 @@ def _sums_alone(model: torch.nn.Module, batches: list[dict[str, Any]], layers: l
         captured.append((list(features.values()), batch["depth"].to(device)))
 
     def accumulate() -> None:
-        maps = captured[0][0]
-        responses = [DepthResponse(m.shape[1], bins.for_units(m.shape[1]).edges, device=device) for m in maps]
+        first = captured[0][0]
+        responses = [DepthResponse(m.shape[1], bins.for_units(m.shape[1]).edges, device=device) for m in first]
         for maps, depth in captured:
             update_responses(responses, maps, depth)
 
@@ -178,7 +178,7 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, size: list[int], batch
     parser.add_argument("--repeats", type=int, default=repeats,
                         help=f"timed repetitions of each variant (default: {repeats})")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (default: cpu)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: cpu)")
     parser.add_argument("--depth-pattern", choices=["noise", "smooth"], default="noise",
                         help="ground truth: per-pixel random depth (the sums' worst case, default) or a smooth scene")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
