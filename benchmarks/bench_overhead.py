@@ -200,6 +200,35 @@ def prepare_run(args: argparse.Namespace, **model_kwargs: Any) -> tuple[torch.nn
     return model, device, train_batch, eval_batches
 
 
+def run_and_report(args: argparse.Namespace, model: torch.nn.Module, device: torch.device, train_batch: dict,
+                   eval_batches: list, dissect_layers: list[str], train_layers: list[str]) -> dict[str, Any]:
+    """Both measurements, printed and (with ``--json``) written; the options are :func:`add_run_arguments`'."""
+    size = tuple(args.size)
+    results = {
+        "model": args.model, "size": list(size), "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
+        else platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "dissection_layers": dissect_layers, "training_layers": train_layers,
+        "dissection": bench_dissection(model, eval_batches, dissect_layers, device, args.repeats),
+        "training_step": bench_training_step(model, train_batch, train_layers, device, args.repeats),
+        "batch": args.batch, "images": args.images, "eval_batch": args.eval_batch, "depth_pattern": args.depth_pattern,
+    }
+    step, dis = results["training_step"], results["dissection"]
+    print(f"{args.model} {size[0]}x{size[1]} on {device} ({results['device_name']}, {results['threads']} threads), "
+          f"{args.depth_pattern} depth")
+    print(f"{args.images} images, batch {args.eval_batch}: forward {dis['plain_s']:.3f} s, dissection of "
+          f"{dissect_layers} {dis['with_s']:.3f} s -> overhead {dis['overhead_pct']:+.1f} % (median of "
+          f"{args.repeats}); the sums alone {dis['sums_alone_s']:.4f} s = {dis['sums_alone_pct']:.1f} % of the forward")
+    print(f"training step, batch {args.batch}: plain {step['plain_s']:.3f} s, with AssignLoss on {train_layers} "
+          f"{step['with_s']:.3f} s -> overhead {step['overhead_pct']:+.1f} %; the term alone (forward + backward) "
+          f"{step['term_alone_s']:.4f} s = {step['term_alone_pct']:.1f} % of the plain step")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump(results, handle, indent=2)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="mff_resnet50", help="registered model (default: mff_resnet50)")
@@ -207,26 +236,7 @@ def main() -> None:
     add_run_arguments(parser, size=[228, 304], batch=2, images=8, eval_batch=4, repeats=5)
     args = parser.parse_args()
     model, device, train_batch, eval_batches = prepare_run(args, pretrained=False)
-    size = tuple(args.size)
-    results = {
-        "model": args.model, "layers": args.layers, "size": list(size), "device": str(device),
-        "threads": torch.get_num_threads(), "torch": torch.__version__,
-        "machine": platform.processor() or platform.machine(),
-        "training_step": bench_training_step(model, train_batch, args.layers, device, args.repeats),
-        "dissection": bench_dissection(model, eval_batches, args.layers, device, args.repeats),
-        "batch": args.batch, "images": args.images, "eval_batch": args.eval_batch, "depth_pattern": args.depth_pattern,
-    }
-    step, dis = results["training_step"], results["dissection"]
-    print(f"{args.model} {size[0]}x{size[1]} on {device} ({results['threads']} threads), layers {args.layers}")
-    print(f"training step, batch {args.batch}: plain {step['plain_s']:.3f} s, with AssignLoss {step['with_s']:.3f} s "
-          f"-> overhead {step['overhead_pct']:+.1f} % (median of {args.repeats}); the term alone (forward + "
-          f"backward) {step['term_alone_s']:.3f} s = {step['term_alone_pct']:.1f} % of the plain step")
-    print(f"{args.images} images, batch {args.eval_batch}: forward {dis['plain_s']:.3f} s, dissection "
-          f"{dis['with_s']:.3f} s -> overhead {dis['overhead_pct']:+.1f} % (median of {args.repeats}); the sums "
-          f"alone {dis['sums_alone_s']:.4f} s = {dis['sums_alone_pct']:.1f} % of the forward pass")
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump(results, handle, indent=2)
+    run_and_report(args, model, device, train_batch, eval_batches, args.layers, args.layers)
 
 
 if __name__ == "__main__":

@@ -17,15 +17,11 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import sys
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_overhead import add_run_arguments, bench_dissection, bench_training_step, prepare_run  # noqa: E402
+from bench_overhead import add_run_arguments, prepare_run, run_and_report  # noqa: E402
 
 DISSECTED = ["block2", "block5", "block8", "block11", "head_conv2"]
 TRAINED = ["head_conv2", "fusion3"]
@@ -39,27 +35,7 @@ def main() -> None:
     add_run_arguments(parser, size=[518, 518], batch=2, images=4, eval_batch=2, repeats=3)  # batch 2: the release's
     args = parser.parse_args()
     model, device, train_batch, eval_batches = prepare_run(args, metric=True, max_depth=20.0)
-    size = tuple(args.size)
-    results = {
-        "model": args.model, "size": list(size), "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
-        "threads": torch.get_num_threads(), "torch": torch.__version__,
-        "dissection_layers": args.dissect_layers, "training_layers": args.train_layers,
-        "dissection": bench_dissection(model, eval_batches, args.dissect_layers, device, args.repeats),
-        "training_step": bench_training_step(model, train_batch, args.train_layers, device, args.repeats),
-        "batch": args.batch, "images": args.images, "eval_batch": args.eval_batch, "depth_pattern": args.depth_pattern,
-    }
-    step, dis = results["training_step"], results["dissection"]
-    print(f"{args.model} {size[0]}x{size[1]} on {device} ({results['device_name']}, {results['threads']} threads)")
-    print(f"{args.images} images, batch {args.eval_batch}: forward {dis['plain_s']:.3f} s, dissection of "
-          f"{args.dissect_layers} {dis['with_s']:.3f} s -> overhead {dis['overhead_pct']:+.1f} % "
-          f"(median of {args.repeats}); the sums alone {dis['sums_alone_s']:.4f} s = {dis['sums_alone_pct']:.1f} %")
-    print(f"fine-tuning step, batch {args.batch}: plain {step['plain_s']:.3f} s, with AssignLoss on "
-          f"{args.train_layers} {step['with_s']:.3f} s -> overhead {step['overhead_pct']:+.1f} %; the term alone "
-          f"{step['term_alone_s']:.4f} s = {step['term_alone_pct']:.1f} % of the plain step")
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump(results, handle, indent=2)
+    run_and_report(args, model, device, train_batch, eval_batches, args.dissect_layers, args.train_layers)
 
 
 if __name__ == "__main__":
