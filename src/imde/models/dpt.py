@@ -264,9 +264,11 @@ class DPTNet(DepthNet):
         for index, block in enumerate(vit.blocks[: max(taps) + 1]):
             tokens = block(tokens)
             if index in taps:
-                tokens = map_to_tokens(tokens[:, : self.num_prefix], self.block_maps[taps[index]](tokens, grid))
-                prefix, feature_map = split_tokens(vit.norm(tokens) if self.spec.norm_features else tokens, grid,
-                                                   self.num_prefix)
+                feature_map = self.block_maps[taps[index]](tokens, grid)  # the declared layer: edits flow on
+                tokens = map_to_tokens(tokens[:, : self.num_prefix], feature_map)
+                prefix = tokens[:, : self.num_prefix]
+                if self.spec.norm_features:  # DINOv2's final norm, per token, before the neck reads the block
+                    prefix, feature_map = split_tokens(vit.norm(tokens), grid, self.num_prefix)
                 features.append((prefix[:, 0], feature_map))
         return features
 
