@@ -251,3 +251,21 @@ def test_updating_several_layers_checks_every_input_before_changing_any_state() 
         update_responses([first, first], [torch.randn(2, 3, 6, 8)] * 2, depth)
     with pytest.raises(ValueError, match="2 accumulators but 1 activations"):
         update_responses([first, second], [torch.randn(2, 3, 6, 8)], depth)
+
+
+def test_layers_of_one_map_size_share_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Four maps on one grid and one at the depth's size: two passes of Eq. 1, not five."""
+    import imde.accumulators as accumulators
+
+    calls = []
+    real = accumulators.response_sums
+
+    def counting(activations: torch.Tensor, *args: object, **kwargs: object) -> tuple[torch.Tensor, torch.Tensor]:
+        calls.append(tuple(activations.shape))
+        return real(activations, *args, **kwargs)
+
+    monkeypatch.setattr(accumulators, "response_sums", counting)
+    maps = [torch.randn(2, 3, 6, 8) for _ in range(4)] + [torch.randn(2, 5, 12, 16)]
+    responses = [DepthResponse(m.shape[1], EDGES) for m in maps]
+    accumulators.update_responses(responses, maps, torch.rand(2, 12, 16) * 10)
+    assert sorted(calls) == [(2, 5, 12, 16), (2, 12, 6, 8)]
