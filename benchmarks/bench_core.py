@@ -61,10 +61,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def make_depth(batch: int, size: tuple[int, int], kind: str, generator: torch.Generator) -> torch.Tensor:
-    """``[B, 1, H, W]`` metres in (0, 10.5]: tilted planes with noise and a few holes (``0``), or uniform noise."""
+    """``[B, 1, H, W]`` metres: tilted planes with noise and a few holes (``0``), like real depth (``"smooth"``), or
+    every pixel its own uniform depth in [0.5, 9.5] (``"random"``: the worst case of the Eq. 1 sums, as every band
+    of every map sees every bin, and of ``torch.bucketize``, whose branches it mispredicts)."""
     height, width = size
     if kind == "random":
-        return torch.rand(batch, 1, height, width, generator=generator) * 10.5
+        return 0.5 + 9.0 * torch.rand(batch, 1, height, width, generator=generator)
     rows = torch.linspace(0, 1, height).view(1, height, 1)
     cols = torch.linspace(0, 1, width).view(1, 1, width)
     slope = torch.rand(batch, 1, 1, generator=generator) * 6 + 2

@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from bench_core import make_depth
 
 import imde.models
 from imde.accumulators import DepthResponse, update_responses
@@ -58,17 +59,13 @@ def _alternate(a: Callable[[], None], b: Callable[[], None], repeats: int, devic
 
 
 def _batch(model: torch.nn.Module, batch: int, size: tuple[int, int], gen: torch.Generator,
-           depth_pattern: str = "noise") -> dict[str, Any]:
+           depth: str = "random") -> dict[str, Any]:
     height, width = size
-    if depth_pattern == "noise":  # every pixel its own random depth: the worst case of the Eq. 1 sums
-        depth = 0.5 + 9.0 * torch.rand(batch, 1, height, width, generator=gen)
-    else:  # "smooth": a piecewise-planar scene, bilinear between random depths on an 8x8 grid
-        coarse = 0.5 + 9.0 * torch.rand(batch, 1, 8, 8, generator=gen)
-        depth = F.interpolate(coarse, size=size, mode="bilinear", align_corners=True)
-    sample = {"image": torch.randn(batch, 3, height, width, generator=gen), "depth": depth,
+    depth_map = make_depth(batch, size, depth, gen)  # bench_core's ground truth
+    sample = {"image": torch.randn(batch, 3, height, width, generator=gen), "depth": depth_map,
               "focal": torch.full((batch,), 518.8579)}
     if getattr(model, "in_chans", 3) == 4:
-        sample["sparse_depth"] = torch.where(torch.rand(depth.shape, generator=gen) < 0.01, depth, 0.0)
+        sample["sparse_depth"] = torch.where(torch.rand(depth_map.shape, generator=gen) < 0.01, depth_map, 0.0)
     return sample
 
 
@@ -179,8 +176,9 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, size: list[int], batch
                         help=f"timed repetitions of each variant (default: {repeats})")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: cpu)")
-    parser.add_argument("--depth-pattern", choices=["noise", "smooth"], default="noise",
-                        help="ground truth: per-pixel random depth (the sums' worst case, default) or a smooth scene")
+    parser.add_argument("--depth", choices=["random", "smooth"], default="random",
+                        help="ground truth (bench_core.make_depth): per-pixel random depth, the sums' worst case "
+                             "(default), or smooth scenes like real depth")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
 
 
@@ -194,8 +192,8 @@ def prepare_run(args: argparse.Namespace, **model_kwargs: Any) -> tuple[torch.nn
     gen = torch.Generator().manual_seed(0)
     model = imde.models.create(args.model, **model_kwargs).to(device)
     size = tuple(args.size)
-    train_batch = _batch(model, args.batch, size, gen, args.depth_pattern)
-    eval_batches = [_batch(model, min(args.eval_batch, args.images - i), size, gen, args.depth_pattern)
+    train_batch = _batch(model, args.batch, size, gen, args.depth)
+    eval_batches = [_batch(model, min(args.eval_batch, args.images - i), size, gen, args.depth)
                     for i in range(0, args.images, args.eval_batch)]
     return model, device, train_batch, eval_batches
 
@@ -212,11 +210,11 @@ def run_and_report(args: argparse.Namespace, model: torch.nn.Module, device: tor
         "dissection_layers": dissect_layers, "training_layers": train_layers,
         "dissection": bench_dissection(model, eval_batches, dissect_layers, device, args.repeats),
         "training_step": bench_training_step(model, train_batch, train_layers, device, args.repeats),
-        "batch": args.batch, "images": args.images, "eval_batch": args.eval_batch, "depth_pattern": args.depth_pattern,
+        "batch": args.batch, "images": args.images, "eval_batch": args.eval_batch, "depth": args.depth,
     }
     step, dis = results["training_step"], results["dissection"]
     print(f"{args.model} {size[0]}x{size[1]} on {device} ({results['device_name']}, {results['threads']} threads), "
-          f"{args.depth_pattern} depth")
+          f"{args.depth} depth")
     print(f"{args.images} images, batch {args.eval_batch}: forward {dis['plain_s']:.3f} s, dissection of "
           f"{dissect_layers} {dis['with_s']:.3f} s -> overhead {dis['overhead_pct']:+.1f} % (median of "
           f"{args.repeats}); the sums alone {dis['sums_alone_s']:.4f} s = {dis['sums_alone_pct']:.1f} % of the forward")
