@@ -27,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from _reference import loop_digitize, loop_layer_selectivity, loop_response_sums  # noqa: E402
 from imde.accumulators import DepthResponse  # noqa: E402
-from imde.core.bins import assign_bins, dataset_edges  # noqa: E402
+from imde.core.bins import DepthBins, assign_bins  # noqa: E402
 from imde.hooks import LayerTap  # noqa: E402
 from imde.losses.selectivity import AssignLoss  # noqa: E402
 
@@ -174,7 +174,7 @@ def bench_model(args: argparse.Namespace, generator: torch.Generator) -> dict | 
     @torch.no_grad()
     def dissect() -> None:
         accs = {
-            name: DepthResponse(units[name], dataset_edges(model.depth_preset, min(args.bins, units[name])))
+            name: DepthResponse(units[name], DepthBins(model.depth_preset, args.bins).for_units(units[name]).edges)
             for name in layers
         }
         with LayerTap(model, layers) as tap:
@@ -205,12 +205,13 @@ def main(argv: list[str] | None = None) -> None:
     generator = torch.Generator().manual_seed(args.seed)
     acts = torch.relu(torch.randn(args.batch, args.units, *args.feature_size, generator=generator))
     depth = make_depth(args.batch, tuple(args.depth_size), args.depth, generator)
-    edges = dataset_edges("nyu", args.bins)
+    # the bins AssignLoss(num_bins) and a dissection use for this layer: N_b = min(N_b, K) (Sec. 4.2)
+    edges = DepthBins("nyu", args.bins).for_units(args.units).edges
     print(
         f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cores (load average {os.getloadavg()[0]:.1f}), {torch.get_num_threads()} threads; "
         f"B={args.batch} K={args.units} features {tuple(args.feature_size)} "
-        f"-> depth {tuple(args.depth_size)}, N_b={args.bins}, depth={args.depth}"
+        f"-> depth {tuple(args.depth_size)}, N_b={edges.numel() - 1}, depth={args.depth}"
     )
     rows = [
         ("DepthResponse.update", bench_update(acts, depth, edges, args)),
